@@ -1,0 +1,163 @@
+-- Tables: projects, batches, photos, inventory, AI metrics, inventory-sync queue.
+
+-- Accepted room types (photos.roomType, the AI's room_type).  Documented in
+-- README.md; an installation may add its own rows.
+CREATE TABLE room_types (
+    room_type   text PRIMARY KEY CHECK (room_type ~ '^[a-z][a-z0-9_]{0,63}$'),
+    description text NOT NULL
+);
+INSERT INTO room_types (room_type, description) VALUES
+    ('living_room', 'living room, lounge (salon)'),
+    ('bedroom', 'bedroom (chambre)'),
+    ('kids_room', 'child''s bedroom'),
+    ('kitchen', 'kitchen (cuisine)'),
+    ('dining_room', 'dining room (salle à manger)'),
+    ('bathroom', 'bathroom, toilets (salle de bain)'),
+    ('office', 'office, study (bureau)'),
+    ('hallway', 'hallway, entrance (entrée)'),
+    ('laundry', 'laundry room (buanderie)'),
+    ('storage', 'storage room, closet (débarras)'),
+    ('garage', 'garage'),
+    ('cellar', 'cellar, basement (cave)'),
+    ('attic', 'attic (grenier)'),
+    ('balcony', 'balcony, terrace'),
+    ('garden', 'garden, shed'),
+    ('other', 'anything else');
+SELECT pg_catalog.pg_extension_config_dump('room_types', 'WHERE room_type NOT IN (''living_room'', ''bedroom'', ''kids_room'', ''kitchen'', ''dining_room'', ''bathroom'', ''office'', ''hallway'', ''laundry'', ''storage'', ''garage'', ''cellar'', ''attic'', ''balcony'', ''garden'', ''other'')');
+
+CREATE TABLE projects (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id     text NOT NULL,
+    name        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX projects_user_idx ON projects (user_id, created_at);
+
+CREATE TABLE batches (
+    id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    project_id           uuid NOT NULL REFERENCES projects ON DELETE CASCADE,
+    user_id              text NOT NULL,
+    status               batch_status NOT NULL DEFAULT 'QUEUED',
+    count_queued         int NOT NULL DEFAULT 0 CHECK (count_queued >= 0),
+    count_processing     int NOT NULL DEFAULT 0 CHECK (count_processing >= 0),
+    count_completed      int NOT NULL DEFAULT 0 CHECK (count_completed >= 0),
+    count_failed         int NOT NULL DEFAULT 0 CHECK (count_failed >= 0),
+    inventory_queued     boolean NOT NULL DEFAULT false,
+    inventory_generation int NOT NULL DEFAULT 1,
+    priority             batch_priority NOT NULL DEFAULT 'NORMAL',
+    idempotency_key      text,
+    request_hash         text,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    completed_at         timestamptz,
+    CONSTRAINT batches_idempotency_key UNIQUE (user_id, idempotency_key)
+);
+CREATE INDEX batches_project_idx ON batches (project_id, user_id, status);
+CREATE INDEX batches_user_created_idx ON batches (user_id, created_at DESC);
+
+CREATE TABLE photos (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    batch_id        uuid NOT NULL REFERENCES batches ON DELETE CASCADE,
+    position        int NOT NULL,
+    project_id      uuid NOT NULL,
+    user_id         text NOT NULL,
+    filename        text NOT NULL,
+    file_path       text,
+    url             text NOT NULL,
+    room_type       text REFERENCES room_types,
+    checksum        text NOT NULL,
+    status          photo_status NOT NULL DEFAULT 'PENDING',
+    priority        batch_priority NOT NULL DEFAULT 'NORMAL',
+    attempts        int NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_by      int,            -- worker slot holding the claim
+    claim_token     bigint,         -- identifies that worker's incarnation
+    lease_until     timestamptz,    -- last-resort expiry of the claim
+    error_code      error_code,
+    error_message   text,
+    analysis        jsonb,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    CONSTRAINT photos_batch_position UNIQUE (batch_id, position)
+);
+-- The claim: PENDING photos by priority then age.
+CREATE INDEX photos_claim_idx ON photos (priority DESC, created_at, batch_id, position)
+    WHERE status = 'PENDING';
+-- Crash recovery: claims of a given worker slot, and expired leases.
+CREATE INDEX photos_inflight_idx ON photos (claimed_by, lease_until)
+    WHERE status = 'PROCESSING';
+-- Project-wide inventory and duplicate detection.
+CREATE INDEX photos_project_idx ON photos (project_id, checksum);
+
+-- Queue of inventory syncs: one job per (batch, generation).  A batch's
+-- generation grows each time retry_batch re-opens it.
+CREATE TABLE inventory_sync_jobs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    batch_id    uuid NOT NULL REFERENCES batches ON DELETE CASCADE,
+    project_id  uuid NOT NULL,
+    user_id     text NOT NULL,
+    generation  int NOT NULL,
+    status      text NOT NULL DEFAULT 'PENDING'
+                CHECK (status IN ('PENDING', 'RUNNING', 'DONE', 'SUPERSEDED')),
+    attempts    int NOT NULL DEFAULT 0,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    started_at  timestamptz,
+    finished_at timestamptz,
+    CONSTRAINT inventory_sync_jobs_once UNIQUE (batch_id, generation)
+);
+CREATE INDEX inventory_sync_jobs_pending_idx ON inventory_sync_jobs (id)
+    WHERE status IN ('PENDING', 'RUNNING');
+
+-- Inventory of a finished batch: one summary row, and one row per item.
+CREATE TABLE inventory_summaries (
+    batch_id     uuid PRIMARY KEY REFERENCES batches ON DELETE CASCADE,
+    project_id   uuid NOT NULL,
+    user_id      text NOT NULL,
+    generation   int NOT NULL,
+    total_items  bigint NOT NULL,
+    total_volume numeric NOT NULL,
+    summary      jsonb NOT NULL,
+    synced_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX inventory_summaries_project_idx ON inventory_summaries (project_id);
+
+CREATE TABLE inventory_items (
+    batch_id        uuid NOT NULL REFERENCES batches ON DELETE CASCADE,
+    photo_id        uuid NOT NULL,
+    item_no         int NOT NULL,
+    project_id      uuid NOT NULL,
+    user_id         text NOT NULL,
+    room_type       text NOT NULL,
+    label           text NOT NULL,
+    quantity        int NOT NULL CHECK (quantity >= 0),
+    unit_volume_m3  numeric NOT NULL CHECK (unit_volume_m3 >= 0),
+    PRIMARY KEY (batch_id, photo_id, item_no)
+);
+CREATE INDEX inventory_items_project_idx ON inventory_items (project_id);
+
+-- One row per AI call (the seed's AiMetric).
+CREATE TABLE ai_metrics (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    provider    text NOT NULL,
+    operation   text NOT NULL,
+    latency_ms  int NOT NULL CHECK (latency_ms >= 0),
+    success     boolean NOT NULL,
+    cost_usd    numeric(12, 6),
+    tokens_in   int,
+    tokens_out  int,
+    meta        jsonb NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ai_metrics_batch_idx ON ai_metrics ((meta ->> 'batchId'));
+CREATE INDEX ai_metrics_created_idx ON ai_metrics (created_at);
+
+SELECT pg_catalog.pg_extension_config_dump('projects', '');
+SELECT pg_catalog.pg_extension_config_dump('batches', '');
+SELECT pg_catalog.pg_extension_config_dump('photos', '');
+SELECT pg_catalog.pg_extension_config_dump('inventory_sync_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('inventory_summaries', '');
+SELECT pg_catalog.pg_extension_config_dump('inventory_items', '');
+SELECT pg_catalog.pg_extension_config_dump('ai_metrics', '');

@@ -1,0 +1,79 @@
+-- Validation rules, shared by the SQL API and the workers' write-back.
+-- Each returns NULL when the value is valid, or the rule it breaks.
+
+-- asset_error: the first rule that one element of create_batch's "assets"
+-- breaks, as ARRAY[sqlstate, message], or NULL.  idx is 0-based, as in
+-- the message "assets[2].url must be ...".
+CREATE FUNCTION asset_error(elem jsonb, idx bigint) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+SELECT CASE
+    WHEN jsonb_typeof(elem) IS DISTINCT FROM 'object' THEN
+        ARRAY['22023', format('assets[%s] must be a JSON object, not %s', idx, coalesce(jsonb_typeof(elem), 'null'))]
+    WHEN jsonb_typeof(elem -> 'filename') IS DISTINCT FROM 'string' THEN
+        ARRAY['22023', format('assets[%s].filename is required and must be a string', idx)]
+    WHEN btrim(elem ->> 'filename') = '' THEN
+        ARRAY['22023', format('assets[%s].filename must not be empty', idx)]
+    WHEN octet_length(elem ->> 'filename') > 255 THEN
+        ARRAY['22001', format('assets[%s].filename must be at most 255 bytes (got %s)', idx, octet_length(elem ->> 'filename'))]
+    WHEN (elem ->> 'filename') ~ '[\x01-\x1f\x7f]' THEN
+        ARRAY['22023', format('assets[%s].filename must not contain control characters', idx)]
+    WHEN jsonb_typeof(elem -> 'url') IS DISTINCT FROM 'string' THEN
+        ARRAY['22023', format('assets[%s].url is required and must be a string', idx)]
+    WHEN octet_length(elem ->> 'url') > 2048 THEN
+        ARRAY['22001', format('assets[%s].url must be at most 2048 bytes (got %s)', idx, octet_length(elem ->> 'url'))]
+    WHEN (elem ->> 'url') !~* '^https?://[^/?#\s@]*[a-z0-9\]][^\s]*$'
+         OR (elem ->> 'url') ~ '[\x01-\x1f\x7f]' THEN
+        ARRAY['22023', format('assets[%s].url must be an absolute http or https URL', idx)]
+    WHEN jsonb_typeof(elem -> 'filePath') NOT IN ('string', 'null') THEN
+        ARRAY['22023', format('assets[%s].filePath must be a string', idx)]
+    WHEN octet_length(elem ->> 'filePath') > 1024 THEN
+        ARRAY['22001', format('assets[%s].filePath must be at most 1024 bytes', idx)]
+    WHEN jsonb_typeof(elem -> 'roomType') NOT IN ('string', 'null') THEN
+        ARRAY['22023', format('assets[%s].roomType must be a string', idx)]
+    WHEN jsonb_typeof(elem -> 'roomType') = 'string'
+         AND NOT EXISTS (SELECT 1 FROM moverz_batch.room_types r WHERE r.room_type = elem ->> 'roomType') THEN
+        ARRAY['22023', format('assets[%s].roomType %s is not an accepted room type', idx, elem -> 'roomType')]
+END
+$$;
+
+-- analysis_error: why an AI analysis is not of the contract's shape
+-- {room_type?, items: [{label, quantity, volume_m3}]}, or NULL.
+CREATE FUNCTION analysis_error(a jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT CASE
+    WHEN jsonb_typeof(a) IS DISTINCT FROM 'object' THEN 'analysis must be a JSON object'
+    WHEN jsonb_typeof(a -> 'items') IS DISTINCT FROM 'array' THEN 'analysis.items must be an array'
+    WHEN jsonb_typeof(a -> 'room_type') NOT IN ('string', 'null') THEN 'analysis.room_type must be a string or null'
+    ELSE (SELECT format('analysis.items[%s]%s', e.ord - 1, m.rule)
+            FROM jsonb_array_elements(a -> 'items') WITH ORDINALITY AS e(item, ord),
+                 LATERAL (SELECT CASE
+                    WHEN jsonb_typeof(e.item) <> 'object' THEN ' must be an object'
+                    WHEN jsonb_typeof(e.item -> 'label') IS DISTINCT FROM 'string'
+                         OR btrim(e.item ->> 'label') = '' OR octet_length(e.item ->> 'label') > 200
+                        THEN '.label must be a non-empty string of at most 200 bytes'
+                    WHEN jsonb_typeof(e.item -> 'quantity') IS DISTINCT FROM 'number'
+                        THEN '.quantity must be a number'
+                    WHEN (e.item ->> 'quantity')::numeric NOT BETWEEN 0 AND 100000
+                         OR (e.item ->> 'quantity')::numeric <> trunc((e.item ->> 'quantity')::numeric)
+                        THEN '.quantity must be an integer between 0 and 100000'
+                    WHEN jsonb_typeof(e.item -> 'volume_m3') IS DISTINCT FROM 'number'
+                        THEN '.volume_m3 must be a number'
+                    WHEN (e.item ->> 'volume_m3')::numeric NOT BETWEEN 0 AND 1000
+                        THEN '.volume_m3 must be between 0 and 1000'
+                 END AS rule) AS m
+           WHERE m.rule IS NOT NULL
+           ORDER BY e.ord
+           LIMIT 1)
+END
+$$;
+
+-- raise_invalid: raise the error a *_error function described.
+CREATE FUNCTION raise_invalid(err text[], hint text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = err[1], MESSAGE = err[2];
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = err[1], MESSAGE = err[2], HINT = hint;
+END
+$$;

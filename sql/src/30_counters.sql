@@ -1,0 +1,105 @@
+-- Batch counters and status, kept exact by statement-level triggers on photos,
+-- and the exactly-once inventory-sync enqueue.
+
+-- derive_status: the seed's rules.  QUEUED: all pending; PROCESSING: any
+-- processing, or pending mixed with finished; PARTIAL: >= 1 DONE and >= 1
+-- ERROR, nothing left; COMPLETED: all DONE; FAILED: all ERROR.
+CREATE FUNCTION derive_status(queued int, processing int, completed int, failed int)
+RETURNS batch_status LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT CASE
+    WHEN processing > 0 THEN 'PROCESSING'
+    WHEN queued > 0 AND completed + failed > 0 THEN 'PROCESSING'
+    WHEN queued > 0 OR completed + failed = 0 THEN 'QUEUED'
+    WHEN failed = 0 THEN 'COMPLETED'
+    WHEN completed = 0 THEN 'FAILED'
+    ELSE 'PARTIAL'
+END::moverz_batch.batch_status
+$$;
+
+-- is_terminal: a batch that no worker will touch again.
+CREATE FUNCTION is_terminal(s batch_status) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT s IN ('PARTIAL', 'COMPLETED', 'FAILED')
+$$;
+
+-- status_delta_of: what one photo leaving status "old" and entering status
+-- "new" does to its batch's counters (NULL: no such side).
+CREATE FUNCTION status_delta_of(old photo_status, new photo_status)
+RETURNS status_delta LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT ROW((new IS NOT DISTINCT FROM 'PENDING')::int    - (old IS NOT DISTINCT FROM 'PENDING')::int,
+           (new IS NOT DISTINCT FROM 'PROCESSING')::int - (old IS NOT DISTINCT FROM 'PROCESSING')::int,
+           (new IS NOT DISTINCT FROM 'DONE')::int       - (old IS NOT DISTINCT FROM 'DONE')::int,
+           (new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int
+          )::moverz_batch.status_delta
+$$;
+
+-- apply_batch_delta: add a counter delta to one batch, derive its status
+-- and, in the transaction that makes it terminal and only if not queued yet,
+-- mark it and insert exactly one inventory-sync job.  The first UPDATE takes
+-- the batch's row lock, so concurrent writers serialise here and each sees
+-- the counters left by the one before: none is lost, one enqueues.
+CREATE FUNCTION apply_batch_delta(p_batch_id uuid, d status_delta)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b record;
+BEGIN
+    IF d.queued = 0 AND d.processing = 0 AND d.completed = 0 AND d.failed = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE moverz_batch.batches AS x
+       SET count_queued = x.count_queued + d.queued,
+           count_processing = x.count_processing + d.processing,
+           count_completed = x.count_completed + d.completed,
+           count_failed = x.count_failed + d.failed,
+           status = moverz_batch.derive_status(x.count_queued + d.queued, x.count_processing + d.processing,
+                                               x.count_completed + d.completed, x.count_failed + d.failed),
+           updated_at = now()
+     WHERE x.id = p_batch_id
+    RETURNING x.id, x.project_id, x.user_id, x.status, x.inventory_queued, x.inventory_generation
+      INTO b;
+    IF NOT FOUND OR NOT moverz_batch.is_terminal(b.status) OR b.inventory_queued THEN
+        RETURN;
+    END IF;
+    UPDATE moverz_batch.batches SET inventory_queued = true, completed_at = now()
+     WHERE id = p_batch_id;
+    INSERT INTO moverz_batch.inventory_sync_jobs (batch_id, project_id, user_id, generation)
+    VALUES (b.id, b.project_id, b.user_id, b.inventory_generation);
+    PERFORM moverz_batch.wake_inventory_worker();
+END
+$$;
+
+-- photos_counts_trigger: statement-level, with transition tables, so that
+-- inserting 1,000 photos or writing back 50 results touches each batch once.
+-- An UPDATE counts its old rows out and its new rows in, in one delta per
+-- batch, so a batch never passes through a transient state.
+CREATE FUNCTION photos_counts_trigger() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
+           FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f)
+          GROUP BY batch_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
+           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f)
+          GROUP BY batch_id;
+    ELSE
+        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
+           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o
+                 UNION ALL
+                 SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f)
+          GROUP BY batch_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER photos_counts_insert AFTER INSERT ON photos
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();
+CREATE TRIGGER photos_counts_update AFTER UPDATE ON photos
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();
+CREATE TRIGGER photos_counts_delete AFTER DELETE ON photos
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();

@@ -1,0 +1,198 @@
+/*-------------------------------------------------------------------------
+ *
+ * moverz_batch.c
+ *		Module entry point: configuration (GUCs), shared memory hooks and
+ *		registration of the background workers.
+ *
+ * The extension must be loaded through shared_preload_libraries: its
+ * workers are static background workers and its wake-up state lives in
+ * shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "moverz_batch.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC variables, documented in README.md. */
+char	   *moverz_database = NULL;
+int			moverz_workers = 1;
+char	   *moverz_ai_service_url = NULL;
+char	   *moverz_ai_api_key = NULL;
+char	   *moverz_ai_provider = NULL;
+int			moverz_max_inflight = 64;
+int			moverz_request_timeout_ms = 60000;
+int			moverz_connect_timeout_ms = 10000;
+int			moverz_max_attempts = 3;
+int			moverz_retry_backoff_ms = 5000;
+int			moverz_lease_timeout_ms = 300000;
+int			moverz_poll_interval_ms = 1000;
+int			moverz_max_batch_size = 1000;
+int			moverz_writeback_batch = 256;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/*
+ * define_guc_settings
+ *		Declare the moverz_batch.* settings.
+ */
+static void
+define_guc_settings(void)
+{
+	DefineCustomStringVariable("moverz_batch.database",
+							   "Database the background workers connect to.",
+							   NULL, &moverz_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.workers",
+							"Number of photo workers (0 disables all background processing).",
+							NULL, &moverz_workers, 1, 0, MOVERZ_MAX_PHOTO_WORKERS,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.ai_service_url",
+							   "Base URL of the AI service (POST <url>/v1/analyze-photo).",
+							   NULL, &moverz_ai_service_url, "http://127.0.0.1:8000",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.ai_api_key",
+							   "API key sent to the AI service as Authorization: Bearer.",
+							   "Visible to superusers only.", &moverz_ai_api_key, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.ai_provider",
+							   "Provider name recorded in ai_metrics.",
+							   NULL, &moverz_ai_provider, "moverz-ai",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_inflight",
+							"Maximum AI requests in flight per photo worker.",
+							NULL, &moverz_max_inflight, 64, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.request_timeout",
+							"Timeout of one AI request.",
+							NULL, &moverz_request_timeout_ms, 60000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.connect_timeout",
+							"Timeout of a connection to the AI service.",
+							NULL, &moverz_connect_timeout_ms, 10000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_attempts",
+							"Attempts per photo before it ends in ERROR.",
+							NULL, &moverz_max_attempts, 3, 1, 100,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.retry_backoff",
+							"Delay before the first retry; multiplied by 4 per attempt, with jitter.",
+							NULL, &moverz_retry_backoff_ms, 5000, 0, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.lease_timeout",
+							"Age after which a claim of a vanished worker is taken back (last resort).",
+							NULL, &moverz_lease_timeout_ms, 300000, 1000, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.poll_interval",
+							"Fallback poll of the workers when nothing wakes them.",
+							NULL, &moverz_poll_interval_ms, 1000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_batch_size",
+							"Maximum number of photos in one batch.",
+							NULL, &moverz_max_batch_size, 1000, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.writeback_batch",
+							"Maximum results written back in one transaction.",
+							NULL, &moverz_writeback_batch, 256, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("moverz_batch");
+#else
+	EmitWarningsOnPlaceholders("moverz_batch");
+#endif
+}
+
+/*
+ * register_worker
+ *		Register one static background worker running function "main".
+ */
+static void
+register_worker(const char *main, const char *type, int index)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "moverz_batch");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", main);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
+	if (index >= 0)
+		snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d", type, index);
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "%s", type);
+	worker.bgw_main_arg = Int32GetDatum(index);
+	RegisterBackgroundWorker(&worker);
+}
+
+#if PG_VERSION_NUM >= 150000
+/*
+ * moverz_shmem_request_hook
+ *		Ask for our shared memory (PostgreSQL 15 and later).
+ */
+static void
+moverz_shmem_request_hook(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	moverz_shmem_request();
+}
+#endif
+
+/*
+ * moverz_shmem_startup_hook
+ *		Create or attach our shared memory.
+ */
+static void
+moverz_shmem_startup_hook(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	moverz_shmem_startup();
+}
+
+/*
+ * _PG_init
+ *		Module load: settings, shared memory and workers.  Refuses to load
+ *		outside shared_preload_libraries.
+ */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("moverz_batch must be loaded via shared_preload_libraries"),
+				 errhint("Add moverz_batch to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	define_guc_settings();
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = moverz_shmem_request_hook;
+#else
+	moverz_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = moverz_shmem_startup_hook;
+
+	if (moverz_workers > 0)
+	{
+		for (int i = 0; i < moverz_workers; i++)
+			register_worker("moverz_photo_worker_main", "moverz_batch photo worker", i);
+		register_worker("moverz_inventory_worker_main", "moverz_batch inventory worker", -1);
+	}
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# test/lib.sh: shared shell helpers of the test driver, the demo and the
+# benchmarks: dependencies, build, and a throwaway PostgreSQL cluster owned
+# by an unprivileged user, on a unix socket and a private port.
+#
+# Source it, then: mb_install_deps; mb_build; mb_cluster_start; ...;
+# mb_cluster_stop (the caller traps EXIT to always stop it).
+
+MB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MB_PG_VERSION=${MB_PG_VERSION:-15}
+MB_PGBIN=${MB_PGBIN:-/usr/lib/postgresql/$MB_PG_VERSION/bin}
+MB_DEBS=(make gcc pkg-config curl ca-certificates "postgresql-$MB_PG_VERSION"
+         "postgresql-server-dev-$MB_PG_VERSION" libcurl4-openssl-dev libmicrohttpd-dev
+         libpq-dev "postgresql-$MB_PG_VERSION-pgtap" pgtap)
+
+# mb_as_root CMD...: run CMD as root (directly, or through sudo).
+mb_as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# mb_install_deps [EXTRA_DEB...]: install the Debian packages that are missing.
+mb_install_deps() {
+    local missing=() p
+    for p in "${MB_DEBS[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing: ${missing[*]}"
+    mb_as_root apt-get update -qq
+    mb_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# mb_build: build and install the extension, the fake AI service and tools.
+mb_build() {
+    echo "== building"
+    make -C "$MB_ROOT" -s PG_CONFIG="$MB_PGBIN/pg_config" >/dev/null
+    mb_as_root make -C "$MB_ROOT" -s PG_CONFIG="$MB_PGBIN/pg_config" install >/dev/null
+}
+
+# mb_run_pg CMD...: run a PostgreSQL server command as the cluster owner.
+mb_run_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# mb_cluster_start [SETTING...]: initdb a cluster in a new temp dir and start
+# it with moverz_batch preloaded.  Each SETTING is a postgresql.conf line.
+# Exports MB_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE.
+mb_cluster_start() {
+    MB_DIR=$(mktemp -d /tmp/moverz_batch.XXXXXX)
+    chmod 755 "$MB_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres: "$MB_DIR"
+    export MB_DIR PGHOST=$MB_DIR PGPORT=${MB_PORT:-$((20000 + RANDOM % 20000))} PGUSER=postgres
+    export PGDATABASE=postgres
+    mb_run_pg "$MB_PGBIN/initdb" -D "$MB_DIR/data" -U postgres -A trust -E UTF8 \
+        --locale=C.UTF-8 >"$MB_DIR/initdb.log" 2>&1 || { cat "$MB_DIR/initdb.log"; return 1; }
+    {
+        echo "port = $PGPORT"
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$MB_DIR'"
+        echo "shared_preload_libraries = 'moverz_batch'"
+        echo "fsync = off"
+        echo "max_worker_processes = 32"
+        echo "log_line_prefix = '%m [%p] %b '"
+        local s
+        for s in "$@"; do echo "$s"; done
+    } | mb_run_pg tee -a "$MB_DIR/data/postgresql.conf" >/dev/null
+    mb_run_pg "$MB_PGBIN/pg_ctl" -D "$MB_DIR/data" -l "$MB_DIR/server.log" -w -t 60 start >/dev/null \
+        || { cat "$MB_DIR/server.log"; return 1; }
+}
+
+# mb_cluster_stop: stop the cluster (fast, then immediate) and remove it.
+mb_cluster_stop() {
+    [ -n "${MB_DIR:-}" ] && [ -d "$MB_DIR/data" ] || return 0
+    mb_run_pg "$MB_PGBIN/pg_ctl" -D "$MB_DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1 \
+        || mb_run_pg "$MB_PGBIN/pg_ctl" -D "$MB_DIR/data" -m immediate -w stop >/dev/null 2>&1
+    [ -n "${MB_KEEP:-}" ] || rm -rf "$MB_DIR"
+}
+
+# mb_pg_ctl ARGS...: pg_ctl on the throwaway cluster (restart, reload...).
+mb_pg_ctl() {
+    mb_run_pg "$MB_PGBIN/pg_ctl" -D "$MB_DIR/data" -l "$MB_DIR/server.log" "$@"
+}
+
+# mb_set SETTING VALUE: ALTER SYSTEM + reload.
+mb_set() {
+    psql -qAtX -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# mb_wait_for SECONDS SQL: poll until SQL returns 't'; fails on timeout.
+mb_wait_for() {
+    local deadline=$((SECONDS + $1))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(psql -qAtX -c "$2" 2>/dev/null)" = t ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
