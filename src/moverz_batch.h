@@ -18,6 +18,7 @@
 
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
+#include "port.h"
 #include "storage/spin.h"
 
 /* Upper bound of moverz_batch.workers. */
@@ -73,6 +74,61 @@ extern MoverzWorkerSlot *moverz_attach_slot(int index, bool inventory);
 extern void moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 							   int64 done_delta, int64 failed_delta,
 							   const char *error);
+
+/* worker_common.c: what both kinds of worker share. */
+typedef void (*moverz_txn_fn) (void *arg);
+extern void moverz_worker_setup(const char *activity);
+extern bool moverz_run_in_transaction(moverz_txn_fn fn, void *arg,
+									  const char *activity, char **errmsg);
+extern bool moverz_extension_present(void);
+extern bool moverz_process_interrupts(void);
+extern WaitEventSet *moverz_wait_set(pgsocket fd);
+
+/* ai_client.c: the AI service contract over libcurl multi. */
+typedef struct AiClient AiClient;
+
+/* One claimed photo, as the AI request needs it (strings are copied). */
+typedef struct AiPhoto
+{
+	const char *id;
+	const char *batch_id;
+	const char *project_id;
+	const char *user_id;
+	const char *url;
+	const char *filename;
+	const char *room_type;		/* NULL when the photo has none */
+	int			attempt;
+} AiPhoto;
+
+/*
+ * A finished request: one JSON object for complete_photos().  Its first
+ * head_len bytes name the call (id, batch_id, user_id, attempt, latency_ms)
+ * without closing the object, so a result that cannot be stored can be
+ * rewritten as a plain failure.
+ */
+typedef struct AiResult
+{
+	char	   *json;
+	int			head_len;
+} AiResult;
+
+extern AiClient *ai_client_create(void);
+extern void ai_client_configure(AiClient *client);
+extern int	ai_client_event_fd(AiClient *client);
+extern void ai_client_start(AiClient *client, const AiPhoto *photo);
+extern void ai_client_drive(AiClient *client, bool socket_ready);
+extern long ai_client_timeout_ms(AiClient *client);
+extern int	ai_client_inflight(AiClient *client);
+extern int	ai_client_result_count(AiClient *client);
+extern int	ai_client_take_results(AiClient *client, AiResult *results, int max);
+
+/* claim.c: SPI claim, write-back and crash recovery of photos. */
+typedef struct ClaimState ClaimState;
+extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
+									  AiClient *client);
+extern int	claim_photos(ClaimState *state, int limit);
+extern void claim_write_back(ClaimState *state, AiResult *results, int n);
+extern int	claim_release_stale(ClaimState *state);
 
 /* Entry points of the background workers. */
 extern PGDLLEXPORT void moverz_photo_worker_main(Datum main_arg);

@@ -85,8 +85,8 @@ CREATE TABLE photos (
 -- The claim: PENDING photos by priority then age.
 CREATE INDEX photos_claim_idx ON photos (priority DESC, created_at, batch_id, position)
     WHERE status = 'PENDING';
--- Crash recovery: claims of a given worker slot, and expired leases.
-CREATE INDEX photos_inflight_idx ON photos (claimed_by, lease_until)
+-- Crash recovery: photos in flight, by lease expiry.
+CREATE INDEX photos_inflight_idx ON photos (lease_until)
     WHERE status = 'PROCESSING';
 -- Project-wide inventory and duplicate detection.
 CREATE INDEX photos_project_idx ON photos (project_id, checksum);
@@ -100,16 +100,16 @@ CREATE TABLE inventory_sync_jobs (
     user_id     text NOT NULL,
     generation  int NOT NULL,
     status      text NOT NULL DEFAULT 'PENDING'
-                CHECK (status IN ('PENDING', 'RUNNING', 'DONE', 'SUPERSEDED')),
+                CHECK (status IN ('PENDING', 'DONE', 'SUPERSEDED')),
     attempts    int NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error  text,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    started_at  timestamptz,
     finished_at timestamptz,
     CONSTRAINT inventory_sync_jobs_once UNIQUE (batch_id, generation)
 );
-CREATE INDEX inventory_sync_jobs_pending_idx ON inventory_sync_jobs (id)
-    WHERE status IN ('PENDING', 'RUNNING');
+CREATE INDEX inventory_sync_jobs_pending_idx ON inventory_sync_jobs (next_attempt_at, id)
+    WHERE status = 'PENDING';
 
 -- Inventory of a finished batch: one summary row, and one row per item.
 CREATE TABLE inventory_summaries (

@@ -96,7 +96,7 @@ BEGIN
     SELECT x.id, x.batch_id, x.generation, b.inventory_generation INTO j
       FROM moverz_batch.inventory_sync_jobs x
       JOIN moverz_batch.batches b ON b.id = x.batch_id
-     WHERE x.id = job_id AND x.status IN ('PENDING', 'RUNNING')
+     WHERE x.id = job_id AND x.status = 'PENDING'
        FOR UPDATE OF x SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN NULL;

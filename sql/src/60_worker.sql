@@ -1,0 +1,233 @@
+-- The SQL side of the background workers: claim, result classification,
+-- write-back, crash recovery and the inventory-sync queue.  The workers call
+-- these through saved SPI plans, each in a short transaction of its own;
+-- no transaction is ever open while a request is in flight.
+
+-- claim_photos: up to p_limit PENDING photos whose next attempt time has
+-- come, highest priority then oldest, skipping rows other workers hold;
+-- marked PROCESSING for worker p_worker (incarnation p_token) with a lease.
+-- The attempt counts from here.
+CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int)
+RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
+               filename text, room_type text, attempt int)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
+    WITH c AS (
+        SELECT p.id FROM moverz_batch.photos p
+         WHERE p.status = 'PENDING' AND p.next_attempt_at <= now()
+         ORDER BY p.priority DESC, p.created_at, p.batch_id, p.position
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE moverz_batch.photos p
+       SET status = 'PROCESSING', attempts = p.attempts + 1, claimed_by = p_worker,
+           claim_token = p_token, lease_until = now() + p_lease_ms * interval '1 millisecond',
+           started_at = now(), updated_at = now()
+      FROM c
+     WHERE p.id = c.id
+    RETURNING p.id, p.batch_id, p.project_id, p.user_id, p.url, p.filename, p.room_type, p.attempts;
+END
+$$;
+
+-- classify_result: the AI service contract applied to one answer.
+--   transport_code: the worker's reading of a failed transfer (TIMEOUT or
+--   NETWORK_ERROR), NULL when an HTTP answer arrived;
+--   body: the answer as JSON when it parsed, else NULL and body_text.
+-- A 2xx whose body is not an analysis is a retryable AI_ERROR.  A non-2xx
+-- carrying {"error": {"code", "message", "retryable"}} with a known code is
+-- taken at its word; otherwise 408/504 are TIMEOUT, 429 RATE_LIMIT, other 5xx
+-- a retryable AI_ERROR, anything else a final AI_ERROR.
+CREATE FUNCTION classify_result(http_status int, transport_code text, transport_message text,
+                                body jsonb, body_text text,
+                                OUT ok boolean, OUT code text, OUT message text, OUT retryable boolean)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v_err jsonb := CASE WHEN jsonb_typeof(body) = 'object' THEN body -> 'error' END;
+    v_shape text;
+BEGIN
+    ok := false;
+    IF transport_code IS NOT NULL THEN
+        code := CASE WHEN transport_code IN ('TIMEOUT', 'NETWORK_ERROR', 'AI_ERROR') THEN transport_code
+                     ELSE 'NETWORK_ERROR' END;
+        message := coalesce(transport_message, lower(code));
+        retryable := code <> 'AI_ERROR';
+        RETURN;
+    END IF;
+    IF http_status BETWEEN 200 AND 299 THEN
+        v_shape := CASE WHEN body IS NULL THEN 'response is not valid JSON'
+                        ELSE moverz_batch.analysis_error(body) END;
+        ok := v_shape IS NULL;
+        code := CASE WHEN NOT ok THEN 'AI_ERROR' END;
+        message := CASE WHEN NOT ok THEN 'invalid AI response: ' || v_shape END;
+        retryable := NOT ok;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(v_err) = 'object'
+       AND v_err ->> 'code' IN ('TIMEOUT', 'RATE_LIMIT', 'NETWORK_ERROR', 'AI_ERROR') THEN
+        code := v_err ->> 'code';
+        message := left(coalesce(v_err ->> 'message', format('HTTP %s', http_status)), 500);
+        retryable := CASE WHEN jsonb_typeof(v_err -> 'retryable') = 'boolean'
+                          THEN (v_err -> 'retryable')::boolean
+                          ELSE http_status IN (408, 429) OR http_status >= 500 END;
+        RETURN;
+    END IF;
+    code := CASE WHEN http_status IN (408, 504) THEN 'TIMEOUT'
+                 WHEN http_status = 429 THEN 'RATE_LIMIT'
+                 ELSE 'AI_ERROR' END;
+    retryable := http_status IN (408, 429) OR http_status >= 500;
+    message := format('HTTP %s%s', http_status,
+                      CASE WHEN coalesce(body_text, body::text) <> ''
+                           THEN ': ' || left(coalesce(body_text, body::text), 200) ELSE '' END);
+END
+$$;
+
+-- retry_delay_ms: the backoff before attempt n+1: retry_backoff x 4^(n-1)
+-- (5s, 20s, 80s with the default), +/- 25% jitter, and never earlier than a
+-- Retry-After the service asked for.
+CREATE FUNCTION retry_delay_ms(attempt int, backoff_ms int, retry_after_ms int)
+RETURNS double precision LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+SELECT greatest(backoff_ms * power(4, least(greatest(attempt, 1) - 1, 10)) * (0.75 + random() * 0.5),
+                coalesce(retry_after_ms, 0))
+$$;
+
+-- complete_photos: write back the results of finished requests, all in one
+-- statement (the count triggers then touch each batch once).  p_results is
+-- a JSON array of {id, batch_id, user_id, attempt, http_status, latency_ms,
+-- transport_code, transport_message, retry_after_ms, body, body_text}.
+-- A result applies only to the claim it answers (same worker incarnation,
+-- same attempt, still PROCESSING): a late answer to a photo taken back by
+-- crash recovery changes nothing.  Every call gets an ai_metrics row.
+-- Returns the number of photos that became DONE.
+CREATE FUNCTION complete_photos(p_token bigint, p_results jsonb, p_max_attempts int,
+                                p_backoff_ms int, p_provider text)
+RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n int;
+BEGIN
+    WITH r AS (
+        SELECT x.*, c.*
+          FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
+               http_status int, latency_ms int, transport_code text, transport_message text,
+               retry_after_ms int, body jsonb, body_text text)
+          CROSS JOIN LATERAL moverz_batch.classify_result(x.http_status, x.transport_code,
+               x.transport_message, x.body, x.body_text) AS c
+    ), metrics AS (
+        INSERT INTO moverz_batch.ai_metrics (provider, operation, latency_ms, success, cost_usd,
+                                             tokens_in, tokens_out, meta)
+        SELECT p_provider, 'analyze_photo', greatest(r.latency_ms, 0), r.ok,
+               CASE WHEN jsonb_typeof(r.body -> 'cost_usd') = 'number' THEN (r.body ->> 'cost_usd')::numeric END,
+               CASE WHEN jsonb_typeof(r.body #> '{usage,input_tokens}') = 'number'
+                    THEN (r.body #>> '{usage,input_tokens}')::numeric::int END,
+               CASE WHEN jsonb_typeof(r.body #> '{usage,output_tokens}') = 'number'
+                    THEN (r.body #>> '{usage,output_tokens}')::numeric::int END,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'photoId', r.id, 'userId', r.user_id, 'batchId', r.batch_id,
+                   'itemsCount', CASE WHEN r.ok THEN jsonb_array_length(r.body -> 'items') END,
+                   'attempt', r.attempt, 'errorCode', r.code, 'httpStatus', r.http_status,
+                   'model', CASE WHEN r.ok THEN r.body ->> 'model' END))
+          FROM r
+    ), u AS (
+    UPDATE moverz_batch.photos p
+       SET status = CASE WHEN r.ok THEN 'DONE'
+                         WHEN r.retryable AND p.attempts < p_max_attempts THEN 'PENDING'
+                         ELSE 'ERROR' END::moverz_batch.photo_status,
+           analysis = CASE WHEN r.ok THEN r.body END,
+           room_type = CASE WHEN r.ok AND p.room_type IS NULL
+                            THEN (SELECT t.room_type FROM moverz_batch.room_types t
+                                   WHERE t.room_type = r.body ->> 'room_type')
+                            ELSE p.room_type END,
+           error_code = CASE WHEN NOT r.ok THEN r.code END,
+           error_message = CASE WHEN NOT r.ok THEN r.message END,
+           next_attempt_at = CASE WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
+                                  THEN now() + moverz_batch.retry_delay_ms(p.attempts, p_backoff_ms, r.retry_after_ms)
+                                               * interval '1 millisecond'
+                                  ELSE p.next_attempt_at END,
+           finished_at = CASE WHEN r.ok OR NOT r.retryable OR p.attempts >= p_max_attempts
+                              THEN now() END,
+           claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
+      FROM r
+     WHERE p.id = r.id AND p.status = 'PROCESSING' AND p.claim_token = p_token
+       AND p.attempts = r.attempt
+    RETURNING p.status
+    )
+    SELECT count(*) FILTER (WHERE u.status = 'DONE') INTO v_n FROM u;
+    RETURN v_n;
+END
+$$;
+
+-- release_claims: crash recovery.  Photos still PROCESSING for an earlier
+-- incarnation of worker p_worker, for a worker slot that no longer exists
+-- (>= p_workers), or whose lease has expired, go back to PENDING (or to
+-- ERROR when that attempt was the last).  Called by each worker when it
+-- starts, and periodically for the leases.  Returns the number released.
+CREATE FUNCTION release_claims(p_worker int, p_token bigint, p_workers int, p_max_attempts int)
+RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n int;
+BEGIN
+    UPDATE moverz_batch.photos p
+       SET status = CASE WHEN p.attempts < p_max_attempts THEN 'PENDING'
+                         ELSE 'ERROR' END::moverz_batch.photo_status,
+           error_code = CASE WHEN p.attempts >= p_max_attempts THEN 'AI_ERROR' END,
+           error_message = CASE WHEN p.attempts >= p_max_attempts
+                                THEN 'the worker stopped while the request was in flight' END,
+           finished_at = CASE WHEN p.attempts >= p_max_attempts THEN now() END,
+           next_attempt_at = now(), claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+           updated_at = now()
+      FROM (SELECT q.id FROM moverz_batch.photos q
+             WHERE q.status = 'PROCESSING'
+               AND ((q.claimed_by = p_worker AND q.claim_token IS DISTINCT FROM p_token)
+                    OR q.claimed_by IS NULL OR q.claimed_by >= p_workers OR q.claimed_by < 0
+                    OR q.lease_until < now())
+               FOR UPDATE SKIP LOCKED) AS s
+     WHERE p.id = s.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+-- run_next_inventory_job: claim the oldest due inventory-sync job (SKIP
+-- LOCKED) and run it.  A failure is recorded on the job, which is retried
+-- later with a backoff: no job is lost.  Returns the job id, or NULL when
+-- none is due.
+CREATE FUNCTION run_next_inventory_job() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id bigint;
+    v_msg text;
+BEGIN
+    SELECT j.id INTO v_id FROM moverz_batch.inventory_sync_jobs j
+     WHERE j.status = 'PENDING' AND j.next_attempt_at <= now()
+     ORDER BY j.next_attempt_at, j.id
+     LIMIT 1
+       FOR UPDATE SKIP LOCKED;
+    IF v_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        PERFORM moverz_batch.run_inventory_job(v_id);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+        UPDATE moverz_batch.inventory_sync_jobs
+           SET attempts = attempts + 1, last_error = left(v_msg, 500),
+               next_attempt_at = now() + least(power(2, attempts), 300) * interval '1 second'
+         WHERE id = v_id;
+        RAISE WARNING 'moverz_batch: inventory sync job % failed: %', v_id, v_msg;
+    END;
+    RETURN v_id;
+END
+$$;
+
+-- next_inventory_due_ms: milliseconds until the next inventory job is due
+-- (NULL when none is pending), so the worker sleeps just long enough.
+CREATE FUNCTION next_inventory_due_ms() RETURNS double precision
+LANGUAGE sql STABLE AS $$
+SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000)
+  FROM moverz_batch.inventory_sync_jobs WHERE status = 'PENDING'
+$$;
+
+REVOKE ALL ON FUNCTION claim_photos(int, bigint, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION complete_photos(bigint, jsonb, int, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION release_claims(int, bigint, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION run_next_inventory_job() FROM PUBLIC;

@@ -1,0 +1,673 @@
+/*-------------------------------------------------------------------------
+ *
+ * ai_client.c
+ *		The AI service contract over libcurl multi: many requests in flight
+ *		from one worker, driven from the worker's own wait loop.
+ *
+ * curl tells us which sockets it wants watched (socket callback) and when
+ * it next needs a timeout call (timer callback).  The sockets go into an
+ * epoll set of our own, whose single descriptor the worker waits on next to
+ * its latch and postmaster death: so the worker reacts to SIGTERM, SIGHUP
+ * and new work at all times, also with a thousand requests in flight.
+ * Connections are kept alive and reused by the multi handle.
+ *
+ * A finished request becomes one JSON result object (see complete_photos()
+ * in sql/src/60_worker.sql); classifying the answer by the contract is done
+ * there, in SQL.  Here only transfer failures are named: TIMEOUT, or
+ * NETWORK_ERROR.  A body is passed on as JSON only when it is valid JSON
+ * that PostgreSQL can store, otherwise as (truncated) text.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "moverz_batch.h"
+
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <curl/curl.h>
+
+#include "common/jsonapi.h"
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* Largest answer we accept from the AI service. */
+#define AI_MAX_RESPONSE		(1024 * 1024)
+/* Longest non-JSON body kept in an error message. */
+#define AI_MAX_BODY_TEXT	300
+/* Socket events handled per drive call. */
+#define AI_MAX_EVENTS		256
+
+/* One request in flight. */
+typedef struct AiRequest
+{
+	dlist_node	node;
+	CURL	   *easy;
+	struct curl_slist *headers;
+	StringInfoData payload;		/* the request body */
+	StringInfoData response;	/* the answer, as received */
+	bool		too_large;
+	char		id[40];
+	char		batch_id[40];
+	char	   *user_id;
+	int			attempt;
+	TimestampTz started;
+	char		errbuf[CURL_ERROR_SIZE];
+} AiRequest;
+
+struct AiClient
+{
+	MemoryContext cxt;			/* requests and results live here */
+	CURLM	   *multi;
+	int			epfd;			/* epoll set of curl's sockets */
+	TimestampTz timer_due;		/* curl's next timeout; 0 = none */
+	dlist_head	inflight;
+	int			ninflight;
+	CURL	   *idle[64];		/* easy handles kept for reuse */
+	int			nidle;
+	AiResult   *results;		/* finished, not yet written back */
+	int			nresults;
+	int			maxresults;
+	char	   *endpoint;		/* <ai_service_url>/v1/analyze-photo */
+	char	   *auth_header;	/* "Authorization: Bearer ..." or NULL */
+};
+
+/*
+ * socket_callback
+ *		curl asks us to watch (or stop watching) socket s.
+ */
+static int
+socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	AiClient   *client = (AiClient *) userp;
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* the socket may already be closed: nothing to report then */
+		(void) epoll_ctl(client->epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	if (epoll_ctl(client->epfd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+		(errno != ENOENT || epoll_ctl(client->epfd, EPOLL_CTL_ADD, s, &ev) != 0))
+	{
+		elog(LOG, "moverz_batch: epoll_ctl failed for socket %d: %m", (int) s);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * timer_callback
+ *		curl wants a timeout call in timeout_ms (-1: no timer).
+ */
+static int
+timer_callback(CURLM *multi, long timeout_ms, void *userp)
+{
+	AiClient   *client = (AiClient *) userp;
+
+	client->timer_due = timeout_ms < 0 ? 0 :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+/*
+ * write_callback
+ *		Collect the answer; refuse one larger than AI_MAX_RESPONSE.
+ */
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	AiRequest  *req = (AiRequest *) userp;
+	size_t		len = size * nmemb;
+
+	if (req->response.len + len > AI_MAX_RESPONSE)
+	{
+		req->too_large = true;
+		return 0;
+	}
+	appendBinaryStringInfo(&req->response, data, (int) len);
+	return len;
+}
+
+/*
+ * check_multi
+ *		Raise an error for a failed curl_multi_* call.
+ */
+static void
+check_multi(CURLMcode rc, const char *what)
+{
+	if (rc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("moverz_batch: %s failed: %s", what, curl_multi_strerror(rc))));
+}
+
+/*
+ * raise_fd_limit
+ *		Allow as many sockets as the hard limit permits: a worker may keep
+ *		thousands of requests in flight.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			elog(LOG, "moverz_batch: could not raise the file descriptor limit: %m");
+	}
+}
+
+/*
+ * ai_client_create
+ *		A client with no request in flight, configured from the settings.
+ */
+AiClient *
+ai_client_create(void)
+{
+	AiClient   *client;
+	MemoryContext cxt;
+	CURLcode	grc;
+
+	grc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (grc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("moverz_batch: curl_global_init failed: %s", curl_easy_strerror(grc))));
+	raise_fd_limit();
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch AI client",
+								ALLOCSET_DEFAULT_SIZES);
+	client = MemoryContextAllocZero(cxt, sizeof(AiClient));
+	client->cxt = cxt;
+	dlist_init(&client->inflight);
+	client->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (client->epfd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("moverz_batch: could not create epoll set: %m")));
+	client->multi = curl_multi_init();
+	if (client->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("moverz_batch: curl_multi_init failed")));
+	check_multi(curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback),
+				"CURLMOPT_SOCKETFUNCTION");
+	check_multi(curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client),
+				"CURLMOPT_SOCKETDATA");
+	check_multi(curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, timer_callback),
+				"CURLMOPT_TIMERFUNCTION");
+	check_multi(curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client),
+				"CURLMOPT_TIMERDATA");
+	ai_client_configure(client);
+	return client;
+}
+
+/*
+ * ai_client_configure
+ *		(Re)read the settings: endpoint, key, connection cache size.
+ */
+void
+ai_client_configure(AiClient *client)
+{
+	const char *base = moverz_ai_service_url ? moverz_ai_service_url : "";
+	int			len = strlen(base);
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	if (client->endpoint)
+		pfree(client->endpoint);
+	client->endpoint = MemoryContextStrdup(client->cxt,
+										   psprintf("%.*s/v1/analyze-photo", len, base));
+	if (client->auth_header)
+		pfree(client->auth_header);
+	client->auth_header = NULL;
+	if (moverz_ai_api_key && moverz_ai_api_key[0] != '\0')
+		client->auth_header = MemoryContextStrdup(client->cxt,
+												  psprintf("Authorization: Bearer %s", moverz_ai_api_key));
+	check_multi(curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
+								  (long) moverz_max_inflight),
+				"CURLMOPT_MAXCONNECTS");
+}
+
+/* Accessors for the wait loop. */
+int
+ai_client_event_fd(AiClient *client)
+{
+	return client->epfd;
+}
+
+int
+ai_client_inflight(AiClient *client)
+{
+	return client->ninflight;
+}
+
+int
+ai_client_result_count(AiClient *client)
+{
+	return client->nresults;
+}
+
+/*
+ * ai_client_timeout_ms
+ *		Milliseconds until curl's next timeout (0: due now; -1: none).
+ */
+long
+ai_client_timeout_ms(AiClient *client)
+{
+	long		secs;
+	int			usecs;
+
+	if (client->timer_due == 0)
+		return -1;
+	TimestampDifference(GetCurrentTimestamp(), client->timer_due, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
+}
+
+/*
+ * storable_json
+ *		Is this answer JSON that jsonb will take?  Valid in the database
+ *		encoding, no NUL byte, and parsed by PostgreSQL's own JSON parser
+ *		(which also rejects \u0000 and excessive nesting).
+ */
+static bool
+storable_json(char *data, int len)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = false;
+
+	if (len == 0 || memchr(data, '\0', len) != NULL ||
+		!pg_verify_mbstr(GetDatabaseEncoding(), data, len, true))
+		return false;
+	PG_TRY();
+	{
+#if PG_VERSION_NUM >= 170000
+		JsonLexContext lexbuf;
+		JsonLexContext *lex = makeJsonLexContextCstringLen(&lexbuf, data, len,
+														   GetDatabaseEncoding(), true);
+
+		ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
+		freeJsonLexContext(lex);
+#else
+		JsonLexContext *lex = makeJsonLexContextCstringLen(data, len,
+														   GetDatabaseEncoding(), true);
+
+		ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
+#endif
+	}
+	PG_CATCH();
+	{
+		/* e.g. stack depth exceeded on absurd nesting: not storable */
+		MemoryContextSwitchTo(oldcxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * append_body_text
+ *		Append at most AI_MAX_BODY_TEXT bytes of a non-JSON body as a JSON
+ *		string, cut at the first byte that is not valid text.
+ */
+static void
+append_body_text(StringInfo buf, const char *data, int len)
+{
+	int			keep = Min(len, AI_MAX_BODY_TEXT);
+	int			valid = pg_verify_mbstr_len(GetDatabaseEncoding(), data, keep, true);
+	char	   *text;
+
+	/* pg_verify_mbstr_len returns -1 when invalid: find the valid prefix */
+	if (valid < 0)
+	{
+		while (keep > 0 && pg_verify_mbstr_len(GetDatabaseEncoding(), data, keep, true) < 0)
+			keep--;
+	}
+	text = pnstrdup(data, keep);
+	escape_json(buf, text);
+	pfree(text);
+}
+
+/*
+ * add_result
+ *		Turn a finished request into a result object for complete_photos().
+ *		tcode is NULL when an HTTP answer arrived.
+ */
+static void
+add_result(AiClient *client, AiRequest *req, long http_status,
+		   const char *tcode, const char *tmsg, long retry_after_ms)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
+	StringInfoData buf;
+	long		secs;
+	int			usecs;
+	int			head_len;
+
+	TimestampDifference(req->started, GetCurrentTimestamp(), &secs, &usecs);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"id\":\"%s\",\"batch_id\":\"%s\",\"user_id\":",
+					 req->id, req->batch_id);
+	escape_json(&buf, req->user_id);
+	appendStringInfo(&buf, ",\"attempt\":%d,\"latency_ms\":%ld",
+					 req->attempt, secs * 1000 + usecs / 1000);
+	head_len = buf.len;
+	if (tcode != NULL)
+	{
+		appendStringInfoString(&buf, ",\"transport_code\":");
+		escape_json(&buf, tcode);
+		appendStringInfoString(&buf, ",\"transport_message\":");
+		escape_json(&buf, tmsg);
+	}
+	else
+	{
+		appendStringInfo(&buf, ",\"http_status\":%ld", http_status);
+		if (retry_after_ms > 0)
+			appendStringInfo(&buf, ",\"retry_after_ms\":%ld", retry_after_ms);
+		if (storable_json(req->response.data, req->response.len))
+		{
+			appendStringInfoString(&buf, ",\"body\":");
+			appendBinaryStringInfo(&buf, req->response.data, req->response.len);
+		}
+		else
+		{
+			appendStringInfoString(&buf, ",\"body_text\":");
+			append_body_text(&buf, req->response.data, req->response.len);
+		}
+	}
+	appendStringInfoChar(&buf, '}');
+
+	if (client->nresults == client->maxresults)
+	{
+		client->maxresults = Max(64, client->maxresults * 2);
+		client->results = client->results ?
+			repalloc(client->results, client->maxresults * sizeof(AiResult)) :
+			palloc(client->maxresults * sizeof(AiResult));
+	}
+	client->results[client->nresults].json = buf.data;
+	client->results[client->nresults].head_len = head_len;
+	client->nresults++;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * transfer_failure
+ *		Name a failed transfer by the contract: TIMEOUT or NETWORK_ERROR
+ *		(retried), or AI_ERROR for an answer too large to take (final).
+ */
+static const char *
+transfer_failure(AiRequest *req, CURLcode rc)
+{
+	if (req->too_large)
+		return "AI_ERROR";
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return "TIMEOUT";
+	return "NETWORK_ERROR";
+}
+
+/*
+ * release_request
+ *		Give the easy handle back to the pool and free the request.
+ */
+static void
+release_request(AiClient *client, AiRequest *req)
+{
+	if (req->easy != NULL)
+	{
+		if (client->nidle < (int) lengthof(client->idle))
+			client->idle[client->nidle++] = req->easy;
+		else
+			curl_easy_cleanup(req->easy);
+	}
+	curl_slist_free_all(req->headers);
+	pfree(req->payload.data);
+	pfree(req->response.data);
+	pfree(req->user_id);
+	pfree(req);
+}
+
+/*
+ * finish_request
+ *		A transfer ended (rc): record its result and free it.
+ */
+static void
+finish_request(AiClient *client, AiRequest *req, CURLcode rc)
+{
+	long		status = 0;
+	curl_off_t	retry_after = -1;
+	CURLcode	irc;
+
+	if (rc == CURLE_OK)
+	{
+		irc = curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (irc == CURLE_OK)
+			irc = curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
+		if (irc != CURLE_OK)
+			add_result(client, req, 0, "NETWORK_ERROR", curl_easy_strerror(irc), 0);
+		else
+			add_result(client, req, status, NULL, NULL,
+					   retry_after > 0 ? (long) Min(retry_after, 86400) * 1000 : 0);
+	}
+	else
+		add_result(client, req, 0, transfer_failure(req, rc),
+				   req->too_large ? "AI response larger than 1 MB" :
+				   (req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc)), 0);
+
+	check_multi(curl_multi_remove_handle(client->multi, req->easy),
+				"curl_multi_remove_handle");
+	dlist_delete(&req->node);
+	client->ninflight--;
+	release_request(client, req);
+}
+
+#define SETOPT(req, opt, val) \
+	do { \
+		CURLcode	rc_ = curl_easy_setopt((req)->easy, (opt), (val)); \
+		if (rc_ != CURLE_OK) \
+		{ \
+			snprintf((req)->errbuf, CURL_ERROR_SIZE, "curl_easy_setopt(%s): %s", \
+					 #opt, curl_easy_strerror(rc_)); \
+			return false; \
+		} \
+	} while (0)
+
+/*
+ * setup_easy
+ *		Prepare the transfer of one request.  On failure, req->errbuf says
+ *		why and false is returned.
+ */
+static bool
+setup_easy(AiClient *client, AiRequest *req)
+{
+	const char *fixed[] = {"Content-Type: application/json", "Accept: application/json",
+	"Expect:", client->auth_header};
+	char		idem[80];
+
+	req->easy = client->nidle > 0 ? client->idle[--client->nidle] : curl_easy_init();
+	if (req->easy == NULL)
+	{
+		strlcpy(req->errbuf, "curl_easy_init failed", CURL_ERROR_SIZE);
+		return false;
+	}
+	curl_easy_reset(req->easy);
+	snprintf(idem, sizeof(idem), "Idempotency-Key: %s", req->id);
+	req->headers = curl_slist_append(NULL, idem);
+	for (int i = 0; i < (int) lengthof(fixed) && req->headers != NULL; i++)
+	{
+		struct curl_slist *h = fixed[i] ? curl_slist_append(req->headers, fixed[i]) : req->headers;
+
+		if (h == NULL)
+		{
+			curl_slist_free_all(req->headers);
+			req->headers = NULL;
+		}
+	}
+	if (req->headers == NULL)
+	{
+		strlcpy(req->errbuf, "curl_slist_append failed", CURL_ERROR_SIZE);
+		return false;
+	}
+	SETOPT(req, CURLOPT_URL, client->endpoint);
+	SETOPT(req, CURLOPT_HTTPHEADER, req->headers);
+	SETOPT(req, CURLOPT_POSTFIELDSIZE, (long) req->payload.len);
+	SETOPT(req, CURLOPT_POSTFIELDS, req->payload.data);
+	SETOPT(req, CURLOPT_WRITEFUNCTION, write_callback);
+	SETOPT(req, CURLOPT_WRITEDATA, req);
+	SETOPT(req, CURLOPT_PRIVATE, req);
+	SETOPT(req, CURLOPT_ERRORBUFFER, req->errbuf);
+	SETOPT(req, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(req, CURLOPT_TIMEOUT_MS, (long) moverz_request_timeout_ms);
+	SETOPT(req, CURLOPT_CONNECTTIMEOUT_MS, (long) moverz_connect_timeout_ms);
+	SETOPT(req, CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(req, CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(req, CURLOPT_TCP_NODELAY, 1L);
+	SETOPT(req, CURLOPT_USERAGENT, "moverz_batch/0.1.0");
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SETOPT(req, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	SETOPT(req, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	return true;
+}
+
+/*
+ * build_payload
+ *		The request body of the contract.
+ */
+static void
+build_payload(StringInfo buf, const AiPhoto *photo)
+{
+	appendStringInfo(buf, "{\"photo_id\":\"%s\",\"batch_id\":\"%s\",\"project_id\":\"%s\"",
+					 photo->id, photo->batch_id, photo->project_id);
+	appendStringInfoString(buf, ",\"image_url\":");
+	escape_json(buf, photo->url);
+	appendStringInfoString(buf, ",\"filename\":");
+	escape_json(buf, photo->filename);
+	appendStringInfoString(buf, ",\"room_type\":");
+	if (photo->room_type)
+		escape_json(buf, photo->room_type);
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfo(buf, ",\"attempt\":%d}", photo->attempt);
+}
+
+/*
+ * ai_client_start
+ *		Send one photo to the AI service.  Never loses it: a request that
+ *		cannot even start becomes a failed result at once.
+ */
+void
+ai_client_start(AiClient *client, const AiPhoto *photo)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
+	AiRequest  *req = palloc0(sizeof(AiRequest));
+	CURLMcode	mrc;
+
+	strlcpy(req->id, photo->id, sizeof(req->id));
+	strlcpy(req->batch_id, photo->batch_id, sizeof(req->batch_id));
+	req->user_id = pstrdup(photo->user_id);
+	req->attempt = photo->attempt;
+	initStringInfo(&req->payload);
+	build_payload(&req->payload, photo);
+	initStringInfo(&req->response);
+	req->started = GetCurrentTimestamp();
+	MemoryContextSwitchTo(oldcxt);
+
+	dlist_push_tail(&client->inflight, &req->node);
+	client->ninflight++;
+	if (!setup_easy(client, req))
+	{
+		add_result(client, req, 0, "NETWORK_ERROR", req->errbuf, 0);
+		dlist_delete(&req->node);
+		client->ninflight--;
+		release_request(client, req);
+		return;
+	}
+	mrc = curl_multi_add_handle(client->multi, req->easy);
+	if (mrc != CURLM_OK)
+	{
+		add_result(client, req, 0, "NETWORK_ERROR", curl_multi_strerror(mrc), 0);
+		dlist_delete(&req->node);
+		client->ninflight--;
+		release_request(client, req);
+	}
+}
+
+/*
+ * ai_client_drive
+ *		Let curl progress: the sockets epoll reports ready (when
+ *		socket_ready), then its timer if due; collect finished transfers.
+ */
+void
+ai_client_drive(AiClient *client, bool socket_ready)
+{
+	int			running;
+	int			left;
+	CURLMsg    *msg;
+
+	if (socket_ready)
+	{
+		struct epoll_event evs[AI_MAX_EVENTS];
+		int			n = epoll_wait(client->epfd, evs, AI_MAX_EVENTS, 0);
+
+		if (n < 0 && errno != EINTR)
+			elog(LOG, "moverz_batch: epoll_wait failed: %m");
+		for (int i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (evs[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (evs[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (evs[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			check_multi(curl_multi_socket_action(client->multi, evs[i].data.fd, flags, &running),
+						"curl_multi_socket_action");
+		}
+	}
+	if (client->timer_due != 0 && client->timer_due <= GetCurrentTimestamp())
+	{
+		client->timer_due = 0;
+		check_multi(curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running),
+					"curl_multi_socket_action");
+	}
+	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL)
+	{
+		AiRequest  *req = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req) != CURLE_OK ||
+			req == NULL)
+			elog(ERROR, "moverz_batch: finished transfer without its request");
+		finish_request(client, req, msg->data.result);
+	}
+}
+
+/*
+ * ai_client_take_results
+ *		Hand over up to max finished results (oldest first).  The JSON
+ *		strings belong to the caller, who pfree()s them once written.
+ */
+int
+ai_client_take_results(AiClient *client, AiResult *results, int max)
+{
+	int			n = Min(max, client->nresults);
+
+	memcpy(results, client->results, n * sizeof(AiResult));
+	memmove(client->results, client->results + n,
+			(client->nresults - n) * sizeof(AiResult));
+	client->nresults -= n;
+	return n;
+}

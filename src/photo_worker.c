@@ -1,0 +1,176 @@
+/*-------------------------------------------------------------------------
+ *
+ * photo_worker.c
+ *		The photo worker: its wait loop.
+ *
+ * One loop multiplexes the latch (new work, SIGTERM, SIGHUP), postmaster
+ * death and the sockets and timer of up to moverz_batch.max_inflight AI
+ * requests.  Each turn: drive curl, write back what finished (one short
+ * transaction for many results), claim as many photos as there are free
+ * slots (another short transaction), then sleep until something happens.
+ * No transaction, snapshot or lock is held while waiting.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "moverz_batch.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* What the loop knows between turns. */
+typedef struct PhotoLoop
+{
+	MoverzWorkerSlot *slot;
+	AiClient   *client;
+	ClaimState *claims;
+	bool		recovered;		/* stale claims taken back since start */
+	bool		want_claim;		/* woken, or the last claim was full */
+	TimestampTz next_poll;		/* fallback claim */
+	TimestampTz next_reap;		/* expired leases */
+	int			reported_inflight;
+} PhotoLoop;
+
+/*
+ * write_back_results
+ *		Write back every finished result, moverz_batch.writeback_batch per
+ *		transaction.
+ */
+static void
+write_back_results(PhotoLoop *loop)
+{
+	AiResult   *batch = palloc(sizeof(AiResult) * moverz_writeback_batch);
+	int			n;
+
+	while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
+		claim_write_back(loop->claims, batch, n);
+	pfree(batch);
+}
+
+/*
+ * maintain_claims
+ *		Take back stale claims at start and, then, expired leases now and
+ *		then; claim new photos when woken, after a full claim, or on poll.
+ */
+static void
+maintain_claims(PhotoLoop *loop)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			free_slots;
+	int			n;
+
+	if (!loop->recovered || now >= loop->next_reap)
+	{
+		loop->recovered = claim_release_stale(loop->claims) >= 0;
+		loop->next_reap = TimestampTzPlusMilliseconds(now, Max(moverz_poll_interval_ms,
+															   moverz_lease_timeout_ms / 4));
+		if (!loop->recovered)
+			return;				/* extension missing, or the database is busy */
+	}
+	free_slots = moverz_max_inflight - ai_client_inflight(loop->client);
+	if (free_slots <= 0 || (!loop->want_claim && now < loop->next_poll))
+		return;
+	n = claim_photos(loop->claims, free_slots);
+	loop->want_claim = (n == free_slots);
+	loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+}
+
+/*
+ * report_activity
+ *		Show the number of requests in flight in pg_stat_activity.
+ */
+static void
+report_activity(PhotoLoop *loop)
+{
+	int			inflight = ai_client_inflight(loop->client);
+
+	if (inflight != loop->reported_inflight)
+	{
+		loop->reported_inflight = inflight;
+		moverz_slot_report(loop->slot, inflight, 0, 0, NULL);
+	}
+	/* the transactions of this turn replaced the text: set it again */
+	pgstat_report_activity(STATE_IDLE,
+						   psprintf("waiting for the AI service: %d request(s) in flight", inflight));
+}
+
+/*
+ * wait_timeout
+ *		How long the loop may sleep: until curl's timer, the next poll or
+ *		lease check, and not at all while claimable slots are known.
+ */
+static long
+wait_timeout(PhotoLoop *loop)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz until = Min(loop->next_poll, loop->next_reap);
+	long		curl_ms = ai_client_timeout_ms(loop->client);
+	long		ms;
+
+	if (loop->want_claim && ai_client_inflight(loop->client) < moverz_max_inflight)
+		return 0;
+	if (ai_client_result_count(loop->client) > 0)
+		return 0;
+	ms = until <= now ? 0 : (long) ((until - now + 999) / 1000);
+	if (curl_ms >= 0)
+		ms = Min(ms, curl_ms);
+	return ms;
+}
+
+/*
+ * moverz_photo_worker_main
+ *		Entry point of photo worker number main_arg.
+ */
+void
+moverz_photo_worker_main(Datum main_arg)
+{
+	int			index = DatumGetInt32(main_arg);
+	PhotoLoop	loop;
+	WaitEventSet *events;
+	MemoryContext loop_cxt;
+	bool		socket_ready = false;
+
+	moverz_worker_setup("starting");
+	memset(&loop, 0, sizeof(loop));
+	loop.slot = moverz_attach_slot(index, false);
+	loop.client = ai_client_create();
+	loop.claims = claim_state_create(loop.slot, index, loop.client);
+	loop.want_claim = true;
+	loop.reported_inflight = -1;
+	events = moverz_wait_set(ai_client_event_fd(loop.client));
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	elog(LOG, "moverz_batch: photo worker %d started (database \"%s\", up to %d requests in flight)",
+		 index, moverz_database, moverz_max_inflight);
+
+	for (;;)
+	{
+		WaitEvent	occurred[3];
+		int			n;
+
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+		if (moverz_process_interrupts())
+			ai_client_configure(loop.client);
+
+		ai_client_drive(loop.client, socket_ready);
+		write_back_results(&loop);
+		maintain_claims(&loop);
+		report_activity(&loop);
+
+		socket_ready = false;
+		n = WaitEventSetWait(events, wait_timeout(&loop), occurred, lengthof(occurred),
+							 PG_WAIT_EXTENSION);
+		for (int i = 0; i < n; i++)
+		{
+			if (occurred[i].events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				loop.want_claim = true;
+			}
+			if (occurred[i].events & WL_SOCKET_READABLE)
+				socket_ready = true;
+		}
+	}
+}

@@ -1,0 +1,143 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_common.c
+ *		What the photo workers and the inventory worker share: signal
+ *		handling, the database connection, and running one short
+ *		transaction that survives its own errors.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "moverz_batch.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+/*
+ * moverz_worker_setup
+ *		Signals (SIGHUP reloads the settings, SIGTERM ends the worker at the
+ *		next interrupt check, even with requests in flight) and the
+ *		connection to moverz_batch.database.
+ */
+void
+moverz_worker_setup(const char *activity)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(moverz_database, NULL, 0);
+	pgstat_report_activity(STATE_IDLE, activity);
+}
+
+/*
+ * moverz_process_interrupts
+ *		Honour SIGTERM (exits) and SIGHUP (reloads the settings; returns
+ *		true then).
+ */
+bool
+moverz_process_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * moverz_wait_set
+ *		The events a worker waits for: its latch, postmaster death (exits),
+ *		and, when fd is valid, that descriptor becoming readable.
+ */
+WaitEventSet *
+moverz_wait_set(pgsocket fd)
+{
+	WaitEventSet *set;
+
+#if PG_VERSION_NUM >= 170000
+	set = CreateWaitEventSet(NULL, 3);
+#else
+	set = CreateWaitEventSet(TopMemoryContext, 3);
+#endif
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (fd != PGINVALID_SOCKET)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, fd, NULL, NULL);
+	return set;
+}
+
+/*
+ * moverz_extension_present
+ *		Is moverz_batch installed in this database?  Inside a transaction.
+ */
+bool
+moverz_extension_present(void)
+{
+	return OidIsValid(get_extension_oid("moverz_batch", true));
+}
+
+/*
+ * moverz_run_in_transaction
+ *		Run fn(arg) in a transaction of its own, with SPI connected and a
+ *		snapshot set.  Returns true when it committed.  Returns false when
+ *		the extension is not installed (fn not called, *error set to NULL)
+ *		or when fn raised an error: the error is logged, the transaction
+ *		rolled back and *error set to its message, and the worker goes on.
+ */
+bool
+moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
+						  char **error)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool present = false;
+
+	if (error)
+		*error = NULL;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, activity);
+		present = moverz_extension_present();
+		if (present)
+			fn(arg);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("moverz_batch: %s failed: %s", activity, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		if (error)
+			*error = pstrdup(edata->message);
+		FreeErrorData(edata);
+		present = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return present;
+}
