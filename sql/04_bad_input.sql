@@ -175,7 +175,7 @@ SELECT $j$[{"filename": "Robert'); DROP TABLE moverz_batch.photos;--.jpg", "url"
 SELECT moverz_batch.create_batch(:'p', 'r04_alice', :'evil', 'LOW', 'k''; DROP TABLE moverz_batch.projects; --') AS evil_b \gset
 SELECT position, filename, url, file_path, checksum = md5(filename || ':' || url) AS checksum_ok
   FROM moverz_batch.photos WHERE batch_id = :'evil_b' ORDER BY position;
-SELECT (SELECT jsonb_agg(jsonb_build_object('filename', filename, 'url', url) || coalesce(jsonb_build_object('filePath', file_path), '{}') ORDER BY position)
+SELECT (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object('filename', filename, 'url', url, 'filePath', file_path)) ORDER BY position)
           FROM moverz_batch.photos WHERE batch_id = :'evil_b') = :'evil'::jsonb AS stored_verbatim,
        (SELECT array_agg(e ->> 'filename' ORDER BY o) FROM jsonb_array_elements(moverz_batch.batch_progress(:'evil_b') -> 'photos') WITH ORDINALITY AS x(e, o))
        = (SELECT array_agg(e ->> 'filename' ORDER BY o) FROM jsonb_array_elements(:'evil'::jsonb) WITH ORDINALITY AS x(e, o)) AS progress_verbatim,

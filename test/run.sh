@@ -6,8 +6,8 @@
 # as root) and the fake AI service, then runs:
 #   1. the pg_regress suite (sql/ + expected/), in database moverz_regress;
 #   2. the pgTAP suite (test/pgtap/*.sql, pg_prove), in database moverz_tap;
-#   3. the end-to-end scenarios (test/e2e/*.sh, TAP), against the background
-#      workers, which serve database moverz_e2e.
+#   3. the end-to-end scenarios (test/e2e/[0-9]*.sh, TAP), against the background
+#      workers, which serve database postgres.
 # Everything it started is stopped whatever happens.  Ends with a line
 # "N passed, N failed" (one per pg_regress test, pgTAP file and scenario) and
 # exits non-zero on any failure.
@@ -46,14 +46,13 @@ FAKE_AI_PID=$!
 export FAKE_AI_URL="http://127.0.0.1:$FAKE_AI_PORT"
 
 mb_cluster_start \
-    "moverz_batch.database = 'moverz_e2e'" \
     "moverz_batch.workers = 2" \
     "moverz_batch.ai_service_url = '$FAKE_AI_URL'" \
     "moverz_batch.request_timeout = '2s'" \
     "moverz_batch.retry_backoff = '200ms'" \
     "moverz_batch.lease_timeout = '30s'" \
     "moverz_batch.poll_interval = '200ms'" || { echo "0 passed, 1 failed"; exit 1; }
-psql -qX -c "CREATE DATABASE moverz_e2e" -c "CREATE DATABASE moverz_tap" >/dev/null
+psql -qX -c "CREATE DATABASE moverz_tap" >/dev/null
 
 echo "== pg_regress"
 make -s installcheck PG_CONFIG="$MB_PGBIN/pg_config" >/tmp/regress.$$.out 2>&1
@@ -73,8 +72,8 @@ for f in test/pgtap/*.sql; do
 done
 
 echo "== end-to-end scenarios"
-psql -qX -d moverz_e2e -c "CREATE EXTENSION moverz_batch" >/dev/null
-for f in test/e2e/*.sh; do
+psql -qX -d postgres -c "CREATE EXTENSION moverz_batch" >/dev/null
+for f in test/e2e/[0-9]*.sh; do
     [ -e "$f" ] || continue
     name=$(basename "$f" .sh)
     if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
