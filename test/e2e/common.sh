@@ -75,10 +75,10 @@ progress() {
 
 # fake_stat KEY: one counter of the fake AI service's /stats.
 fake_stat() {
-    curl -s "$FAKE_AI_URL/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"
+    curl -s "$FAKE_AI_URL/stats" | jq -r ".$1"
 }
 
 # fake_calls PHOTO_ID: how many calls the fake AI service got for a photo.
 fake_calls() {
-    curl -s "$FAKE_AI_URL/stats/photo?id=$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['calls'])"
+    curl -s "$FAKE_AI_URL/stats/photo?id=$1" | jq -r .calls
 }
