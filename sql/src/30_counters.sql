@@ -71,24 +71,29 @@ $$;
 -- photos_counts_trigger: statement-level, with transition tables, so that
 -- inserting 1,000 photos or writing back 50 results touches each batch once.
 -- An UPDATE counts its old rows out and its new rows in, in one delta per
--- batch, so a batch never passes through a transient state.
+-- batch, so a batch never passes through a transient state.  The batches
+-- are locked in id order (the volatile call is evaluated after the sort),
+-- so that concurrent statements spanning several batches cannot deadlock.
 CREATE FUNCTION photos_counts_trigger() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
            FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f)
-          GROUP BY batch_id;
+          GROUP BY batch_id
+          ORDER BY batch_id;
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f)
-          GROUP BY batch_id;
+          GROUP BY batch_id
+          ORDER BY batch_id;
     ELSE
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o
                  UNION ALL
                  SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f)
-          GROUP BY batch_id;
+          GROUP BY batch_id
+          ORDER BY batch_id;
     END IF;
     RETURN NULL;
 END

@@ -91,6 +91,7 @@ CREATE FUNCTION run_inventory_job(job_id bigint) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     j record;
+    v_generation int;
     v_status text := 'DONE';
 BEGIN
     SELECT x.id, x.batch_id, x.generation, b.inventory_generation INTO j
@@ -101,7 +102,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF j.generation = j.inventory_generation THEN
+    -- Compare with the generation read under the batch's row lock (the one
+    -- sync_inventory takes): a retry_batch committed while we waited for it
+    -- must make this job SUPERSEDED, not sync the re-opened batch.
+    SELECT b.inventory_generation INTO v_generation
+      FROM moverz_batch.batches b WHERE b.id = j.batch_id
+       FOR NO KEY UPDATE;
+    IF j.generation = v_generation THEN
         PERFORM moverz_batch.sync_inventory(j.batch_id);
     ELSE
         v_status := 'SUPERSEDED';

@@ -82,3 +82,19 @@ fake_stat() {
 fake_calls() {
     curl -s "$FAKE_AI_URL/stats/photo?id=$1" | jq -r .calls
 }
+
+# set_conf NAME VALUE / reset_conf NAME: ALTER SYSTEM and reload; the workers
+# pick the change up at their next turn.
+set_conf() {
+    q "ALTER SYSTEM SET $1 = '$2'" >/dev/null && q "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.3
+}
+reset_conf() {
+    q "ALTER SYSTEM RESET $1" >/dev/null && q "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.3
+}
+
+# photo_field BATCH POSITION COLUMN: a column of one photo of the batch.
+photo_field() {
+    q "SELECT $3 FROM moverz_batch.photos WHERE batch_id = '$1' AND position = $2"
+}

@@ -7,7 +7,7 @@
 -- at the end (and at the start, after an interrupted run).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(62);
+SELECT plan(73);
 
 DELETE FROM moverz_batch.projects WHERE user_id = 'tap_conc';
 
@@ -146,6 +146,33 @@ SELECT is(pg_temp.result('b'), 'UPDATE 2', 'two batches: B done');
 SELECT is(pg_temp.st(:'s5'), 'PARTIAL 0/0/1/1 inv=t jobs=1', 'two batches: first batch partial, one job');
 SELECT is(pg_temp.st(:'s6'), 'PARTIAL 0/0/1/1 inv=t jobs=1', 'two batches: second batch partial, one job');
 
+-- 5b. A statement spanning several batches locks them in id order, so
+--     that two such statements cannot deadlock.  B holds the middle batch;
+--     A's statement over the three must then hold the first and wait for
+--     the middle one, not having touched the last.
+SELECT b[1] AS lo, b[2] AS mid, b[3] AS hi
+  FROM (SELECT array_agg(id ORDER BY id) AS b FROM (SELECT pg_temp.mk(1) AS id FROM generate_series(1, 3)) AS s) AS t \gset
+-- locked(batch): is the batch row locked by another session?
+CREATE FUNCTION pg_temp.locked(b uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM moverz_batch.batches WHERE id = b FOR UPDATE NOWAIT;
+    RETURN false;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN true;
+END
+$$;
+SELECT dblink_exec('b', 'BEGIN') \g /dev/null
+SELECT dblink_exec('b', format('SELECT 1 FROM moverz_batch.batches WHERE id = %L FOR UPDATE', :'mid')) \g /dev/null
+SELECT is(dblink_send_query('a', format('UPDATE moverz_batch.photos SET status = ''DONE'' WHERE batch_id IN (%L, %L, %L)', :'hi', :'mid', :'lo')), 1,
+          'lock order: A sent');
+SELECT ok(pg_temp.blocked(:a_pid, :b_pid), 'lock order: A waits for the middle batch');
+SELECT ok(pg_temp.locked(:'lo'), 'lock order: A holds the first batch');
+SELECT ok(NOT pg_temp.locked(:'hi'), 'lock order: A has not locked the last batch yet');
+SELECT dblink_exec('b', 'COMMIT') \g /dev/null
+SELECT is(pg_temp.result('a'), 'UPDATE 3', 'lock order: A done');
+SELECT is(pg_temp.st(:'lo') || ' ' || pg_temp.st(:'mid') || ' ' || pg_temp.st(:'hi'),
+          'COMPLETED 0/0/1/0 inv=t jobs=1 COMPLETED 0/0/1/0 inv=t jobs=1 COMPLETED 0/0/1/0 inv=t jobs=1', 'lock order: three batches completed');
+
 ------------------------------------------------------------------------
 -- 6. Idempotency keys raced by two sessions.
 SELECT dblink_exec('a', 'BEGIN') \g /dev/null
@@ -240,13 +267,16 @@ SELECT pg_temp.mk(40) AS x2 \gset
 SELECT pg_temp.mk(40) AS x3 \gset
 -- Session k owns the photos with position % 4 = k.  Outcome: x0 all DONE,
 -- x1 all ERROR, x2 ERROR at positions 0 and 1, x3 ERROR at positions
--- multiple of 3.  Photos go PENDING -> PROCESSING -> DONE/ERROR, some
--- back to PENDING once on the way.
-SELECT format($do$DO $$
+-- multiple of 3.  Photos go PENDING -> PROCESSING -> DONE/ERROR, those of
+-- x0 and x1 back to PENDING once on the way.  Each session runs this
+-- procedure (a temporary one of its own), which reports when it started
+-- and finished, to prove that the four really ran at the same time.
+SELECT format($proc$CREATE PROCEDURE pg_temp.stress(k int, OUT started timestamptz, OUT finished timestamptz)
+LANGUAGE plpgsql AS $$
 DECLARE
     bs uuid[] := ARRAY[%L, %L, %L, %L]::uuid[];
-    k int := __K__;
 BEGIN
+    started := clock_timestamp();
     FOR chunk IN 0 .. 9 LOOP
         UPDATE moverz_batch.photos SET status = 'PROCESSING'
          WHERE batch_id = ANY (bs) AND position %% 4 = k AND position / 4 = chunk;
@@ -267,13 +297,18 @@ BEGIN
             COMMIT;
         END LOOP;
     END LOOP;
+    finished := clock_timestamp();
 END
-$$$do$, :'x0', :'x1', :'x2', :'x3') AS stress_sql \gset
-CREATE TEMP TABLE stress AS
-SELECT 'c' || (k + 1) AS c, replace(:'stress_sql', '__K__', k::text) AS sql
-  FROM generate_series(0, 3) AS k;
-SELECT is(count(*) FILTER (WHERE dblink_send_query(c, sql) = 1), 4::bigint, 'stress: four sessions started') FROM stress;
-SELECT is(pg_temp.result(c), 'DO', format('stress: session %s finished without error', c)) FROM stress ORDER BY c;
+$$$proc$, :'x0', :'x1', :'x2', :'x3') AS stress_proc \gset
+CREATE TEMP TABLE stress (c text, k int, started timestamptz, finished timestamptz);
+INSERT INTO stress (c, k) SELECT 'c' || (k + 1), k FROM generate_series(0, 3) AS k;
+SELECT dblink_exec(c, :'stress_proc') FROM stress \g /dev/null
+SELECT is(count(*) FILTER (WHERE dblink_send_query(c, format('CALL pg_temp.stress(%s, NULL, NULL)', k)) = 1), 4::bigint,
+          'stress: four sessions started') FROM stress;
+UPDATE stress SET (started, finished) = (SELECT r.started, r.finished FROM dblink_get_result(c) AS r(started timestamptz, finished timestamptz));
+SELECT is(count(*), 0::bigint, 'stress: sessions drained') FROM stress, LATERAL dblink_get_result(c) AS r(started timestamptz, finished timestamptz);
+SELECT is(count(finished), 4::bigint, 'stress: the four sessions finished without error') FROM stress;
+SELECT ok(max(started) < min(finished), 'stress: the four sessions ran at the same time') FROM stress;
 SELECT is(pg_temp.st(:'x0'), 'COMPLETED 0/0/40/0 inv=t jobs=1', 'stress: batch 0 exact');
 SELECT is(pg_temp.st(:'x1'), 'FAILED 0/0/0/40 inv=t jobs=1', 'stress: batch 1 exact');
 SELECT is(pg_temp.st(:'x2'), 'PARTIAL 0/0/38/2 inv=t jobs=1', 'stress: batch 2 exact');
