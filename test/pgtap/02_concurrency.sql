@@ -162,7 +162,7 @@ EXCEPTION WHEN lock_not_available THEN
 END
 $$;
 SELECT dblink_exec('b', 'BEGIN') \g /dev/null
-SELECT dblink_exec('b', format('SELECT 1 FROM moverz_batch.batches WHERE id = %L FOR UPDATE', :'mid')) \g /dev/null
+SELECT x FROM dblink('b', format('SELECT 1 FROM moverz_batch.batches WHERE id = %L FOR UPDATE', :'mid')) AS t(x int) \g /dev/null
 SELECT is(dblink_send_query('a', format('UPDATE moverz_batch.photos SET status = ''DONE'' WHERE batch_id IN (%L, %L, %L)', :'hi', :'mid', :'lo')), 1,
           'lock order: A sent');
 SELECT ok(pg_temp.blocked(:a_pid, :b_pid), 'lock order: A waits for the middle batch');
