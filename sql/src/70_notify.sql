@@ -1,0 +1,73 @@
+-- Live progress: NOTIFY on channel "moverz_batch_progress".
+--
+-- Every committed change of a batch's counters or status sends one
+-- notification, coalesced to at most one per batch per transaction and
+-- carrying the batch's state at commit; so does its inventory becoming
+-- ready.  Payload: {"batchId", "status", "progress", "counts": {queued,
+-- processing, completed, failed, total}, "inventoryReady": bool}.
+-- Deferred constraint triggers fire at commit time, after every statement of
+-- the transaction, so the first firing for a batch sees its final state.
+
+-- progress_payload: the notification payload of one batch, now.
+CREATE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
+LANGUAGE sql STABLE AS $$
+SELECT jsonb_build_object(
+           'batchId', b.id, 'status', b.status,
+           'progress', moverz_batch.progress_percent(b.count_completed + b.count_failed,
+               b.count_queued + b.count_processing + b.count_completed + b.count_failed),
+           'counts', jsonb_build_object('queued', b.count_queued, 'processing', b.count_processing,
+                                        'completed', b.count_completed, 'failed', b.count_failed,
+                                        'total', b.count_queued + b.count_processing
+                                                 + b.count_completed + b.count_failed),
+           'inventoryReady', EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
+                                      WHERE s.batch_id = b.id AND s.generation = b.inventory_generation))::text
+  FROM moverz_batch.batches b WHERE b.id = p_batch_id
+$$;
+
+-- notify_progress: notify the state of one batch, unless this transaction
+-- already did.  The batches notified are remembered in a transaction-local
+-- setting.
+CREATE FUNCTION notify_progress(p_batch_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_done text := coalesce(current_setting('moverz_notify.batches', true), '');
+    v_payload text;
+BEGIN
+    IF position(p_batch_id::text IN v_done) > 0 THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('moverz_notify.batches', v_done || p_batch_id::text || ',', true);
+    v_payload := moverz_batch.progress_payload(p_batch_id);
+    IF v_payload IS NOT NULL THEN
+        PERFORM pg_notify('moverz_batch_progress', v_payload);
+    END IF;
+END
+$$;
+
+-- Deferred row triggers of batches (key "id") and inventory_summaries (key
+-- "batch_id").
+CREATE FUNCTION notify_batch_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM moverz_batch.notify_progress(NEW.id);
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION notify_inventory_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM moverz_batch.notify_progress(NEW.batch_id);
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER batches_notify_progress
+    AFTER INSERT OR UPDATE ON batches
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION notify_batch_trigger();
+
+CREATE CONSTRAINT TRIGGER inventory_notify_progress
+    AFTER INSERT OR UPDATE ON inventory_summaries
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION notify_inventory_trigger();
