@@ -19,7 +19,7 @@ DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
 
 REGRESS      = 01_create_batch 02_status_counters 03_progress_inventory 04_bad_input
-REGRESS_OPTS = --inputdir=. --outputdir=results --dbname=moverz_regress
+REGRESS_OPTS = --inputdir=. --dbname=moverz_regress
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
@@ -46,3 +46,32 @@ clean-extra:
 	rm -rf results
 
 .PHONY: fake_ai clean-extra
+
+# --- moverz-batch, the command-line client (C, libpq) -----------------------
+# Built by "make" and installed by "make install" next to PostgreSQL's own
+# client programs ($(bindir), from pg_config --bindir); see tools/moverz-batch.c.
+MB_CLIENT      = tools/moverz-batch
+MB_CLIENT_SRCS = tools/moverz-batch.c tools/mb_monitor.c
+MB_CLIENT_CFLAGS = -O2 -g -Wall -Wextra -Werror -DMB_VERSION='"$(EXTVERSION)"'
+
+all: $(MB_CLIENT)
+
+$(MB_CLIENT): $(MB_CLIENT_SRCS) tools/moverz-batch.h
+	$(CC) $(MB_CLIENT_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $(MB_CLIENT_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq
+
+install: install-client
+install-client: $(MB_CLIENT)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(MB_CLIENT) '$(DESTDIR)$(bindir)/moverz-batch'
+
+uninstall: uninstall-client
+uninstall-client:
+	rm -f '$(DESTDIR)$(bindir)/moverz-batch'
+
+clean: clean-client
+clean-client:
+	rm -f $(MB_CLIENT)
+
+.PHONY: install-client uninstall-client clean-client
+# --- end of moverz-batch ------------------------------------------------------

@@ -40,6 +40,7 @@ typedef struct ClaimCall
 	int			nphotos;
 	const char *results;		/* write-back: the JSON array */
 	int			count;			/* rows touched */
+	int			rate_limit_ms;	/* write-back: hold the pool back that long */
 } ClaimCall;
 
 /*
@@ -100,17 +101,18 @@ claim_txn(void *arg)
 {
 	ClaimCall  *call = (ClaimCall *) arg;
 	ClaimState *state = call->state;
-	Oid			types[4] = {INT4OID, INT8OID, INT4OID, INT4OID};
-	Datum		values[4];
+	Oid			types[5] = {INT4OID, INT8OID, INT4OID, INT4OID, INT4OID};
+	Datum		values[5];
 	int			rc;
 
 	prepare_plan(&state->claim_plan,
 				 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
-				 "  FROM moverz_batch.claim_photos($1, $2, $3, $4)", 4, types);
+				 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types);
 	values[0] = Int32GetDatum(state->worker_index);
 	values[1] = Int64GetDatum(state->slot->claim_token);
 	values[2] = Int32GetDatum(call->limit);
 	values[3] = Int32GetDatum(moverz_lease_timeout_ms);
+	values[4] = Int32GetDatum(moverz_max_inflight_per_user);
 	rc = SPI_execute_plan(state->claim_plan, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "moverz_batch: claim failed: %s", SPI_result_code_string(rc));
@@ -176,7 +178,8 @@ write_back_txn(void *arg)
 	int			rc;
 
 	prepare_plan(&state->complete_plan,
-				 "SELECT moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types);
+				 "SELECT done, rate_limit_ms"
+				 "  FROM moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types);
 	values[0] = Int64GetDatum(state->slot->claim_token);
 	values[1] = CStringGetTextDatum(call->results);
 	values[2] = Int32GetDatum(moverz_max_attempts);
@@ -187,6 +190,8 @@ write_back_txn(void *arg)
 		elog(ERROR, "moverz_batch: write-back failed: %s", SPI_result_code_string(rc));
 	call->count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
+	call->rate_limit_ms = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 2, &isnull));
 }
 
 /*
@@ -205,6 +210,8 @@ write_json_array(ClaimState *state, const char *json, int *done, char **err)
 	ok = moverz_run_in_transaction(write_back_txn, &call, "writing back AI results", err);
 	if (ok)
 		*done += call.count;
+	if (ok && call.rate_limit_ms > 0)
+		moverz_rate_hold(call.rate_limit_ms);
 	return ok;
 }
 

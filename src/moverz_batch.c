@@ -35,6 +35,8 @@ int			moverz_lease_timeout_ms = 300000;
 int			moverz_poll_interval_ms = 1000;
 int			moverz_max_batch_size = 1000;
 int			moverz_writeback_batch = 256;
+int			moverz_max_inflight_per_user = 0;
+int			moverz_max_requests_per_second = 0;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -106,6 +108,14 @@ define_guc_settings(void)
 	DefineCustomIntVariable("moverz_batch.writeback_batch",
 							"Maximum results written back in one transaction.",
 							NULL, &moverz_writeback_batch, 256, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_inflight_per_user",
+							"Maximum AI requests in flight for one user, all workers together (0: no limit).",
+							NULL, &moverz_max_inflight_per_user, 0, 0, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_requests_per_second",
+							"Ceiling of AI requests per second, all workers together (0: no limit).",
+							NULL, &moverz_max_requests_per_second, 0, 0, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("moverz_batch");

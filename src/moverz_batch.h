@@ -42,6 +42,8 @@ extern int	moverz_lease_timeout_ms;
 extern int	moverz_poll_interval_ms;
 extern int	moverz_max_batch_size;
 extern int	moverz_writeback_batch;
+extern int	moverz_max_inflight_per_user;
+extern int	moverz_max_requests_per_second;
 
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
@@ -63,6 +65,10 @@ typedef struct MoverzShared
 	slock_t		mutex;			/* protects everything below */
 	MoverzWorkerSlot photo[MOVERZ_MAX_PHOTO_WORKERS];
 	MoverzWorkerSlot inventory;
+	/* the pool-wide request rate: a token bucket, and a hold after a 429 */
+	double		tokens;
+	TimestampTz tokens_at;
+	TimestampTz hold_until;
 } MoverzShared;
 
 extern MoverzShared *moverz_shared;
@@ -74,6 +80,9 @@ extern MoverzWorkerSlot *moverz_attach_slot(int index, bool inventory);
 extern void moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 							   int64 done_delta, int64 failed_delta,
 							   const char *error);
+extern int	moverz_rate_take(int want, long *wait_ms);
+extern void moverz_rate_give_back(int n);
+extern void moverz_rate_hold(long ms);
 
 /* worker_common.c: what both kinds of worker share. */
 typedef void (*moverz_txn_fn) (void *arg);

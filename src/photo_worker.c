@@ -29,6 +29,7 @@ typedef struct PhotoLoop
 	bool		want_claim;		/* woken, or the last claim was full */
 	TimestampTz next_poll;		/* fallback claim */
 	TimestampTz next_reap;		/* expired leases */
+	TimestampTz rate_wait_until;	/* no request token before then */
 	int			reported_inflight;
 } PhotoLoop;
 
@@ -58,6 +59,8 @@ maintain_claims(PhotoLoop *loop)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			free_slots;
+	int			granted;
+	long		wait_ms;
 	int			n;
 
 	if (!loop->recovered || now >= loop->next_reap)
@@ -71,8 +74,19 @@ maintain_claims(PhotoLoop *loop)
 	free_slots = moverz_max_inflight - ai_client_inflight(loop->client);
 	if (free_slots <= 0 || (!loop->want_claim && now < loop->next_poll))
 		return;
-	n = claim_photos(loop->claims, free_slots);
-	loop->want_claim = (n == free_slots);
+	granted = moverz_rate_take(free_slots, &wait_ms);
+	if (granted == 0)
+	{
+		/* over the request ceiling, or held back after a 429: come back */
+		loop->want_claim = true;
+		loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
+		return;
+	}
+	n = claim_photos(loop->claims, granted);
+	moverz_rate_give_back(granted - Max(n, 0));
+	/* photos came: there may be more; none: wait for a wake-up or the poll */
+	loop->want_claim = (n > 0);
+	loop->rate_wait_until = 0;
 	loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
 }
 
@@ -109,7 +123,11 @@ wait_timeout(PhotoLoop *loop)
 	long		ms;
 
 	if (loop->want_claim && ai_client_inflight(loop->client) < moverz_max_inflight)
-		return 0;
+	{
+		if (loop->rate_wait_until <= now)
+			return 0;
+		until = Min(until, loop->rate_wait_until);
+	}
 	if (ai_client_result_count(loop->client) > 0)
 		return 0;
 	ms = until <= now ? 0 : (long) ((until - now + 999) / 1000);

@@ -13,13 +13,18 @@
  */
 #include "moverz_batch.h"
 
+#include <math.h>
+
 #include "access/xact.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 MoverzShared *moverz_shared = NULL;
 
@@ -30,6 +35,7 @@ static bool xact_callback_registered = false;
 
 PG_FUNCTION_INFO_V1(moverz_wake_photo_workers);
 PG_FUNCTION_INFO_V1(moverz_wake_inventory_worker);
+PG_FUNCTION_INFO_V1(moverz_worker_status);
 
 /*
  * moverz_shmem_request
@@ -212,4 +218,144 @@ moverz_wake_inventory_worker(PG_FUNCTION_ARGS)
 {
 	request_wake(false, true);
 	PG_RETURN_VOID();
+}
+
+/*
+ * moverz_rate_take
+ *		Take up to "want" request tokens from the pool-wide bucket.  Returns
+ *		how many were granted; when none, *wait_ms says when to try again.
+ *		The bucket refills at moverz_batch.max_requests_per_second and holds
+ *		a tenth of a second's worth, so no wall-clock second sees much more
+ *		than the ceiling.  After a RATE_LIMIT answer nothing is granted until
+ *		the hold ends, whatever the ceiling.
+ */
+int
+moverz_rate_take(int want, long *wait_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	double		rate = moverz_max_requests_per_second;
+	int			granted;
+
+	*wait_ms = 0;
+	SpinLockAcquire(&moverz_shared->mutex);
+	if (now < moverz_shared->hold_until)
+	{
+		*wait_ms = (long) ((moverz_shared->hold_until - now + 999) / 1000);
+		SpinLockRelease(&moverz_shared->mutex);
+		return 0;
+	}
+	if (rate <= 0)
+	{
+		SpinLockRelease(&moverz_shared->mutex);
+		return want;
+	}
+	if (moverz_shared->tokens_at == 0)
+		moverz_shared->tokens = Max(1.0, rate / 10.0);
+	else
+		moverz_shared->tokens = Min(Max(1.0, rate / 10.0),
+									moverz_shared->tokens +
+									(now - moverz_shared->tokens_at) * rate / USECS_PER_SEC);
+	moverz_shared->tokens_at = now;
+	granted = (int) Min((double) want, floor(moverz_shared->tokens));
+	moverz_shared->tokens -= granted;
+	if (granted == 0)
+		*wait_ms = (long) ceil((1.0 - moverz_shared->tokens) * 1000.0 / rate);
+	SpinLockRelease(&moverz_shared->mutex);
+	return granted;
+}
+
+/*
+ * moverz_rate_give_back
+ *		Return tokens taken for photos that could not be claimed.
+ */
+void
+moverz_rate_give_back(int n)
+{
+	if (n <= 0 || moverz_max_requests_per_second <= 0)
+		return;
+	SpinLockAcquire(&moverz_shared->mutex);
+	moverz_shared->tokens += n;
+	SpinLockRelease(&moverz_shared->mutex);
+}
+
+/*
+ * moverz_rate_hold
+ *		The AI service said RATE_LIMIT: the whole pool holds back for ms.
+ */
+void
+moverz_rate_hold(long ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	SpinLockAcquire(&moverz_shared->mutex);
+	moverz_shared->hold_until = Max(moverz_shared->hold_until, until);
+	SpinLockRelease(&moverz_shared->mutex);
+}
+
+/*
+ * put_slot_row
+ *		One row of worker_status().
+ */
+static void
+put_slot_row(Tuplestorestate *store, TupleDesc desc, const char *kind, int index,
+			 const MoverzWorkerSlot *slot)
+{
+	Datum		values[9];
+	bool		nulls[9];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = Int32GetDatum(index);
+	values[2] = Int32GetDatum(slot->pid);
+	values[3] = Int32GetDatum(slot->inflight);
+	values[4] = Int64GetDatum(slot->done);
+	values[5] = Int64GetDatum(slot->failed);
+	values[6] = CStringGetTextDatum(slot->last_error);
+	nulls[6] = slot->last_error[0] == '\0';
+	values[7] = TimestampTzGetDatum(slot->last_error_at);
+	nulls[7] = slot->last_error_at == 0;
+	values[8] = TimestampTzGetDatum(slot->since);
+	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+/*
+ * moverz_worker_status
+ *		SQL: one row per running worker, from shared memory.
+ */
+Datum
+moverz_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MoverzWorkerSlot slots[MOVERZ_MAX_PHOTO_WORKERS + 1];
+	TupleDesc	desc;
+	Tuplestorestate *store;
+	MemoryContext oldcxt;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("worker_status must be called in a context that accepts a set")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SpinLockAcquire(&moverz_shared->mutex);
+	memcpy(slots, moverz_shared->photo, sizeof(MoverzWorkerSlot) * MOVERZ_MAX_PHOTO_WORKERS);
+	slots[MOVERZ_MAX_PHOTO_WORKERS] = moverz_shared->inventory;
+	SpinLockRelease(&moverz_shared->mutex);
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	desc = CreateTupleDescCopy(desc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = desc;
+	MemoryContextSwitchTo(oldcxt);
+
+	for (int i = 0; i < MOVERZ_MAX_PHOTO_WORKERS; i++)
+		if (slots[i].pid != 0)
+			put_slot_row(store, desc, "photo", i, &slots[i]);
+	if (slots[MOVERZ_MAX_PHOTO_WORKERS].pid != 0)
+		put_slot_row(store, desc, "inventory", 0, &slots[MOVERZ_MAX_PHOTO_WORKERS]);
+	return (Datum) 0;
 }

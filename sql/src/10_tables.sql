@@ -42,6 +42,8 @@ CREATE TABLE batches (
     count_processing     int NOT NULL DEFAULT 0 CHECK (count_processing >= 0),
     count_completed      int NOT NULL DEFAULT 0 CHECK (count_completed >= 0),
     count_failed         int NOT NULL DEFAULT 0 CHECK (count_failed >= 0),
+    count_cancelled      int NOT NULL DEFAULT 0 CHECK (count_cancelled >= 0),
+    cancelled_at         timestamptz,
     inventory_queued     boolean NOT NULL DEFAULT false,
     inventory_generation int NOT NULL DEFAULT 1,
     priority             batch_priority NOT NULL DEFAULT 'NORMAL',
@@ -66,6 +68,7 @@ CREATE TABLE photos (
     url             text NOT NULL,
     room_type       text REFERENCES room_types,
     checksum        text NOT NULL,
+    duplicate_of    uuid,           -- same checksum as this photo of the project
     status          photo_status NOT NULL DEFAULT 'PENDING',
     priority        batch_priority NOT NULL DEFAULT 'NORMAL',
     attempts        int NOT NULL DEFAULT 0,
@@ -82,11 +85,13 @@ CREATE TABLE photos (
     finished_at     timestamptz,
     CONSTRAINT photos_batch_position UNIQUE (batch_id, position)
 );
--- The claim: PENDING photos by priority then age.
-CREATE INDEX photos_claim_idx ON photos (priority DESC, created_at, batch_id, position)
-    WHERE status = 'PENDING';
--- Crash recovery: photos in flight, by lease expiry.
-CREATE INDEX photos_inflight_idx ON photos (lease_until)
+-- The claim: PENDING photos, per user, by priority then age.  Duplicates
+-- are never sent: they take their original's outcome.
+CREATE INDEX photos_claim_idx ON photos (user_id, priority DESC, created_at, batch_id, position)
+    WHERE status = 'PENDING' AND duplicate_of IS NULL;
+CREATE INDEX photos_duplicates_idx ON photos (duplicate_of) WHERE duplicate_of IS NOT NULL;
+-- Crash recovery and per-user fairness: photos in flight.
+CREATE INDEX photos_inflight_idx ON photos (lease_until, user_id)
     WHERE status = 'PROCESSING';
 -- Project-wide inventory and duplicate detection.
 CREATE INDEX photos_project_idx ON photos (project_id, checksum);
@@ -138,6 +143,14 @@ CREATE TABLE inventory_items (
 );
 CREATE INDEX inventory_items_project_idx ON inventory_items (project_id);
 
+-- Processing switch (pause / resume), one row.
+CREATE TABLE control (
+    only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    paused      boolean NOT NULL DEFAULT false,
+    paused_at   timestamptz
+);
+INSERT INTO control DEFAULT VALUES;
+
 -- One row per AI call (the seed's AiMetric).
 CREATE TABLE ai_metrics (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -161,3 +174,4 @@ SELECT pg_catalog.pg_extension_config_dump('inventory_sync_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_items', '');
 SELECT pg_catalog.pg_extension_config_dump('ai_metrics', '');
+SELECT pg_catalog.pg_extension_config_dump('control', '');

@@ -3,10 +3,13 @@
 
 -- derive_status: the seed's rules.  QUEUED: all pending; PROCESSING: any
 -- processing, or pending mixed with finished; PARTIAL: >= 1 DONE and >= 1
--- ERROR, nothing left; COMPLETED: all DONE; FAILED: all ERROR.
-CREATE FUNCTION derive_status(queued int, processing int, completed int, failed int)
+-- ERROR, nothing left; COMPLETED: all DONE; FAILED: all ERROR.  A cancelled
+-- batch is CANCELLED whatever its counts.
+CREATE FUNCTION derive_status(queued int, processing int, completed int, failed int,
+                              cancelled boolean DEFAULT false)
 RETURNS batch_status LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT CASE
+    WHEN cancelled THEN 'CANCELLED'
     WHEN processing > 0 THEN 'PROCESSING'
     WHEN queued > 0 AND completed + failed > 0 THEN 'PROCESSING'
     WHEN queued > 0 OR completed + failed = 0 THEN 'QUEUED'
@@ -19,7 +22,7 @@ $$;
 -- is_terminal: a batch that no worker will touch again.
 CREATE FUNCTION is_terminal(s batch_status) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT s IN ('PARTIAL', 'COMPLETED', 'FAILED')
+SELECT s IN ('PARTIAL', 'COMPLETED', 'FAILED', 'CANCELLED')
 $$;
 
 -- status_delta_of: what one photo leaving status "old" and entering status
@@ -29,7 +32,8 @@ RETURNS status_delta LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT ROW((new IS NOT DISTINCT FROM 'PENDING')::int    - (old IS NOT DISTINCT FROM 'PENDING')::int,
            (new IS NOT DISTINCT FROM 'PROCESSING')::int - (old IS NOT DISTINCT FROM 'PROCESSING')::int,
            (new IS NOT DISTINCT FROM 'DONE')::int       - (old IS NOT DISTINCT FROM 'DONE')::int,
-           (new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int
+           (new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int,
+           (new IS NOT DISTINCT FROM 'CANCELLED')::int  - (old IS NOT DISTINCT FROM 'CANCELLED')::int
           )::moverz_batch.status_delta
 $$;
 
@@ -43,7 +47,7 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     b record;
 BEGIN
-    IF d.queued = 0 AND d.processing = 0 AND d.completed = 0 AND d.failed = 0 THEN
+    IF d.queued = 0 AND d.processing = 0 AND d.completed = 0 AND d.failed = 0 AND d.cancelled = 0 THEN
         RETURN;
     END IF;
     UPDATE moverz_batch.batches AS x
@@ -51,8 +55,10 @@ BEGIN
            count_processing = x.count_processing + d.processing,
            count_completed = x.count_completed + d.completed,
            count_failed = x.count_failed + d.failed,
+           count_cancelled = x.count_cancelled + d.cancelled,
            status = moverz_batch.derive_status(x.count_queued + d.queued, x.count_processing + d.processing,
-                                               x.count_completed + d.completed, x.count_failed + d.failed),
+                                               x.count_completed + d.completed, x.count_failed + d.failed,
+                                               x.cancelled_at IS NOT NULL),
            updated_at = now()
      WHERE x.id = p_batch_id
     RETURNING x.id, x.project_id, x.user_id, x.status, x.inventory_queued, x.inventory_generation
@@ -78,20 +84,20 @@ CREATE FUNCTION photos_counts_trigger() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
-           FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f)
+        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
+           FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
-           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f)
+        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
+           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
     ELSE
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int)::moverz_batch.status_delta)
+        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o
                  UNION ALL
-                 SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f)
+                 SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
     END IF;

@@ -85,6 +85,41 @@ BEGIN
 END
 $$;
 
+-- insert_photos: one photo per asset.  A photo whose checksum matches a
+-- photo already DONE in the project, or an earlier photo of the same batch,
+-- is a duplicate: it is never sent to the AI; it takes the analysis of the
+-- DONE one at once, or the outcome of the earlier one when that finishes
+-- (complete_photos), and its items are not counted again.
+CREATE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
+                              p_priority batch_priority, assets jsonb)
+RETURNS void LANGUAGE sql AS $$
+WITH a AS MATERIALIZED (
+    SELECT gen_random_uuid() AS id, e.ord - 1 AS position, e.elem,
+           md5((e.elem ->> 'filename') || ':' || (e.elem ->> 'url')) AS checksum
+      FROM jsonb_array_elements(assets) WITH ORDINALITY AS e(elem, ord)
+), firsts AS (
+    SELECT DISTINCT ON (a.checksum) a.checksum, a.id FROM a ORDER BY a.checksum, a.position
+), prior AS (
+    SELECT DISTINCT ON (p.checksum) p.checksum, p.id, p.analysis, p.room_type
+      FROM moverz_batch.photos p
+     WHERE p.project_id = p_project_id AND p.status = 'DONE' AND p.duplicate_of IS NULL
+       AND p.checksum IN (SELECT a.checksum FROM a)
+     ORDER BY p.checksum, p.finished_at
+)
+INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
+                                 url, room_type, checksum, priority, duplicate_of, status,
+                                 analysis, finished_at)
+SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.elem ->> 'filename',
+       a.elem ->> 'filePath', a.elem ->> 'url', coalesce(a.elem ->> 'roomType', pr.room_type),
+       a.checksum, p_priority,
+       coalesce(pr.id, CASE WHEN f.id <> a.id THEN f.id END),
+       CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
+       pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
+  FROM a
+  JOIN firsts f ON f.checksum = a.checksum
+  LEFT JOIN prior pr ON pr.checksum = a.checksum
+$$;
+
 -- create_batch: one batch in QUEUED and one PENDING photo per asset, in one
 -- transaction.  An idempotency key already used by the same user returns that
 -- batch when the payload is the same, and is an error otherwise.
@@ -127,25 +162,39 @@ BEGIN
         END IF;
         RETURN v_existing.id;
     END IF;
-    INSERT INTO moverz_batch.photos (batch_id, position, project_id, user_id, filename, file_path,
-                                     url, room_type, checksum, priority)
-    SELECT v_batch, e.ord - 1, create_batch.project_id, create_batch.user_id, e.elem ->> 'filename',
-           e.elem ->> 'filePath', e.elem ->> 'url', e.elem ->> 'roomType',
-           md5((e.elem ->> 'filename') || ':' || (e.elem ->> 'url')), v_priority
-      FROM jsonb_array_elements(assets) WITH ORDINALITY AS e(elem, ord);
+    PERFORM moverz_batch.insert_photos(v_batch, create_batch.project_id, create_batch.user_id,
+                                       v_priority, assets);
     PERFORM moverz_batch.wake_photo_workers();
     RETURN v_batch;
 END
 $$;
 
+-- batch_state: {batchId, status, progress, counts} of a batch, shared by
+-- batch_progress and the progress notifications.  counts.cancelled appears
+-- only when some photos were cancelled.
+CREATE FUNCTION batch_state(b batches) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT jsonb_build_object(
+    'batchId', b.id,
+    'status', b.status,
+    'progress', moverz_batch.progress_percent(b.count_completed + b.count_failed + b.count_cancelled,
+                                              b.count_queued + b.count_processing + b.count_completed
+                                              + b.count_failed + b.count_cancelled),
+    'counts', jsonb_build_object('queued', b.count_queued, 'processing', b.count_processing,
+                                 'completed', b.count_completed, 'failed', b.count_failed,
+                                 'total', b.count_queued + b.count_processing + b.count_completed
+                                          + b.count_failed + b.count_cancelled)
+              || CASE WHEN b.count_cancelled > 0
+                      THEN jsonb_build_object('cancelled', b.count_cancelled) ELSE '{}' END)
+$$;
+
 -- batch_progress: the seed's "batch" object for polling.  photos_limit and
 -- photos_offset page the photos list (ordered as submitted); the counts always
--- cover the whole batch.
+-- cover the whole batch.  A photo that duplicates another carries duplicateOf.
 CREATE FUNCTION batch_progress(batch_id uuid, photos_limit int DEFAULT NULL, photos_offset int DEFAULT 0)
 RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     b moverz_batch.batches;
-    v_total int;
     v_photos jsonb;
     v_summary jsonb;
 BEGIN
@@ -159,10 +208,10 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = format('batch_id %s: no such batch', coalesce(batch_progress.batch_id::text, 'NULL'));
     END IF;
-    v_total := b.count_queued + b.count_processing + b.count_completed + b.count_failed;
     SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'id', p.id, 'filename', p.filename, 'status', p.status,
-               'roomType', p.room_type, 'errorCode', p.error_code)) ORDER BY p.position), '[]')
+               'roomType', p.room_type, 'errorCode', p.error_code,
+               'duplicateOf', p.duplicate_of)) ORDER BY p.position), '[]')
       INTO v_photos
       FROM (SELECT * FROM moverz_batch.photos ph
              WHERE ph.batch_id = b.id
@@ -171,14 +220,7 @@ BEGIN
     SELECT s.summary INTO v_summary
       FROM moverz_batch.inventory_summaries s
      WHERE s.batch_id = b.id AND s.generation = b.inventory_generation;
-    RETURN jsonb_build_object(
-        'batchId', b.id,
-        'status', b.status,
-        'progress', moverz_batch.progress_percent(b.count_completed + b.count_failed, v_total),
-        'counts', jsonb_build_object('queued', b.count_queued, 'processing', b.count_processing,
-                                     'completed', b.count_completed, 'failed', b.count_failed,
-                                     'total', v_total),
-        'photos', v_photos)
+    RETURN moverz_batch.batch_state(b) || jsonb_build_object('photos', v_photos)
         || CASE WHEN v_summary IS NULL THEN '{}' ELSE jsonb_build_object('inventorySummary', v_summary) END;
 END
 $$;
@@ -191,32 +233,90 @@ SELECT CASE WHEN total <= 0 THEN 0
             ELSE least(99, round(100.0 * finished / total))::int END
 $$;
 
--- retry_batch: ERROR photos back to PENDING (DONE ones untouched), the batch
--- re-opened for exactly one new inventory sync once it finishes again.
--- Returns the number of photos sent back.
-CREATE FUNCTION retry_batch(batch_id uuid) RETURNS int
+-- reopen_photos: ERROR photos of one batch (all, or one) back to PENDING;
+-- the batch re-opened for exactly one new inventory sync once it finishes
+-- again.  Returns the number of photos sent back.
+CREATE FUNCTION reopen_photos(p_batch_id uuid, p_photo_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_status moverz_batch.batch_status;
     v_n int;
 BEGIN
-    PERFORM 1 FROM moverz_batch.batches b WHERE b.id = retry_batch.batch_id FOR UPDATE;
+    SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = p_batch_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('batch_id %s: no such batch', coalesce(retry_batch.batch_id::text, 'NULL'));
+            MESSAGE = format('batch_id %s: no such batch', coalesce(p_batch_id::text, 'NULL'));
+    ELSIF v_status = 'CANCELLED' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('batch %s is CANCELLED: its photos cannot be retried', p_batch_id);
     END IF;
     UPDATE moverz_batch.photos p
        SET status = 'PENDING', attempts = 0, next_attempt_at = now(), error_code = NULL,
            error_message = NULL, claimed_by = NULL, claim_token = NULL, lease_until = NULL,
            finished_at = NULL, updated_at = now()
-     WHERE p.batch_id = retry_batch.batch_id AND p.status = 'ERROR';
+     WHERE p.batch_id = p_batch_id AND p.status = 'ERROR'
+       AND (p_photo_id IS NULL OR p.id = p_photo_id OR p.duplicate_of = p_photo_id);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
         UPDATE moverz_batch.batches b
            SET inventory_queued = false, inventory_generation = b.inventory_generation + 1,
                completed_at = NULL
-         WHERE b.id = retry_batch.batch_id;
+         WHERE b.id = p_batch_id;
         PERFORM moverz_batch.wake_photo_workers();
     END IF;
+    RETURN v_n;
+END
+$$;
+
+-- retry_batch: ERROR photos back to PENDING (DONE ones untouched), the batch
+-- re-opened for exactly one new inventory sync once it finishes again.
+-- Returns the number of photos sent back.
+CREATE FUNCTION retry_batch(batch_id uuid) RETURNS int
+LANGUAGE sql AS $$
+SELECT moverz_batch.reopen_photos(batch_id, NULL)
+$$;
+
+-- retry_photo: one ERROR photo (and its duplicates) back to PENDING.
+-- Returns the number of photos sent back (0 when it was not in ERROR).
+CREATE FUNCTION retry_photo(photo_id uuid) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_batch uuid;
+BEGIN
+    SELECT p.batch_id INTO v_batch FROM moverz_batch.photos p WHERE p.id = retry_photo.photo_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = format('photo_id %s: no such photo', coalesce(retry_photo.photo_id::text, 'NULL'));
+    END IF;
+    RETURN moverz_batch.reopen_photos(v_batch, retry_photo.photo_id);
+END
+$$;
+
+-- cancel_batch: stop a batch.  Its pending photos are never sent, its
+-- photos in flight are cancelled too (a result arriving later changes
+-- nothing), and the batch ends CANCELLED, a terminal state: the inventory
+-- of its DONE photos is synced once.  Returns the number of photos
+-- cancelled.  A batch already finished cannot be cancelled.
+CREATE FUNCTION cancel_batch(batch_id uuid) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_status moverz_batch.batch_status;
+    v_n int;
+BEGIN
+    SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = format('batch_id %s: no such batch', coalesce(cancel_batch.batch_id::text, 'NULL'));
+    ELSIF moverz_batch.is_terminal(v_status) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('batch %s is already %s and cannot be cancelled', cancel_batch.batch_id, v_status);
+    END IF;
+    UPDATE moverz_batch.batches b SET cancelled_at = now() WHERE b.id = cancel_batch.batch_id;
+    UPDATE moverz_batch.photos p
+       SET status = 'CANCELLED', claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+           finished_at = now(), updated_at = now()
+     WHERE p.batch_id = cancel_batch.batch_id AND p.status IN ('PENDING', 'PROCESSING');
+    GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
 $$;

@@ -1,7 +1,8 @@
 -- Inventory: items of the analysed photos, per-room totals, the sync queue.
 
 -- analysis_items: one row per item of the DONE photos of a project, or of one
--- of its batches when p_batch_id is given.  ERROR photos contribute nothing.
+-- of its batches when p_batch_id is given.  ERROR photos contribute nothing,
+-- and neither do duplicates: the same sofa photographed twice is moved once.
 -- The room is the photo's own, else the one the AI saw, else "other".
 CREATE FUNCTION analysis_items(p_project_id uuid, p_batch_id uuid)
 RETURNS TABLE (batch_id uuid, photo_id uuid, item_no int, room_type text, label text,
@@ -16,6 +17,7 @@ SELECT p.batch_id, p.id, i.ord::int,
  WHERE p.project_id = p_project_id
    AND (p_batch_id IS NULL OR p.batch_id = p_batch_id)
    AND p.status = 'DONE'
+   AND p.duplicate_of IS NULL
 $$;
 
 -- inventory_summary: the seed's inventorySummary of a project, or of one of
@@ -94,11 +96,10 @@ DECLARE
     v_generation int;
     v_status text := 'DONE';
 BEGIN
-    SELECT x.id, x.batch_id, x.generation, b.inventory_generation INTO j
+    SELECT x.id, x.batch_id, x.generation INTO j
       FROM moverz_batch.inventory_sync_jobs x
-      JOIN moverz_batch.batches b ON b.id = x.batch_id
      WHERE x.id = job_id AND x.status = 'PENDING'
-       FOR UPDATE OF x SKIP LOCKED;
+       FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;

@@ -4,28 +4,70 @@
 -- no transaction is ever open while a request is in flight.
 
 -- claim_photos: up to p_limit PENDING photos whose next attempt time has
--- come, highest priority then oldest, skipping rows other workers hold;
--- marked PROCESSING for worker p_worker (incarnation p_token) with a lease.
--- The attempt counts from here.
-CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int)
+-- come, skipping rows other workers hold, marked PROCESSING for worker
+-- p_worker (incarnation p_token) with a lease; the attempt counts from here.
+-- Order: highest priority first; within a priority, users take turns (each
+-- user's photos oldest first), so one user's huge batch cannot starve
+-- another's small one; with p_per_user > 0, no user gets more than that many
+-- photos in flight.  Nothing is claimed while processing is paused.
+-- Duplicates are never claimed (they follow their original).
+CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
+                             p_per_user int DEFAULT 0)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
                filename text, room_type text, attempt int)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF (SELECT c.paused FROM moverz_batch.control c) THEN
+        RETURN;
+    END IF;
+    IF p_per_user > 0 THEN
+        -- claims count each user's photos in flight: one claim at a time
+        PERFORM pg_advisory_xact_lock(hashtext('moverz_batch.claim_photos'));
+    END IF;
     RETURN QUERY
-    WITH c AS (
+    WITH RECURSIVE users AS (
+        -- loose index scan: each user with pending photos, without reading them all
+        (SELECT p.user_id FROM moverz_batch.photos p
+          WHERE p.status = 'PENDING' AND p.duplicate_of IS NULL
+          ORDER BY p.user_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT p.user_id FROM moverz_batch.photos p
+                 WHERE p.status = 'PENDING' AND p.duplicate_of IS NULL AND p.user_id > u.user_id
+                 ORDER BY p.user_id LIMIT 1)
+          FROM users u WHERE u.user_id IS NOT NULL
+    ), inflight AS (
+        SELECT p.user_id, count(*) AS n FROM moverz_batch.photos p
+         WHERE p.status = 'PROCESSING' AND p_per_user > 0
+         GROUP BY p.user_id
+    ), candidates AS (
+        SELECT c.id, c.priority, c.created_at,
+               row_number() OVER (PARTITION BY u.user_id
+                                  ORDER BY c.priority DESC, c.created_at, c.batch_id, c.position) AS turn
+          FROM users u
+          LEFT JOIN inflight i ON i.user_id = u.user_id
+          CROSS JOIN LATERAL (
+              SELECT p.id, p.priority, p.created_at, p.batch_id, p.position
+                FROM moverz_batch.photos p
+               WHERE p.user_id = u.user_id AND p.status = 'PENDING' AND p.duplicate_of IS NULL
+                 AND p.next_attempt_at <= now()
+               ORDER BY p.priority DESC, p.created_at, p.batch_id, p.position
+               LIMIT CASE WHEN p_per_user > 0
+                          THEN least(p_limit, greatest(p_per_user - coalesce(i.n, 0), 0))
+                          ELSE p_limit END) AS c
+         WHERE u.user_id IS NOT NULL
+    ), chosen AS (
+        SELECT c.id FROM candidates c ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
+    ), locked AS (
         SELECT p.id FROM moverz_batch.photos p
-         WHERE p.status = 'PENDING' AND p.next_attempt_at <= now()
-         ORDER BY p.priority DESC, p.created_at, p.batch_id, p.position
-         LIMIT p_limit
+         WHERE p.id IN (SELECT chosen.id FROM chosen) AND p.status = 'PENDING'
            FOR UPDATE SKIP LOCKED
     )
     UPDATE moverz_batch.photos p
        SET status = 'PROCESSING', attempts = p.attempts + 1, claimed_by = p_worker,
            claim_token = p_token, lease_until = now() + p_lease_ms * interval '1 millisecond',
            started_at = now(), updated_at = now()
-      FROM c
-     WHERE p.id = c.id
+      FROM locked
+     WHERE p.id = locked.id
     RETURNING p.id, p.batch_id, p.project_id, p.user_id, p.url, p.filename, p.room_type, p.attempts;
 END
 $$;
@@ -98,12 +140,15 @@ $$;
 -- A result applies only to the claim it answers (same worker incarnation,
 -- same attempt, still PROCESSING): a late answer to a photo taken back by
 -- crash recovery changes nothing.  Every call gets an ai_metrics row.
--- Returns the number of photos that became DONE.
+-- Duplicates waiting for a photo that ends DONE or ERROR take its outcome.
+-- Returns how many photos became DONE and, when the service answered
+-- RATE_LIMIT, how long the whole pool should hold back (ms).
 CREATE FUNCTION complete_photos(p_token bigint, p_results jsonb, p_max_attempts int,
-                                p_backoff_ms int, p_provider text)
-RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+                                p_backoff_ms int, p_provider text,
+                                OUT done int, OUT rate_limit_ms int)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n int;
+    v_final uuid[];
 BEGIN
     WITH r AS (
         SELECT x.*, c.*
@@ -149,10 +194,23 @@ BEGIN
       FROM r
      WHERE p.id = r.id AND p.status = 'PROCESSING' AND p.claim_token = p_token
        AND p.attempts = r.attempt
-    RETURNING p.status
+    RETURNING p.id, p.status
     )
-    SELECT count(*) FILTER (WHERE u.status = 'DONE') INTO v_n FROM u;
-    RETURN v_n;
+    SELECT count(*) FILTER (WHERE u.status = 'DONE'),
+           array_agg(u.id) FILTER (WHERE u.status IN ('DONE', 'ERROR')),
+           (SELECT coalesce(max(coalesce(r2.retry_after_ms, p_backoff_ms)), 0) FROM r AS r2
+             WHERE r2.code = 'RATE_LIMIT')
+      INTO done, v_final, rate_limit_ms
+      FROM u;
+    IF v_final IS NOT NULL
+       AND EXISTS (SELECT 1 FROM moverz_batch.photos d WHERE d.duplicate_of = ANY (v_final)) THEN
+        UPDATE moverz_batch.photos d
+           SET status = o.status, analysis = o.analysis, error_code = o.error_code,
+               error_message = o.error_message, room_type = coalesce(d.room_type, o.room_type),
+               finished_at = now(), updated_at = now()
+          FROM moverz_batch.photos o
+         WHERE d.duplicate_of = o.id AND o.id = ANY (v_final) AND d.status = 'PENDING';
+    END IF;
 END
 $$;
 
@@ -227,7 +285,7 @@ SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000)
   FROM moverz_batch.inventory_sync_jobs WHERE status = 'PENDING'
 $$;
 
-REVOKE ALL ON FUNCTION claim_photos(int, bigint, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION claim_photos(int, bigint, int, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION complete_photos(bigint, jsonb, int, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION release_claims(int, bigint, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_next_inventory_job() FROM PUBLIC;

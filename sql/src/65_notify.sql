@@ -11,16 +11,10 @@
 -- progress_payload: the notification payload of one batch, now.
 CREATE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
 LANGUAGE sql STABLE AS $$
-SELECT jsonb_build_object(
-           'batchId', b.id, 'status', b.status,
-           'progress', moverz_batch.progress_percent(b.count_completed + b.count_failed,
-               b.count_queued + b.count_processing + b.count_completed + b.count_failed),
-           'counts', jsonb_build_object('queued', b.count_queued, 'processing', b.count_processing,
-                                        'completed', b.count_completed, 'failed', b.count_failed,
-                                        'total', b.count_queued + b.count_processing
-                                                 + b.count_completed + b.count_failed),
-           'inventoryReady', EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
-                                      WHERE s.batch_id = b.id AND s.generation = b.inventory_generation))::text
+SELECT (moverz_batch.batch_state(b)
+        || jsonb_build_object('inventoryReady',
+               EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
+                        WHERE s.batch_id = b.id AND s.generation = b.inventory_generation)))::text
   FROM moverz_batch.batches b WHERE b.id = p_batch_id
 $$;
 

@@ -1,0 +1,105 @@
+-- Administration in psql: views of the queue, the batches, the failures, the
+-- AI metrics and the workers; pause / resume; retention purge.
+-- (retry_photo and cancel_batch are with the API, in 40_api.sql.)
+
+-- worker_status(): the workers as they see themselves, from shared memory.
+CREATE FUNCTION worker_status_raw(
+    OUT kind text, OUT worker int, OUT pid int, OUT inflight int, OUT done bigint,
+    OUT failed bigint, OUT last_error text, OUT last_error_at timestamptz, OUT since timestamptz)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'moverz_worker_status';
+
+-- worker_status: one row per running worker: pid, requests in flight, calls
+-- that finished a photo DONE and the others, the last error and since when
+-- this incarnation runs.
+CREATE VIEW worker_status AS
+SELECT * FROM worker_status_raw();
+
+-- queue_overview: one row: photos per status, how many wait for a retry,
+-- the age of the oldest photo ready to go, and whether processing is paused.
+CREATE VIEW queue_overview AS
+SELECT count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now()) AS pending,
+       count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at > now()) AS waiting_retry,
+       count(*) FILTER (WHERE p.status = 'PROCESSING') AS in_flight,
+       count(*) FILTER (WHERE p.status = 'DONE') AS done,
+       count(*) FILTER (WHERE p.status = 'ERROR') AS failed,
+       count(*) FILTER (WHERE p.status = 'CANCELLED') AS cancelled,
+       now() - min(p.created_at) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now())
+           AS oldest_pending_age,
+       (SELECT c.paused FROM control c) AS paused
+  FROM photos p;
+
+-- batches_overview: one row per batch, newest first.
+CREATE VIEW batches_overview AS
+SELECT b.id AS batch_id, b.user_id, b.project_id, b.status, b.priority,
+       b.count_queued AS queued, b.count_processing AS processing, b.count_completed AS completed,
+       b.count_failed AS failed, b.count_cancelled AS cancelled,
+       b.count_queued + b.count_processing + b.count_completed + b.count_failed + b.count_cancelled AS total,
+       (batch_state(b) ->> 'progress')::int AS progress,
+       s.total_items, s.total_volume,
+       b.created_at, b.completed_at, b.completed_at - b.created_at AS duration
+  FROM batches b
+  LEFT JOIN inventory_summaries s ON s.batch_id = b.id AND s.generation = b.inventory_generation
+ ORDER BY b.created_at DESC;
+
+-- failed_photos: photos in ERROR with their codes and messages, newest first.
+CREATE VIEW failed_photos AS
+SELECT p.id AS photo_id, p.batch_id, p.user_id, p.filename, p.url, p.error_code,
+       p.error_message, p.attempts, p.finished_at
+  FROM photos p
+ WHERE p.status = 'ERROR'
+ ORDER BY p.finished_at DESC;
+
+-- batch_ai_metrics: the seed's analytics query, per batch: calls, average
+-- and p95 latency, successes, total cost.  Duplicates make no call.
+CREATE VIEW batch_ai_metrics AS
+SELECT (m.meta ->> 'batchId')::uuid AS batch_id,
+       count(*) AS calls,
+       round(avg(m.latency_ms), 1) AS avg_latency_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY m.latency_ms) AS p95_latency_ms,
+       count(*) FILTER (WHERE m.success) AS success_count,
+       coalesce(sum(m.cost_usd), 0) AS total_cost_usd
+  FROM ai_metrics m
+ WHERE m.meta ? 'batchId'
+ GROUP BY 1;
+
+-- pause_processing / resume_processing: stop claiming photos (requests in
+-- flight finish normally) and start again, without a restart; the switch
+-- survives restarts.  Return whether processing is now paused.
+CREATE FUNCTION pause_processing() RETURNS boolean
+LANGUAGE sql AS $$
+UPDATE moverz_batch.control SET paused = true, paused_at = now() RETURNING paused
+$$;
+
+CREATE FUNCTION resume_processing() RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE moverz_batch.control SET paused = false, paused_at = NULL;
+    PERFORM moverz_batch.wake_photo_workers();
+    RETURN false;
+END
+$$;
+
+-- purge: retention.  Deletes the batches finished (or cancelled) more than
+-- older_than ago, with their photos, inventories and jobs, and the AI
+-- metrics older than that.  Returns what it deleted.
+CREATE FUNCTION purge(older_than interval DEFAULT '30 days',
+                      OUT batches_deleted bigint, OUT metrics_deleted bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'older_than must be a non-negative interval';
+    END IF;
+    DELETE FROM moverz_batch.batches b
+     WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than;
+    GET DIAGNOSTICS batches_deleted = ROW_COUNT;
+    DELETE FROM moverz_batch.ai_metrics m WHERE m.created_at < now() - older_than;
+    GET DIAGNOSTICS metrics_deleted = ROW_COUNT;
+END
+$$;
+
+REVOKE ALL ON FUNCTION worker_status_raw() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pause_processing() FROM PUBLIC;
+REVOKE ALL ON FUNCTION resume_processing() FROM PUBLIC;
+REVOKE ALL ON FUNCTION purge(interval) FROM PUBLIC;
