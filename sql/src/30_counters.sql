@@ -3,16 +3,16 @@
 
 -- derive_status: the seed's rules.  QUEUED: all pending; PROCESSING: any
 -- processing, or pending mixed with finished; PARTIAL: >= 1 DONE and >= 1
--- ERROR, nothing left; COMPLETED: all DONE; FAILED: all ERROR.  A cancelled
--- batch is CANCELLED whatever its counts.
+-- ERROR, nothing left; COMPLETED: all DONE; FAILED: all ERROR.  A batch with
+-- cancelled photos and nothing left to do is CANCELLED (cancel_batch).
 CREATE FUNCTION derive_status(queued int, processing int, completed int, failed int,
-                              cancelled boolean DEFAULT false)
+                              cancelled int DEFAULT 0)
 RETURNS batch_status LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT CASE
-    WHEN cancelled THEN 'CANCELLED'
     WHEN processing > 0 THEN 'PROCESSING'
-    WHEN queued > 0 AND completed + failed > 0 THEN 'PROCESSING'
-    WHEN queued > 0 OR completed + failed = 0 THEN 'QUEUED'
+    WHEN queued > 0 AND completed + failed + cancelled > 0 THEN 'PROCESSING'
+    WHEN queued > 0 OR completed + failed + cancelled = 0 THEN 'QUEUED'
+    WHEN cancelled > 0 THEN 'CANCELLED'
     WHEN failed = 0 THEN 'COMPLETED'
     WHEN completed = 0 THEN 'FAILED'
     ELSE 'PARTIAL'
@@ -58,7 +58,7 @@ BEGIN
            count_cancelled = x.count_cancelled + d.cancelled,
            status = moverz_batch.derive_status(x.count_queued + d.queued, x.count_processing + d.processing,
                                                x.count_completed + d.completed, x.count_failed + d.failed,
-                                               x.cancelled_at IS NOT NULL),
+                                               x.count_cancelled + d.cancelled),
            updated_at = now()
      WHERE x.id = p_batch_id
     RETURNING x.id, x.project_id, x.user_id, x.status, x.inventory_queued, x.inventory_generation

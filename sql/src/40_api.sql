@@ -296,27 +296,31 @@ $$;
 -- photos in flight are cancelled too (a result arriving later changes
 -- nothing), and the batch ends CANCELLED, a terminal state: the inventory
 -- of its DONE photos is synced once.  Returns the number of photos
--- cancelled.  A batch already finished cannot be cancelled.
+-- cancelled.  A batch already finished cannot be cancelled.  Photos are
+-- locked before their batch, in the order the workers' write-back uses, so
+-- the two never deadlock.
 CREATE FUNCTION cancel_batch(batch_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_status moverz_batch.batch_status;
     v_n int;
 BEGIN
-    SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id FOR UPDATE;
+    SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = format('batch_id %s: no such batch', coalesce(cancel_batch.batch_id::text, 'NULL'));
-    ELSIF moverz_batch.is_terminal(v_status) THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = format('batch %s is already %s and cannot be cancelled', cancel_batch.batch_id, v_status);
     END IF;
-    UPDATE moverz_batch.batches b SET cancelled_at = now() WHERE b.id = cancel_batch.batch_id;
     UPDATE moverz_batch.photos p
        SET status = 'CANCELLED', claimed_by = NULL, claim_token = NULL, lease_until = NULL,
            finished_at = now(), updated_at = now()
      WHERE p.batch_id = cancel_batch.batch_id AND p.status IN ('PENDING', 'PROCESSING');
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 THEN
+        SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id;
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('batch %s is already %s and cannot be cancelled', cancel_batch.batch_id, v_status);
+    END IF;
+    UPDATE moverz_batch.batches b SET cancelled_at = now() WHERE b.id = cancel_batch.batch_id;
     RETURN v_n;
 END
 $$;

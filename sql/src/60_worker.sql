@@ -6,10 +6,11 @@
 -- claim_photos: up to p_limit PENDING photos whose next attempt time has
 -- come, skipping rows other workers hold, marked PROCESSING for worker
 -- p_worker (incarnation p_token) with a lease; the attempt counts from here.
--- Order: highest priority first; within a priority, users take turns (each
--- user's photos oldest first), so one user's huge batch cannot starve
--- another's small one; with p_per_user > 0, no user gets more than that many
--- photos in flight.  Nothing is claimed while processing is paused.
+-- Order: highest priority first; within a priority, users take turns: the
+-- k-th photo of a user who has n photos in flight ranks n + k (each user's
+-- photos oldest first), so one user's huge batch cannot starve another's
+-- small one; with p_per_user > 0, no user gets more than that many photos
+-- in flight.  Nothing is claimed while processing is paused.
 -- Duplicates are never claimed (they follow their original).
 CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
                              p_per_user int DEFAULT 0)
@@ -37,11 +38,11 @@ BEGIN
           FROM users u WHERE u.user_id IS NOT NULL
     ), inflight AS (
         SELECT p.user_id, count(*) AS n FROM moverz_batch.photos p
-         WHERE p.status = 'PROCESSING' AND p_per_user > 0
+         WHERE p.status = 'PROCESSING'
          GROUP BY p.user_id
     ), candidates AS (
         SELECT c.id, c.priority, c.created_at,
-               row_number() OVER (PARTITION BY u.user_id
+               coalesce(i.n, 0) + row_number() OVER (PARTITION BY u.user_id
                                   ORDER BY c.priority DESC, c.created_at, c.batch_id, c.position) AS turn
           FROM users u
           LEFT JOIN inflight i ON i.user_id = u.user_id
