@@ -53,7 +53,7 @@ SQL
 echo "== batch $batch submitted (7 photos; cave.jpg has an unreachable URL)"
 
 if [ -x tools/moverz-batch ]; then
-    tools/moverz-batch watch "$batch"
+    tools/moverz-batch watch "$batch" || [ $? -eq 2 ]   # 2: finished with failures
 else
     while :; do
         line=$(psql -qAtX -c "SELECT p->>'status', p->>'progress', p#>>'{counts,completed}',

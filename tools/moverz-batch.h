@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * moverz-batch.h
+ *	  Shared declarations of moverz-batch, the command-line client of the
+ *	  moverz_batch extension (tools/moverz-batch.c: options, connection,
+ *	  submit, status, output helpers; tools/mb_monitor.c: watch, top).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MOVERZ_BATCH_CLI_H
+#define MOVERZ_BATCH_CLI_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+/* Exit codes, documented in --help. */
+#define MB_EXIT_OK			0	/* success; watch: batch COMPLETED */
+#define MB_EXIT_ERROR		1	/* usage, connection or SQL error */
+#define MB_EXIT_FAILURES	2	/* watch: batch PARTIAL, FAILED or CANCELLED */
+#define MB_EXIT_TIMEOUT		3	/* watch: --timeout expired */
+#define MB_EXIT_INTERRUPTED 130 /* watch: interrupted by SIGINT */
+
+/* The options of all commands, after parsing. */
+typedef struct MbOptions
+{
+	/* connection, as PostgreSQL's client tools (NULL: libpq's defaults) */
+	const char *dbname;			/* -d: database name or connection string */
+	const char *host;			/* -h */
+	const char *port;			/* -p */
+	const char *username;		/* -U: the database role */
+
+	/* submit */
+	const char *project;		/* --project UUID */
+	const char *user;			/* --user: the moverz user id */
+	const char *priority;		/* --priority HIGH|NORMAL|LOW */
+	const char *idempotency_key;	/* --idempotency-key */
+	const char *create_project; /* --create-project NAME */
+
+	/* watch */
+	double		timeout;		/* --timeout SECONDS, 0: none */
+
+	/* top */
+	double		interval;		/* --interval SECONDS */
+	bool		once;			/* --once */
+} MbOptions;
+
+extern const char *progname;
+
+/* tools/moverz-batch.c */
+#define mb_malloc(size) mb_realloc(NULL, (size))
+extern void mb_error(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+extern void *mb_realloc(void *old, size_t size);
+extern void mb_report_error(PGconn *conn, const PGresult *res);
+extern PGresult *mb_query(PGconn *conn, const char *sql, int nparams,
+						  const char *const *params);
+
+/* tools/mb_monitor.c: the commands, called with their arguments */
+extern volatile sig_atomic_t mb_interrupted;
+extern int	mb_status(PGconn *conn, const MbOptions *opts, char **args, int nargs);
+extern int	mb_watch(PGconn *conn, const MbOptions *opts, char **args, int nargs);
+extern int	mb_top(PGconn *conn, const MbOptions *opts, char **args, int nargs);
+
+#endif							/* MOVERZ_BATCH_CLI_H */
