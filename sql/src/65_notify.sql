@@ -39,9 +39,10 @@ END
 $$;
 
 -- Deferred row triggers of batches (key "id") and inventory_summaries (key
--- "batch_id").
+-- "batch_id").  They fire at commit as whichever role committed (an HTTP API
+-- user, say): SECURITY DEFINER, with a pinned search_path.
 CREATE FUNCTION notify_batch_trigger() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM moverz_batch.notify_progress(NEW.id);
     RETURN NULL;
@@ -49,12 +50,16 @@ END
 $$;
 
 CREATE FUNCTION notify_inventory_trigger() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM moverz_batch.notify_progress(NEW.batch_id);
     RETURN NULL;
 END
 $$;
+
+REVOKE ALL ON FUNCTION notify_progress(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notify_batch_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION notify_inventory_trigger() FROM PUBLIC;
 
 CREATE CONSTRAINT TRIGGER batches_notify_progress
     AFTER INSERT OR UPDATE ON batches

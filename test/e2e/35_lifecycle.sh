@@ -26,8 +26,10 @@ hang=$(submit "$project" life-user "$(photo_assets 6 "$u/{i}.jpg?fault=hang&hang
 mb_wait_for 10 "SELECT count_processing = 6 FROM moverz_batch.batches WHERE id = '$hang'"
 ok $? "6 hanging requests in flight"
 pid=$(q "SELECT claimed_by FROM moverz_batch.photos WHERE batch_id = '$hang' AND status = 'PROCESSING' LIMIT 1")
-wpid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'
-            AND query LIKE 'waiting for the AI service: %' AND query NOT LIKE '%: 0 request%' LIMIT 1")
+busy="backend_type = 'moverz_batch photo worker' AND query LIKE 'waiting for the AI service: %'
+      AND query NOT LIKE '%: 0 request%'"
+mb_wait_for 10 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $busy)"
+wpid=$(q "SELECT pid FROM pg_stat_activity WHERE $busy LIMIT 1")
 is "$(q "SELECT query LIKE 'waiting for the AI service: % request(s) in flight' FROM pg_stat_activity WHERE pid = $wpid")" t \
    "activity shows the requests in flight"
 start=$(date +%s%N)

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# 40_http_api: the seed's API over HTTP, through a real nginx and a real
+# PostgREST 12.0.2 in front of the background workers: the smoke flow with
+# the seed's URLs (202 + Location, poll until PARTIAL, inventorySummary),
+# PostgREST's own URLs giving the same answers, projects, paged lists of
+# batches, Idempotency-Key, retry.
+source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../http/lib_http.sh"
+trap mb_http_stop EXIT
+mb_http_install || { echo "Bail out! cannot install nginx and PostgREST"; exit 1; }
+mb_http_start || { echo "Bail out! cannot start nginx and PostgREST"; exit 1; }
+
+user="http-api-$$-$RANDOM"
+token=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$user\", \"exp\": $(($(date +%s) + 600))}")
+api=$MB_API_URL
+
+# Projects.
+mb_http_json POST "$api/api/projects" "$token" '{"name": "Move Paris -> Lyon"}'
+is "$HTTP_STATUS" 201 "POST /api/projects: 201 Created"
+project=$(jq -r .project.id <<<"$HTTP_BODY")
+is "$(jq -c '[.success, .project.name]' <<<"$HTTP_BODY")" '[true,"Move Paris -> Lyon"]' "project body"
+is "$(q "SELECT user_id FROM moverz_batch.projects WHERE id = '$project'")" "$user" \
+   "the project belongs to the token's sub"
+mb_http GET "$api/api/projects" "$token"
+is "$HTTP_STATUS:$(jq -c '[.total, [.projects[].id]]' <<<"$HTTP_BODY")" "200:[1,[\"$project\"]]" \
+   "GET /api/projects: my project, and only it"
+
+# The seed's smoke flow: 3 photos, one unreachable.
+body='{"projectId": "'$project'", "imageUrls": [
+  {"filename": "salon.jpg", "filePath": "/p/salon.jpg", "roomType": "living_room",
+   "url": "https://img.example.com/salon.jpg?items=sofa:1:2.5,armchair:2:0.8,table:1:0.6"},
+  {"filename": "chambre.jpg", "filePath": "/p/chambre.jpg",
+   "url": "https://img.example.com/chambre.jpg?items=bed:1:1.9,wardrobe:2:1.1"},
+  {"filename": "cuisine.jpg", "filePath": "/p/cuisine.jpg", "roomType": "kitchen",
+   "url": "https://unreachable.invalid/cuisine.jpg"}]}'
+mb_http_json POST "$api/api/batches" "$token" "$body"
+is "$HTTP_STATUS" 202 "POST /api/batches: 202 Accepted"
+batch=$(jq -r .batchId <<<"$HTTP_BODY")
+is "$(jq -c 'del(.batchId)' <<<"$HTTP_BODY")" '{"success":true,"photosCount":3,"jobsEnqueued":3}' \
+   "the seed's body {success, batchId, photosCount, jobsEnqueued}"
+is "$(mb_http_header Location)" "/api/batches/$batch" "Location: /api/batches/:id"
+is "$(mb_http_header Content-Type)" "application/json; charset=utf-8" "JSON answer"
+
+location=$(mb_http_header Location)
+deadline=$((SECONDS + 30))
+while :; do
+    mb_http GET "$api$location" "$token"
+    [ "$(jq -r '.batch.inventorySummary != null' <<<"$HTTP_BODY")" = true ] && break
+    [ $SECONDS -ge $deadline ] && break
+    sleep 0.2
+done
+is "$HTTP_STATUS" 200 "GET /api/batches/:id: 200"
+is "$(jq -r '[.success, .batch.batchId, .batch.status, .batch.progress] | @tsv' <<<"$HTTP_BODY")" \
+   "$(printf 'true\t%s\tPARTIAL\t100' "$batch")" "polled until PARTIAL, progress 100"
+is "$(jq -c .batch.counts <<<"$HTTP_BODY")" \
+   '{"total":3,"failed":1,"queued":0,"completed":2,"processing":0}' "counts"
+is "$(jq -c '[.batch.photos[] | [.filename, .status, .roomType, .errorCode]]' <<<"$HTTP_BODY")" \
+   '[["salon.jpg","DONE","living_room",null],["chambre.jpg","DONE","bedroom",null],["cuisine.jpg","ERROR","kitchen","NETWORK_ERROR"]]' \
+   "photos in the seed's shape"
+is "$(jq -c .batch.inventorySummary <<<"$HTTP_BODY")" \
+   '{"rooms":[{"roomType":"bedroom","volume_m3":4.1,"itemsCount":3},{"roomType":"living_room","volume_m3":4.7,"itemsCount":4}],"totalItems":7,"totalVolume":8.8}' \
+   "inventorySummary of the 2 DONE photos"
+is "$(jq -cS .batch <<<"$HTTP_BODY")" "$(q "SELECT moverz_batch.batch_progress('$batch')" | jq -cS .)" \
+   "the batch object is the SQL API's batch_progress"
+seed_body=$HTTP_BODY
+
+# PostgREST's URL style, through nginx and directly.
+mb_http GET "$api/rpc/get_batch?id=$batch" "$token"
+is "$HTTP_STATUS:$HTTP_BODY" "200:$seed_body" "GET /rpc/get_batch?id= through nginx: same answer"
+mb_http GET "$MB_PGRST_URL/rpc/get_batch?id=$batch" "$token"
+is "$HTTP_STATUS:$HTTP_BODY" "200:$seed_body" "GET /rpc/get_batch?id= on PostgREST itself: same answer"
+mb_http GET "$api/rpc/get_batch?id=$batch&photosLimit=1&photosOffset=2" "$token"
+is "$(jq -c '[.batch.counts.total, [.batch.photos[].filename]]' <<<"$HTTP_BODY")" '[3,["cuisine.jpg"]]' \
+   "photos paged with photosLimit/photosOffset, counts still whole"
+
+# Idempotency-Key.
+small='{"projectId": "'$project'", "imageUrls": [{"filename": "a.jpg", "url": "https://img.example.com/a.jpg"}]}'
+key="idem-$$-$RANDOM"
+mb_http_json POST "$api/api/batches" "$token" "$small" -H "Idempotency-Key: $key"
+first=$HTTP_BODY
+is "$HTTP_STATUS:$(mb_http_header Idempotent-Replayed)" "202:" "Idempotency-Key, first call: 202"
+mb_http_json POST "$api/api/batches" "$token" "$small" -H "Idempotency-Key: $key"
+is "$HTTP_STATUS:$HTTP_BODY" "202:$first" "same key, same body: the same answer, the same batch"
+is "$(mb_http_header Idempotent-Replayed):$(mb_http_header Location)" \
+   "true:/api/batches/$(jq -r .batchId <<<"$first")" "the replay says so, Location unchanged"
+mb_http_json POST "$api/rpc/create_batch" "$token" "${small/a.jpg\"/b.jpg\"}" -H "Idempotency-Key: $key"
+is "$HTTP_STATUS:$HTTP_CODE" "409:23505" "same key, another body: 409"
+is "$(jq -r .message <<<"$HTTP_BODY")" "Idempotency-Key '$key' was already used with a different payload" \
+   "the 409 names the header"
+is "$(q "SELECT count(*) FROM moverz_batch.batches WHERE user_id = '$user'")" 2 \
+   "two batches in all (smoke, idempotent)"
+
+# Listing my batches: newest first, paged.
+mb_http GET "$api/api/batches?perPage=1" "$token"
+is "$HTTP_STATUS:$(jq -c '[.total, .page, .perPage, [.batches[].batchId]]' <<<"$HTTP_BODY")" \
+   "200:[2,1,1,[\"$(jq -r .batchId <<<"$first")\"]]" "GET /api/batches?perPage=1: the newest"
+mb_http GET "$api/api/batches?perPage=1&page=2" "$token"
+is "$(jq -c '[.batches[] | [.batchId, .status, .progress, .counts.failed]]' <<<"$HTTP_BODY")" \
+   "[[\"$batch\",\"PARTIAL\",100,1]]" "page 2: the smoke batch, with its status and counts"
+mb_http GET "$api/api/batches?page=3&perPage=1" "$token"
+is "$(jq -c .batches <<<"$HTTP_BODY")" "[]" "page 3: empty"
+mb_http GET "$api/api/batches?perPage=0" "$token"
+is "$HTTP_STATUS:$(jq -r .message <<<"$HTTP_BODY")" "400:perPage must be an integer between 1 and 100" \
+   "perPage out of range: 400"
+
+# Retry: the failed photo goes back to PENDING, the batch ends PARTIAL again
+# and gets a second inventory.
+mb_http POST "$api/api/batches/$batch/retry" "$token"
+is "$HTTP_STATUS:$(jq -c . <<<"$HTTP_BODY")" "202:{\"batchId\":\"$batch\",\"success\":true,\"photosRequeued\":1}" \
+   "POST /api/batches/:id/retry: 202, one photo requeued"
+wait_finished "$batch" 30
+ok $? "the retried batch finishes again"
+mb_http_json POST "$api/rpc/retry_batch" "$token" "{\"id\": \"$batch\"}"
+is "$HTTP_STATUS:$(jq -r .photosRequeued <<<"$HTTP_BODY")" "202:1" "POST /rpc/retry_batch: the same"
+wait_finished "$batch" 30
+ok $? "finished again"
+is "$(q "SELECT count(*) FROM moverz_batch.inventory_sync_jobs WHERE batch_id = '$batch'")" 3 \
+   "one inventory sync per generation"
+mb_http GET "$api/api/batches/$batch" "$token"
+is "$(jq -r '[.batch.status, .batch.inventorySummary.totalItems] | @tsv' <<<"$HTTP_BODY")" \
+   "$(printf 'PARTIAL\t7')" "PARTIAL, the same inventory"
+done_testing
