@@ -282,7 +282,8 @@ $$;
 -- (NULL when none is pending), so the worker sleeps just long enough.
 CREATE FUNCTION next_inventory_due_ms() RETURNS double precision
 LANGUAGE sql STABLE AS $$
-SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000)
+SELECT CASE WHEN min(next_attempt_at) IS NOT NULL
+            THEN greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000) END
   FROM moverz_batch.inventory_sync_jobs WHERE status = 'PENDING'
 $$;
 
