@@ -12,7 +12,7 @@ EXTVERSION  = 0.1.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
-              src/claim.o src/ai_client.o src/inventory_worker.o
+              src/claim.o src/ai_client.o src/ai_contract.o src/inventory_worker.o
 
 SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
@@ -34,8 +34,8 @@ $(DATA_built): $(SQL_SOURCES)
 
 # The fake AI service used by the tests, the demo and the benchmarks.
 FAKE_AI = test/fake_ai/fake_ai
-$(FAKE_AI): test/fake_ai/fake_ai.c
-	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd) -lpthread
+$(FAKE_AI): $(wildcard test/fake_ai/*.c) test/fake_ai/fake_ai.h
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^) $(shell pkg-config --cflags --libs libmicrohttpd) -lpthread
 
 fake_ai: $(FAKE_AI)
 #all: $(FAKE_AI)

@@ -37,35 +37,11 @@ END
 $$;
 
 -- analysis_error: why an AI analysis is not of the contract's shape
--- {room_type?, items: [{label, quantity, volume_m3}]}, or NULL.
+-- {room_type?, items: [{label, quantity, volume_m3}]}, or NULL.  In C
+-- (src/ai_contract.c): it runs for every analysed photo.
 CREATE FUNCTION analysis_error(a jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT CASE
-    WHEN jsonb_typeof(a) IS DISTINCT FROM 'object' THEN 'analysis must be a JSON object'
-    WHEN jsonb_typeof(a -> 'items') IS DISTINCT FROM 'array' THEN 'analysis.items must be an array'
-    WHEN jsonb_typeof(a -> 'room_type') NOT IN ('string', 'null') THEN 'analysis.room_type must be a string or null'
-    ELSE (SELECT format('analysis.items[%s]%s', e.ord - 1, m.rule)
-            FROM jsonb_array_elements(a -> 'items') WITH ORDINALITY AS e(item, ord),
-                 LATERAL (SELECT CASE
-                    WHEN jsonb_typeof(e.item) <> 'object' THEN ' must be an object'
-                    WHEN jsonb_typeof(e.item -> 'label') IS DISTINCT FROM 'string'
-                         OR btrim(e.item ->> 'label') = '' OR octet_length(e.item ->> 'label') > 200
-                        THEN '.label must be a non-empty string of at most 200 bytes'
-                    WHEN jsonb_typeof(e.item -> 'quantity') IS DISTINCT FROM 'number'
-                        THEN '.quantity must be a number'
-                    WHEN (e.item ->> 'quantity')::numeric NOT BETWEEN 0 AND 100000
-                         OR (e.item ->> 'quantity')::numeric <> trunc((e.item ->> 'quantity')::numeric)
-                        THEN '.quantity must be an integer between 0 and 100000'
-                    WHEN jsonb_typeof(e.item -> 'volume_m3') IS DISTINCT FROM 'number'
-                        THEN '.volume_m3 must be a number'
-                    WHEN (e.item ->> 'volume_m3')::numeric NOT BETWEEN 0 AND 1000
-                        THEN '.volume_m3 must be between 0 and 1000'
-                 END AS rule) AS m
-           WHERE m.rule IS NOT NULL
-           ORDER BY e.ord
-           LIMIT 1)
-END
-$$;
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'moverz_analysis_error';
 
 -- raise_invalid: raise the error a *_error function described.
 CREATE FUNCTION raise_invalid(err text[], hint text DEFAULT NULL) RETURNS void

@@ -59,8 +59,9 @@ BEGIN
     ), chosen AS (
         SELECT c.id FROM candidates c ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
     ), locked AS (
+        -- by primary key (= ANY of an array), whatever the table's statistics say
         SELECT p.id FROM moverz_batch.photos p
-         WHERE p.id IN (SELECT chosen.id FROM chosen) AND p.status = 'PENDING'
+         WHERE p.id = ANY (ARRAY(SELECT chosen.id FROM chosen)) AND p.status = 'PENDING'
            FOR UPDATE SKIP LOCKED
     )
     UPDATE moverz_batch.photos p
@@ -81,49 +82,12 @@ $$;
 -- carrying {"error": {"code", "message", "retryable"}} with a known code is
 -- taken at its word; otherwise 408/504 are TIMEOUT, 429 RATE_LIMIT, other 5xx
 -- a retryable AI_ERROR, anything else a final AI_ERROR.
+-- In C (src/ai_contract.c): it runs for every answer.
 CREATE FUNCTION classify_result(http_status int, transport_code text, transport_message text,
                                 body jsonb, body_text text,
                                 OUT ok boolean, OUT code text, OUT message text, OUT retryable boolean)
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-DECLARE
-    v_err jsonb := CASE WHEN jsonb_typeof(body) = 'object' THEN body -> 'error' END;
-    v_shape text;
-BEGIN
-    ok := false;
-    IF transport_code IS NOT NULL THEN
-        code := CASE WHEN transport_code IN ('TIMEOUT', 'NETWORK_ERROR', 'AI_ERROR') THEN transport_code
-                     ELSE 'NETWORK_ERROR' END;
-        message := coalesce(transport_message, lower(code));
-        retryable := code <> 'AI_ERROR';
-        RETURN;
-    END IF;
-    IF http_status BETWEEN 200 AND 299 THEN
-        v_shape := CASE WHEN body IS NULL THEN 'response is not valid JSON'
-                        ELSE moverz_batch.analysis_error(body) END;
-        ok := v_shape IS NULL;
-        code := CASE WHEN NOT ok THEN 'AI_ERROR' END;
-        message := CASE WHEN NOT ok THEN 'invalid AI response: ' || v_shape END;
-        retryable := NOT ok;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(v_err) = 'object'
-       AND v_err ->> 'code' IN ('TIMEOUT', 'RATE_LIMIT', 'NETWORK_ERROR', 'AI_ERROR') THEN
-        code := v_err ->> 'code';
-        message := left(coalesce(v_err ->> 'message', format('HTTP %s', http_status)), 500);
-        retryable := CASE WHEN jsonb_typeof(v_err -> 'retryable') = 'boolean'
-                          THEN (v_err -> 'retryable')::boolean
-                          ELSE http_status IN (408, 429) OR http_status >= 500 END;
-        RETURN;
-    END IF;
-    code := CASE WHEN http_status IN (408, 504) THEN 'TIMEOUT'
-                 WHEN http_status = 429 THEN 'RATE_LIMIT'
-                 ELSE 'AI_ERROR' END;
-    retryable := http_status IN (408, 429) OR http_status >= 500;
-    message := format('HTTP %s%s', http_status,
-                      CASE WHEN coalesce(body_text, body::text) <> ''
-                           THEN ': ' || left(coalesce(body_text, body::text), 200) ELSE '' END);
-END
-$$;
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'moverz_classify_result';
 
 -- retry_delay_ms: the backoff before attempt n+1: retry_backoff x 4^(n-1)
 -- (5s, 20s, 80s with the default), +/- 25% jitter, and never earlier than a

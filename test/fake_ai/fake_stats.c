@@ -1,0 +1,268 @@
+/*-------------------------------------------------------------------------
+ *
+ * fake_stats.c
+ *		Call counters of the fake AI service and its /stats endpoints.
+ *
+ * The per-photo counters are a striped, mutex-protected open-addressing
+ * hash table; the global counters are atomics.  The times of the first and
+ * last analyze requests and the highest rate per second are kept under
+ * rate_lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "fake_ai.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSTRIPES		64				/* lock stripes of the photo table */
+#define STRIPE_INIT		4096			/* initial slots of a stripe */
+
+/* A photo of the call table; key is NULL in a free slot. */
+typedef struct Slot
+{
+	char	   *key;
+	uint64_t	hash;
+	long		calls;
+} Slot;
+
+/* A lock stripe of the call table, padded against false sharing. */
+typedef struct Stripe
+{
+	pthread_mutex_t lock;
+	Slot	   *slots;
+	size_t		cap,
+				used;
+	char		pad[64];
+} Stripe;
+
+/* Global counters. */
+static atomic_long st_total, st_ok, st_errors, st_distinct, st_max_calls,
+			st_inflight, st_max_inflight;
+
+/* Times of the first and last analyze requests, and their rate. */
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t first_us, last_us, cur_sec, cur_count, max_rps;
+
+static Stripe stripes[NSTRIPES];
+
+/* fnv1a: 64-bit FNV-1a hash of a C string. */
+uint64_t
+fnv1a(const char *s)
+{
+	uint64_t	h = 14695981039346656037ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+	return h;
+}
+
+/* atomic_max: raise *a to v if v is larger. */
+static void
+atomic_max(atomic_long *a, long v)
+{
+	long		cur = atomic_load(a);
+
+	while (v > cur && !atomic_compare_exchange_weak(a, &cur, v))
+		;
+}
+
+/* stripe_find: the slot of key in st, or the free slot where it belongs. */
+static Slot *
+stripe_find(Stripe *st, const char *key, uint64_t h)
+{
+	size_t		i = (size_t) (h >> 8) & (st->cap - 1);
+
+	while (st->slots[i].key != NULL &&
+		   (st->slots[i].hash != h || strcmp(st->slots[i].key, key) != 0))
+		i = (i + 1) & (st->cap - 1);
+	return &st->slots[i];
+}
+
+/*
+ * stripe_reset: give st an empty table of cap slots, rehashing the old
+ * slots into it if keep, else freeing them.
+ */
+static void
+stripe_reset(Stripe *st, size_t cap, bool keep)
+{
+	Slot	   *old = st->slots;
+	size_t		oldcap = old ? st->cap : 0;
+
+	if ((st->slots = calloc(cap, sizeof(Slot))) == NULL)
+		abort();
+	st->cap = cap;
+	st->used = 0;
+	for (size_t i = 0; i < oldcap; i++)
+	{
+		if (old[i].key != NULL && keep)
+		{
+			*stripe_find(st, old[i].key, old[i].hash) = old[i];
+			st->used++;
+		}
+		else
+			free(old[i].key);
+	}
+	free(old);
+}
+
+/* stats_init: set up the lock stripes of the photo table (once, at start). */
+void
+stats_init(void)
+{
+	for (int s = 0; s < NSTRIPES; s++)
+	{
+		pthread_mutex_init(&stripes[s].lock, NULL);
+		stripe_reset(&stripes[s], STRIPE_INIT, false);
+	}
+}
+
+/* photo_calls: the number of calls of photo id, after adding add (0 or 1). */
+long
+photo_calls(const char *id, int add)
+{
+	uint64_t	h = fnv1a(id);
+	Stripe	   *st = &stripes[h % NSTRIPES];
+	Slot	   *slot;
+	long		calls;
+
+	pthread_mutex_lock(&st->lock);
+	slot = stripe_find(st, id, h);
+	if (slot->key == NULL && add > 0)
+	{
+		if ((st->used + 1) * 2 > st->cap)
+		{
+			stripe_reset(st, st->cap * 2, true);
+			slot = stripe_find(st, id, h);
+		}
+		if ((slot->key = strdup(id)) == NULL)
+			abort();
+		slot->hash = h;
+		slot->calls = 0;
+		st->used++;
+		atomic_fetch_add(&st_distinct, 1);
+	}
+	calls = slot->key ? (slot->calls += add) : 0;
+	pthread_mutex_unlock(&st->lock);
+	atomic_max(&st_max_calls, calls);
+	return calls;
+}
+
+/* photos_dump: append a line "photo_id calls" per photo to sb. */
+static void
+photos_dump(StrBuf *sb)
+{
+	for (int s = 0; s < NSTRIPES; s++)
+	{
+		pthread_mutex_lock(&stripes[s].lock);
+		for (size_t i = 0; i < stripes[s].cap; i++)
+			if (stripes[s].slots[i].key != NULL)
+				sb_printf(sb, "%s %ld\n", stripes[s].slots[i].key,
+						  stripes[s].slots[i].calls);
+		pthread_mutex_unlock(&stripes[s].lock);
+	}
+}
+
+/* stats_begin: account for an analyze request just received. */
+void
+stats_begin(void)
+{
+	int64_t		now;
+
+	atomic_fetch_add(&st_total, 1);
+	atomic_max(&st_max_inflight, atomic_fetch_add(&st_inflight, 1) + 1);
+	pthread_mutex_lock(&rate_lock);
+	now = now_us();				/* under the lock, so seconds never go back */
+	if (first_us == 0)
+		first_us = now;
+	last_us = now;
+	if (now / 1000000 != cur_sec)
+	{
+		cur_sec = now / 1000000;
+		cur_count = 0;
+	}
+	if (++cur_count > max_rps)
+		max_rps = cur_count;
+	pthread_mutex_unlock(&rate_lock);
+}
+
+/* stats_answered: count an analyze answer of status as ok or an error. */
+void
+stats_answered(unsigned int status)
+{
+	atomic_fetch_add(status == 200 ? &st_ok : &st_errors, 1);
+}
+
+/* stats_end: account for an analyze request whose answer is queued. */
+void
+stats_end(void)
+{
+	atomic_fetch_sub(&st_inflight, 1);
+}
+
+/*
+ * stats_reset: zero the counters and forget the photos.  inflight is a
+ * gauge of the requests being served, so it is kept.
+ */
+void
+stats_reset(void)
+{
+	atomic_store(&st_total, 0);
+	atomic_store(&st_ok, 0);
+	atomic_store(&st_errors, 0);
+	atomic_store(&st_distinct, 0);
+	atomic_store(&st_max_calls, 0);
+	atomic_store(&st_max_inflight, atomic_load(&st_inflight));
+	pthread_mutex_lock(&rate_lock);
+	first_us = last_us = cur_sec = cur_count = max_rps = 0;
+	pthread_mutex_unlock(&rate_lock);
+	for (int s = 0; s < NSTRIPES; s++)
+	{
+		pthread_mutex_lock(&stripes[s].lock);
+		stripe_reset(&stripes[s], STRIPE_INIT, false);
+		pthread_mutex_unlock(&stripes[s].lock);
+	}
+}
+
+/* handle_stats: GET /stats, /stats/photo and /stats/calls. */
+void
+handle_stats(struct MHD_Connection *conn, const char *url, Reply *r)
+{
+	const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+												 "id");
+
+	r->status = 200;
+	r->ctype = JSON_CT;
+	if (strcmp(url, "/stats/calls") == 0)
+	{
+		r->ctype = TEXT_CT;
+		photos_dump(&r->body);
+		return;
+	}
+	if (strcmp(url, "/stats/photo") == 0)
+	{
+		if (id == NULL)
+			reply_error(r, 400, "AI_ERROR", "id is required", false);
+		else
+		{
+			sb_printf(&r->body, "{\"photo_id\": ");
+			sb_json_str(&r->body, id);
+			sb_printf(&r->body, ", \"calls\": %ld}", photo_calls(id, 0));
+		}
+		return;
+	}
+	pthread_mutex_lock(&rate_lock);
+	sb_printf(&r->body, "{\"total\": %ld, \"ok\": %ld, \"errors\": %ld, "
+			  "\"distinct_photos\": %ld, \"max_calls_per_photo\": %ld, "
+			  "\"inflight\": %ld, \"max_inflight\": %ld, "
+			  "\"first_request_us\": %lld, \"last_request_us\": %lld, "
+			  "\"max_rps_1s\": %lld}",
+			  atomic_load(&st_total), atomic_load(&st_ok),
+			  atomic_load(&st_errors), atomic_load(&st_distinct),
+			  atomic_load(&st_max_calls), atomic_load(&st_inflight),
+			  atomic_load(&st_max_inflight), (long long) first_us,
+			  (long long) last_us, (long long) max_rps);
+	pthread_mutex_unlock(&rate_lock);
+}
