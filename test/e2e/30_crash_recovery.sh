@@ -9,7 +9,10 @@ trap 'reset_conf moverz_batch.max_inflight' EXIT
 set_conf moverz_batch.max_inflight 16     # 2 workers x 16 in flight, 300 ms each: ~2 s a batch
 
 project=$(new_project crash-user)
-assets=$(photo_assets 200 "https://img.example.com/crash/{i}.jpg?latency_ms=300&items=sofa:1:1.5,chair:2:0.25")
+# assets ROUND: 200 photos, distinct per round (a photo seen before would be a duplicate)
+assets() {
+    photo_assets 200 "https://img.example.com/crash-$1/{i}.jpg?latency_ms=300&items=sofa:1:1.5,chair:2:0.25"
+}
 
 # check_batch BATCH LABEL: the invariants after a crash.
 check_batch() {
@@ -46,7 +49,7 @@ wait_some_done() {
        "the batch is not finished yet"
 }
 
-b1=$(submit "$project" crash-user "$assets")
+b1=$(submit "$project" crash-user "$(assets kill)")
 wait_some_done "$b1"
 pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker' LIMIT 1")
 inflight=$(q "SELECT count(*) FROM moverz_batch.photos WHERE batch_id = '$b1' AND status = 'PROCESSING'")
@@ -56,7 +59,7 @@ sleep 1
 mb_wait_for 30 "SELECT true"; ok $? "the server is back after the crash"
 check_batch "$b1" "kill -9"
 
-b2=$(submit "$project" crash-user "$assets")
+b2=$(submit "$project" crash-user "$(assets restart)")
 wait_some_done "$b2"
 mb_pg_ctl restart -m immediate -w >/dev/null 2>&1; ok $? "pg_ctl restart -m immediate"
 check_batch "$b2" "immediate restart"
