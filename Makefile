@@ -18,7 +18,7 @@ SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
 
-REGRESS      = 01_create_batch 02_status_counters 03_progress_inventory 04_bad_input
+REGRESS      = 01_create_batch 02_status_counters 03_progress_inventory 04_bad_input 05_admin 06_duplicates
 REGRESS_OPTS = --inputdir=. --dbname=moverz_regress
 
 PG_CPPFLAGS = -I$(srcdir)/src

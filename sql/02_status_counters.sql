@@ -6,11 +6,15 @@ CREATE EXTENSION IF NOT EXISTS moverz_batch;
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 
--- mk(project, n): a new batch of n photos f0.jpg .. f<n-1>.jpg.
+-- mk(project, n): a new batch of n photos f0.jpg .. f<n-1>.jpg, each batch
+-- with URLs of its own (https://x.example/<batch number>/f<i>.jpg): these
+-- tests are about status transitions, not about duplicate photos.
 CREATE FUNCTION pg_temp.mk(p uuid, n int) RETURNS uuid LANGUAGE sql AS $$
 SELECT moverz_batch.create_batch(p, 'r02_user',
-    (SELECT jsonb_agg(jsonb_build_object('filename', format('f%s.jpg', i), 'url', format('https://x.example/f%s.jpg', i)) ORDER BY i)
-       FROM generate_series(0, n - 1) AS i))
+    (SELECT jsonb_agg(jsonb_build_object('filename', format('f%s.jpg', i),
+                                         'url', format('https://x.example/%s/f%s.jpg', k.bn, i)) ORDER BY i)
+       FROM generate_series(0, n - 1) AS i,
+            (SELECT count(*) AS bn FROM moverz_batch.batches b WHERE b.project_id = p) AS k))
 $$;
 -- st(batch): status queued/processing/completed/failed, inventory_queued,
 -- number of inventory jobs; " MISMATCH" when counters or status differ from

@@ -36,6 +36,8 @@ $$;
 
 SELECT moverz_batch.create_project('r03_user', 'inventory tests') AS p \gset
 SELECT moverz_batch.create_project('r03_user', 'other project') AS q \gset
+-- Every photo of project p has a URL of its own: a photo with the same
+-- filename and URL as a DONE one would be a duplicate (06_duplicates).
 
 -- batch_progress is STABLE, and works in a read-only transaction.
 SELECT provolatile FROM pg_proc WHERE oid = 'moverz_batch.batch_progress(uuid, int, int)'::regprocedure;
@@ -108,8 +110,8 @@ UPDATE moverz_batch.photos SET analysis = jsonb_set(analysis, '{items,0,quantity
 SELECT moverz_batch.sync_inventory(:'x') ->> 'totalItems' AS total_items_restored;
 
 -- Progress rounding: 1/3 and 2/3; 100 only when everything is finished.
-SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url": "https://x.example/1.jpg"},
-  {"filename": "2.jpg", "url": "https://x.example/2.jpg"}, {"filename": "3.jpg", "url": "https://x.example/3.jpg"}]') AS t3 \gset
+SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url": "https://x.example/t3/1.jpg"},
+  {"filename": "2.jpg", "url": "https://x.example/t3/2.jpg"}, {"filename": "3.jpg", "url": "https://x.example/t3/3.jpg"}]') AS t3 \gset
 UPDATE moverz_batch.photos SET status = 'ERROR' WHERE batch_id = :'t3' AND position = 0;
 SELECT pg_temp.prog(:'t3') -> 'progress' AS one_third;
 UPDATE moverz_batch.photos SET status = 'DONE' WHERE batch_id = :'t3' AND position = 1;
@@ -158,8 +160,8 @@ SELECT generation, total_items, total_volume FROM moverz_batch.inventory_summari
 
 -- A stale job (of a generation retry_batch superseded) ends SUPERSEDED and
 -- writes nothing.
-SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url": "https://x.example/1.jpg"},
-  {"filename": "2.jpg", "url": "https://x.example/2.jpg"}]') AS w \gset
+SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url": "https://x.example/w/1.jpg"},
+  {"filename": "2.jpg", "url": "https://x.example/w/2.jpg"}]') AS w \gset
 SELECT pg_temp.done(:'w', 0, '{"items": [{"label": "desk", "quantity": 1, "volume_m3": 0.8}]}');
 UPDATE moverz_batch.photos SET status = 'ERROR', error_code = 'TIMEOUT' WHERE batch_id = :'w' AND position = 1;
 SELECT pg_temp.jobs(:'w') AS jobs;
@@ -179,8 +181,8 @@ SELECT pg_temp.prog(:'w') -> 'inventorySummary' AS inventory_summary;
 
 -- A FAILED batch: its inventory is empty; retried, all photos are PENDING
 -- again (QUEUED).
-SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url": "https://x.example/1.jpg"},
-  {"filename": "2.jpg", "url": "https://x.example/2.jpg"}]') AS v \gset
+SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url": "https://x.example/v/1.jpg"},
+  {"filename": "2.jpg", "url": "https://x.example/v/2.jpg"}]') AS v \gset
 UPDATE moverz_batch.photos SET status = 'ERROR', error_code = 'NETWORK_ERROR',
        analysis = '{"items": [{"label": "ghost", "quantity": 9, "volume_m3": 9}]}' WHERE batch_id = :'v';
 SELECT moverz_batch.run_inventory_job(pg_temp.job(:'v', 1)) AS run;

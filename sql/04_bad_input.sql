@@ -147,7 +147,15 @@ SELECT what, pg_temp.try(q) AS result FROM (VALUES
     ('create_project empty user_id', 'SELECT moverz_batch.create_project('''', ''n'')'),
     ('create_project null name', 'SELECT moverz_batch.create_project(''r04_alice'', NULL)'),
     ('create_project blank name', 'SELECT moverz_batch.create_project(''r04_alice'', '' '')'),
-    ('create_project name 201 bytes', format('SELECT moverz_batch.create_project(''r04_alice'', %L)', repeat('n', 201)))
+    ('create_project name 201 bytes', format('SELECT moverz_batch.create_project(''r04_alice'', %L)', repeat('n', 201))),
+    ('cancel_batch unknown batch', format('SELECT moverz_batch.cancel_batch(%L)', gen_random_uuid())),
+    ('cancel_batch null batch', 'SELECT moverz_batch.cancel_batch(NULL)'),
+    ('retry_photo unknown photo', format('SELECT moverz_batch.retry_photo(%L)', gen_random_uuid())),
+    ('retry_photo null photo', 'SELECT moverz_batch.retry_photo(NULL)'),
+    ('retry_photo with a batch id', format('SELECT moverz_batch.retry_photo(%L)', :'b')),
+    ('purge null interval', 'SELECT moverz_batch.purge(NULL)'),
+    ('purge negative interval', 'SELECT moverz_batch.purge(''-1 second'')'),
+    ('purge not an interval', 'SELECT moverz_batch.purge(''soon'')')
   ) AS t(what, q);
 -- An unknown inventory job is not an error: nothing to run.
 SELECT moverz_batch.run_inventory_job(-42) AS unknown_job;

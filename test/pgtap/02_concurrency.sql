@@ -20,11 +20,17 @@ SELECT dblink_exec(c, 'SET statement_timeout = ''60s''') FROM unnest(ARRAY['a', 
 SELECT pid AS a_pid FROM dblink('a', 'SELECT pg_backend_pid()') AS t(pid int) \gset
 SELECT pid AS b_pid FROM dblink('b', 'SELECT pg_backend_pid()') AS t(pid int) \gset
 
--- mk(n): a committed batch of n photos.
+-- mk(n): a committed batch of n photos, with URLs no other batch uses
+-- (https://x.example/<batch number>/f<i>.jpg): a photo with the filename
+-- and URL of a DONE one would be a duplicate, inserted DONE at once, and
+-- the sessions below would have nothing to wait for.
 CREATE FUNCTION pg_temp.mk(n int) RETURNS uuid LANGUAGE sql AS $$
-SELECT moverz_batch.create_batch((SELECT id FROM moverz_batch.projects WHERE user_id = 'tap_conc' AND name = 'conc'),
-    'tap_conc', (SELECT jsonb_agg(jsonb_build_object('filename', format('f%s.jpg', i), 'url', format('https://x.example/f%s.jpg', i)) ORDER BY i)
-                   FROM generate_series(0, n - 1) AS i))
+SELECT moverz_batch.create_batch(c.id, 'tap_conc',
+    (SELECT jsonb_agg(jsonb_build_object('filename', format('f%s.jpg', i),
+                                         'url', format('https://x.example/%s/f%s.jpg', k.bn, i)) ORDER BY i)
+       FROM generate_series(0, n - 1) AS i))
+  FROM (SELECT id FROM moverz_batch.projects WHERE user_id = 'tap_conc' AND name = 'conc') AS c,
+       LATERAL (SELECT count(*) AS bn FROM moverz_batch.batches b WHERE b.project_id = c.id) AS k
 $$;
 -- st(batch): status q/p/c/f inv=... jobs=N, " MISMATCH" when the counters
 -- or the status differ from a recount of the photos.
