@@ -282,13 +282,19 @@ CREATE FUNCTION retry_photo(photo_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_batch uuid;
+    v_photo uuid;
 BEGIN
-    SELECT p.batch_id INTO v_batch FROM moverz_batch.photos p WHERE p.id = retry_photo.photo_id;
+    -- a duplicate is retried through its original when that is in the same batch
+    SELECT p.batch_id, CASE WHEN o.batch_id = p.batch_id THEN o.id ELSE p.id END
+      INTO v_batch, v_photo
+      FROM moverz_batch.photos p
+      LEFT JOIN moverz_batch.photos o ON o.id = p.duplicate_of
+     WHERE p.id = retry_photo.photo_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = format('photo_id %s: no such photo', coalesce(retry_photo.photo_id::text, 'NULL'));
     END IF;
-    RETURN moverz_batch.reopen_photos(v_batch, retry_photo.photo_id);
+    RETURN moverz_batch.reopen_photos(v_batch, v_photo);
 END
 $$;
 

@@ -98,6 +98,25 @@ SELECT greatest(backoff_ms * power(4, least(greatest(attempt, 1) - 1, 10)) * (0.
                 coalesce(retry_after_ms, 0))
 $$;
 
+-- settle_duplicates: the duplicates waiting for these photos (now DONE or
+-- ERROR) take their outcome.  Called wherever a photo becomes final.
+CREATE FUNCTION settle_duplicates(p_final uuid[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_final IS NULL
+       OR NOT EXISTS (SELECT 1 FROM moverz_batch.photos d WHERE d.duplicate_of = ANY (p_final)) THEN
+        RETURN;
+    END IF;
+    UPDATE moverz_batch.photos d
+       SET status = o.status, analysis = o.analysis, error_code = o.error_code,
+           error_message = o.error_message, room_type = coalesce(d.room_type, o.room_type),
+           finished_at = now(), updated_at = now()
+      FROM moverz_batch.photos o
+     WHERE d.duplicate_of = o.id AND o.id = ANY (p_final) AND d.status = 'PENDING'
+       AND o.status IN ('DONE', 'ERROR');
+END
+$$;
+
 -- complete_photos: write back the results of finished requests, all in one
 -- statement (the count triggers then touch each batch once).  p_results is
 -- a JSON array of {id, batch_id, user_id, attempt, http_status, latency_ms,
@@ -167,15 +186,7 @@ BEGIN
              WHERE r2.code = 'RATE_LIMIT')
       INTO done, v_final, rate_limit_ms
       FROM u;
-    IF v_final IS NOT NULL
-       AND EXISTS (SELECT 1 FROM moverz_batch.photos d WHERE d.duplicate_of = ANY (v_final)) THEN
-        UPDATE moverz_batch.photos d
-           SET status = o.status, analysis = o.analysis, error_code = o.error_code,
-               error_message = o.error_message, room_type = coalesce(d.room_type, o.room_type),
-               finished_at = now(), updated_at = now()
-          FROM moverz_batch.photos o
-         WHERE d.duplicate_of = o.id AND o.id = ANY (v_final) AND d.status = 'PENDING';
-    END IF;
+    PERFORM moverz_batch.settle_duplicates(v_final);
 END
 $$;
 
@@ -188,7 +199,9 @@ CREATE FUNCTION release_claims(p_worker int, p_token bigint, p_workers int, p_ma
 RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_n int;
+    v_final uuid[];
 BEGIN
+    WITH released AS (
     UPDATE moverz_batch.photos p
        SET status = CASE WHEN p.attempts < p_max_attempts THEN 'PENDING'
                          ELSE 'ERROR' END::moverz_batch.photo_status,
@@ -204,8 +217,11 @@ BEGIN
                     OR q.claimed_by IS NULL OR q.claimed_by >= p_workers OR q.claimed_by < 0
                     OR q.lease_until < now())
                FOR UPDATE SKIP LOCKED) AS s
-     WHERE p.id = s.id;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
+     WHERE p.id = s.id
+    RETURNING p.id, p.status
+    )
+    SELECT count(*), array_agg(r.id) FILTER (WHERE r.status = 'ERROR') INTO v_n, v_final FROM released r;
+    PERFORM moverz_batch.settle_duplicates(v_final);
     RETURN v_n;
 END
 $$;

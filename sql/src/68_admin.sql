@@ -81,6 +81,35 @@ BEGIN
 END
 $$;
 
+-- promote_duplicates: before the batches p_doomed are deleted, the oldest
+-- surviving copy of each of their photos that other batches duplicate
+-- becomes the original (the other copies point at it), and the inventories
+-- of the batches concerned are synced again: no item is lost.
+CREATE FUNCTION promote_duplicates(p_doomed uuid[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_batches uuid[];
+BEGIN
+    WITH copies AS (
+        SELECT d.id, d.batch_id,
+               first_value(d.id) OVER (PARTITION BY d.duplicate_of ORDER BY d.created_at, d.position, d.id) AS heir
+          FROM moverz_batch.photos d
+          JOIN moverz_batch.photos o ON o.id = d.duplicate_of
+         WHERE o.batch_id = ANY (p_doomed) AND NOT d.batch_id = ANY (p_doomed)
+    ), promoted AS (
+        UPDATE moverz_batch.photos p
+           SET duplicate_of = CASE WHEN c.heir = p.id THEN NULL ELSE c.heir END
+          FROM copies c
+         WHERE p.id = c.id
+        RETURNING p.batch_id
+    )
+    SELECT array_agg(DISTINCT batch_id) INTO v_batches FROM promoted;
+    PERFORM moverz_batch.sync_inventory(b)
+       FROM unnest(v_batches) AS b
+      WHERE EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s WHERE s.batch_id = b);
+END
+$$;
+
 -- purge: retention.  Deletes the batches finished (or cancelled) more than
 -- older_than ago, with their photos, inventories and jobs, and the AI
 -- metrics older than that.  Returns what it deleted.
@@ -91,6 +120,9 @@ BEGIN
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'older_than must be a non-negative interval';
     END IF;
+    PERFORM moverz_batch.promote_duplicates(ARRAY(
+        SELECT b.id FROM moverz_batch.batches b
+         WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than));
     DELETE FROM moverz_batch.batches b
      WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than;
     GET DIAGNOSTICS batches_deleted = ROW_COUNT;
@@ -103,3 +135,4 @@ REVOKE ALL ON FUNCTION worker_status_raw() FROM PUBLIC;
 REVOKE ALL ON FUNCTION pause_processing() FROM PUBLIC;
 REVOKE ALL ON FUNCTION resume_processing() FROM PUBLIC;
 REVOKE ALL ON FUNCTION purge(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION promote_duplicates(uuid[]) FROM PUBLIC;

@@ -1,0 +1,41 @@
+-- Duplicates at the edges: a claim released as ERROR settles its waiting
+-- duplicates; retry_photo of a duplicate retries its original; purge of a
+-- batch holding an original promotes a surviving copy (no item lost).
+BEGIN;
+SELECT plan(9);
+
+-- claim_photos takes any user's photos: start from an empty queue
+DELETE FROM moverz_batch.projects;
+SELECT moverz_batch.create_project('edge-user', 'edges') AS p \gset
+
+-- 1. release_claims giving up on an original settles its duplicate
+SELECT moverz_batch.create_batch(:'p', 'edge-user',
+    '[{"filename": "a.jpg", "url": "https://e.example/a.jpg"},
+      {"filename": "a.jpg", "url": "https://e.example/a.jpg"}]') AS b1 \gset
+SELECT is((SELECT count(*)::int FROM moverz_batch.claim_photos(0, 1, 10, 60000)), 1,
+          'only the original is claimed');
+SELECT is(moverz_batch.release_claims(0, 2, 1, 1), 1, 'the stale claim is released (as ERROR: last attempt)');
+SELECT is((SELECT string_agg(status::text, ',' ORDER BY position) FROM moverz_batch.photos WHERE batch_id = :'b1'),
+          'ERROR,ERROR', 'the waiting duplicate takes the ERROR of its original');
+SELECT is((SELECT status::text FROM moverz_batch.batches WHERE id = :'b1'), 'FAILED', 'the batch ends');
+
+-- 2. retry_photo of the duplicate retries the original too
+SELECT is(moverz_batch.retry_photo((SELECT id FROM moverz_batch.photos WHERE batch_id = :'b1' AND position = 1)), 2,
+          'retry_photo(duplicate) sends back its original and itself');
+SELECT is((SELECT count(*)::int FROM moverz_batch.claim_photos(0, 3, 10, 60000)), 1,
+          'the original is claimable again');
+
+-- 3. purge of the batch holding an original keeps the copy's items
+SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "s.jpg", "url": "https://e.example/s.jpg"}]') AS old \gset
+UPDATE moverz_batch.photos SET status = 'DONE',
+       analysis = '{"items": [{"label": "sofa", "quantity": 1, "volume_m3": 2}]}'
+ WHERE batch_id = :'old';
+SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "s.jpg", "url": "https://e.example/s.jpg"}]') AS new \gset
+SELECT moverz_batch.sync_inventory(:'new');
+UPDATE moverz_batch.batches SET completed_at = now() - interval '40 days' WHERE id = :'old';
+SELECT is((moverz_batch.project_inventory(:'p') ->> 'totalItems')::int, 1, 'one sofa before the purge');
+SELECT is((SELECT batches_deleted FROM moverz_batch.purge('30 days')), 1::bigint, 'the old batch is purged');
+SELECT is((moverz_batch.project_inventory(:'p') ->> 'totalItems')::int, 1, 'still one sofa after it: the copy took over');
+
+SELECT * FROM finish();
+ROLLBACK;
