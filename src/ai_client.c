@@ -60,6 +60,7 @@ typedef struct AiRequest
 struct AiClient
 {
 	MemoryContext cxt;			/* requests and results live here */
+	MemoryContext parse_cxt;	/* scratch of storable_json(), reset per call */
 	CURLM	   *multi;
 	int			epfd;			/* epoll set of curl's sockets */
 	TimestampTz timer_due;		/* curl's next timeout; 0 = none */
@@ -189,6 +190,8 @@ ai_client_create(void)
 								ALLOCSET_DEFAULT_SIZES);
 	client = MemoryContextAllocZero(cxt, sizeof(AiClient));
 	client->cxt = cxt;
+	client->parse_cxt = AllocSetContextCreate(cxt, "moverz_batch JSON check",
+											  ALLOCSET_SMALL_SIZES);
 	dlist_init(&client->inflight);
 	client->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (client->epfd < 0)
@@ -281,14 +284,16 @@ ai_client_timeout_ms(AiClient *client)
  *		(which also rejects \u0000 and excessive nesting).
  */
 static bool
-storable_json(char *data, int len)
+storable_json(AiClient *client, char *data, int len)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
 	volatile bool ok = false;
 
 	if (len == 0 || memchr(data, '\0', len) != NULL ||
 		!pg_verify_mbstr(GetDatabaseEncoding(), data, len, true))
 		return false;
+	/* the lexer allocates as it goes: in a context of its own, reset here */
+	oldcxt = MemoryContextSwitchTo(client->parse_cxt);
 	PG_TRY();
 	{
 #if PG_VERSION_NUM >= 170000
@@ -308,11 +313,12 @@ storable_json(char *data, int len)
 	PG_CATCH();
 	{
 		/* e.g. stack depth exceeded on absurd nesting: not storable */
-		MemoryContextSwitchTo(oldcxt);
 		FlushErrorState();
 		ok = false;
 	}
 	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(client->parse_cxt);
 	return ok;
 }
 
@@ -374,7 +380,7 @@ add_result(AiClient *client, AiRequest *req, long http_status,
 		appendStringInfo(&buf, ",\"http_status\":%ld", http_status);
 		if (retry_after_ms > 0)
 			appendStringInfo(&buf, ",\"retry_after_ms\":%ld", retry_after_ms);
-		if (storable_json(req->response.data, req->response.len))
+		if (storable_json(client, req->response.data, req->response.len))
 		{
 			appendStringInfoString(&buf, ",\"body\":");
 			appendBinaryStringInfo(&buf, req->response.data, req->response.len);

@@ -5,9 +5,10 @@
  *
  * One loop multiplexes the latch (new work, SIGTERM, SIGHUP), postmaster
  * death and the sockets and timer of up to moverz_batch.max_inflight AI
- * requests.  Each turn: drive curl, write back what finished (one short
- * transaction for many results), claim as many photos as there are free
- * slots (another short transaction), then sleep until something happens.
+ * requests.  Each turn: drive curl, claim as many photos as there are free
+ * slots (one short transaction) and send them, write back what finished
+ * (another short transaction for many results), then sleep until something
+ * happens.
  * No transaction, snapshot or lock is held while waiting.
  *
  *-------------------------------------------------------------------------
@@ -173,8 +174,10 @@ moverz_photo_worker_main(Datum main_arg)
 			ai_client_configure(loop.client);
 
 		ai_client_drive(loop.client, socket_ready);
-		write_back_results(&loop);
+		/* refill the free slots first: the requests leave, then we write */
 		maintain_claims(&loop);
+		ai_client_drive(loop.client, false);
+		write_back_results(&loop);
 		report_activity(&loop);
 
 		socket_ready = false;

@@ -66,7 +66,7 @@ CREATE TABLE photos (
     filename        text NOT NULL,
     file_path       text,
     url             text NOT NULL,
-    room_type       text REFERENCES room_types,
+    room_type       text CHECK (room_type ~ '^[a-z][a-z0-9_]{0,63}$'),  -- one of room_types (checked on the way in)
     checksum        text NOT NULL,
     duplicate_of    uuid,           -- same checksum as this photo of the project
     status          photo_status NOT NULL DEFAULT 'PENDING',

@@ -3,9 +3,10 @@
 
 -- asset_error: the first rule that one element of create_batch's "assets"
 -- breaks, as ARRAY[sqlstate, message], or NULL.  idx is 0-based, as in
--- the message "assets[2].url must be ...".
+-- the message "assets[2].url must be ...".  (Whether a roomType is an
+-- accepted one is checked for all elements at once, by check_assets.)
 CREATE FUNCTION asset_error(elem jsonb, idx bigint) RETURNS text[]
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT CASE
     WHEN jsonb_typeof(elem) IS DISTINCT FROM 'object' THEN
         ARRAY['22023', format('assets[%s] must be a JSON object, not %s', idx, coalesce(jsonb_typeof(elem), 'null'))]
@@ -30,9 +31,6 @@ SELECT CASE
         ARRAY['22001', format('assets[%s].filePath must be at most 1024 bytes', idx)]
     WHEN jsonb_typeof(elem -> 'roomType') NOT IN ('string', 'null') THEN
         ARRAY['22023', format('assets[%s].roomType must be a string', idx)]
-    WHEN jsonb_typeof(elem -> 'roomType') = 'string'
-         AND NOT EXISTS (SELECT 1 FROM moverz_batch.room_types r WHERE r.room_type = elem ->> 'roomType') THEN
-        ARRAY['22023', format('assets[%s].roomType %s is not an accepted room type', idx, elem -> 'roomType')]
 END
 $$;
 
