@@ -129,8 +129,12 @@ CREATE TABLE inventory_summaries (
 );
 CREATE INDEX inventory_summaries_project_idx ON inventory_summaries (project_id);
 
+-- The items of every DONE photo (duplicates excepted), kept current by the
+-- photos triggers (30_counters.sql) as photos finish; deleted with their
+-- photo.  Per-room totals of each batch, kept by the same triggers, make a
+-- batch's inventory summary cost the same for 3 photos or 20,000.
 CREATE TABLE inventory_items (
-    batch_id        uuid NOT NULL REFERENCES batches ON DELETE CASCADE,
+    batch_id        uuid NOT NULL,
     photo_id        uuid NOT NULL,
     item_no         int NOT NULL,
     project_id      uuid NOT NULL,
@@ -142,6 +146,16 @@ CREATE TABLE inventory_items (
     PRIMARY KEY (batch_id, photo_id, item_no)
 );
 CREATE INDEX inventory_items_project_idx ON inventory_items (project_id);
+CREATE INDEX inventory_items_photo_idx ON inventory_items (photo_id);
+
+CREATE TABLE inventory_rooms (
+    batch_id    uuid NOT NULL REFERENCES batches ON DELETE CASCADE,
+    room_type   text NOT NULL,
+    item_rows   int NOT NULL,
+    items       bigint NOT NULL,
+    volume      numeric NOT NULL,
+    PRIMARY KEY (batch_id, room_type)
+);
 
 -- Processing switch (pause / resume), one row.
 CREATE TABLE control (
@@ -173,5 +187,6 @@ SELECT pg_catalog.pg_extension_config_dump('photos', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_sync_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_summaries', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_items', '');
+SELECT pg_catalog.pg_extension_config_dump('inventory_rooms', '');
 SELECT pg_catalog.pg_extension_config_dump('ai_metrics', '');
 SELECT pg_catalog.pg_extension_config_dump('control', '');

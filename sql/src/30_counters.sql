@@ -74,25 +74,35 @@ BEGIN
 END
 $$;
 
+-- counts_items: does a photo in this state count in inventories?
+CREATE FUNCTION counts_items(status photo_status, duplicate_of uuid, analysis jsonb)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT status = 'DONE' AND duplicate_of IS NULL AND analysis IS NOT NULL
+$$;
+
 -- photos_counts_trigger: statement-level, with transition tables, so that
 -- inserting 1,000 photos or writing back 50 results touches each batch once.
 -- An UPDATE counts its old rows out and its new rows in, in one delta per
--- batch, so a batch never passes through a transient state.  The batches
--- are locked in id order (the volatile call is evaluated after the sort),
--- so that concurrent statements spanning several batches cannot deadlock.
+-- batch, so a batch never passes through a transient state.  It also keeps
+-- the inventory items and per-room totals current (apply_inventory_delta).
 CREATE FUNCTION photos_counts_trigger() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_void text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
            FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
+        PERFORM moverz_batch.apply_inventory_delta(NULL, ARRAY(
+            SELECT n.id FROM new_rows n WHERE moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis)));
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
+        PERFORM moverz_batch.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
     ELSE
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o
@@ -100,6 +110,21 @@ BEGIN
                  SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
+        IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'DONE')
+           OR EXISTS (SELECT 1 FROM old_rows WHERE status = 'DONE') THEN
+            -- rows whose counted items changed: out with the old, in with the new
+            WITH pair AS (
+                SELECT o.id, moverz_batch.counts_items(o.status, o.duplicate_of, o.analysis) AS was,
+                       moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis) AS is_now,
+                       (o.analysis = n.analysis AND o.room_type IS NOT DISTINCT FROM n.room_type
+                        AND o.batch_id = n.batch_id) AS same
+                  FROM old_rows o JOIN new_rows n ON n.id = o.id
+            )
+            SELECT moverz_batch.apply_inventory_delta(
+                       ARRAY(SELECT id FROM pair WHERE was AND NOT (is_now AND same)),
+                       ARRAY(SELECT id FROM pair WHERE is_now AND NOT (was AND same)))
+              INTO STRICT v_void;
+        END IF;
     END IF;
     RETURN NULL;
 END

@@ -1,34 +1,76 @@
 -- Inventory: items of the analysed photos, per-room totals, the sync queue.
 
--- analysis_items: one row per item of the DONE photos of a project, or of one
--- of its batches when p_batch_id is given.  ERROR photos contribute nothing,
--- and neither do duplicates: the same sofa photographed twice is moved once.
--- The room is the photo's own, else the one the AI saw, else "other".
-CREATE FUNCTION analysis_items(p_project_id uuid, p_batch_id uuid)
-RETURNS TABLE (batch_id uuid, photo_id uuid, item_no int, room_type text, label text,
-               quantity int, unit_volume_m3 numeric)
+-- photo_items: one row per item of the given photos' analyses.  The room is
+-- the photo's own, else the one the AI saw (if accepted), else "other".
+CREATE FUNCTION photo_items(p_photo_ids uuid[])
+RETURNS TABLE (batch_id uuid, photo_id uuid, item_no int, project_id uuid, user_id text,
+               room_type text, label text, quantity int, unit_volume_m3 numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-SELECT p.batch_id, p.id, i.ord::int,
+SELECT p.batch_id, p.id, i.ord::int, p.project_id, p.user_id,
        coalesce(p.room_type, r.room_type, 'other'),
        i.item ->> 'label', (i.item ->> 'quantity')::numeric::int, (i.item ->> 'volume_m3')::numeric
   FROM moverz_batch.photos p
   LEFT JOIN moverz_batch.room_types r ON r.room_type = p.analysis ->> 'room_type'
   CROSS JOIN LATERAL jsonb_array_elements(p.analysis -> 'items') WITH ORDINALITY AS i(item, ord)
- WHERE p.project_id = p_project_id
-   AND (p_batch_id IS NULL OR p.batch_id = p_batch_id)
-   AND p.status = 'DONE'
-   AND p.duplicate_of IS NULL
+ WHERE p.id = ANY (p_photo_ids)
 $$;
 
--- inventory_summary: the seed's inventorySummary of a project, or of one of
--- its batches: totalItems = sum of quantities, totalVolume = sum of
--- quantity x volume_m3, and the same per room.
+-- apply_inventory_delta: the photos p_removed stop counting (their items
+-- go), the photos p_added start (their items come), and the per-room totals
+-- of their batches follow.  Called by the photos triggers with the photos
+-- that left or entered "DONE, not a duplicate, with an analysis".
+CREATE FUNCTION apply_inventory_delta(p_removed uuid[], p_added uuid[])
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF cardinality(p_removed) > 0 THEN
+        WITH gone AS (
+            DELETE FROM moverz_batch.inventory_items i WHERE i.photo_id = ANY (p_removed)
+            RETURNING i.batch_id, i.room_type, i.quantity, i.unit_volume_m3
+        )
+        INSERT INTO moverz_batch.inventory_rooms AS r (batch_id, room_type, item_rows, items, volume)
+        SELECT g.batch_id, g.room_type, -count(*), -sum(g.quantity), -sum(g.quantity * g.unit_volume_m3)
+          FROM gone g
+         WHERE EXISTS (SELECT 1 FROM moverz_batch.batches b WHERE b.id = g.batch_id)
+         GROUP BY g.batch_id, g.room_type
+         ORDER BY g.batch_id, g.room_type
+        ON CONFLICT (batch_id, room_type) DO UPDATE
+           SET item_rows = r.item_rows + excluded.item_rows, items = r.items + excluded.items,
+               volume = r.volume + excluded.volume;
+    END IF;
+    IF cardinality(p_added) > 0 THEN
+        WITH came AS (
+            INSERT INTO moverz_batch.inventory_items (batch_id, photo_id, item_no, project_id, user_id,
+                                                      room_type, label, quantity, unit_volume_m3)
+            SELECT * FROM moverz_batch.photo_items(p_added)
+            RETURNING batch_id, room_type, quantity, unit_volume_m3
+        )
+        INSERT INTO moverz_batch.inventory_rooms AS r (batch_id, room_type, item_rows, items, volume)
+        SELECT c.batch_id, c.room_type, count(*), sum(c.quantity), sum(c.quantity * c.unit_volume_m3)
+          FROM came c
+         GROUP BY c.batch_id, c.room_type
+         ORDER BY c.batch_id, c.room_type
+        ON CONFLICT (batch_id, room_type) DO UPDATE
+           SET item_rows = r.item_rows + excluded.item_rows, items = r.items + excluded.items,
+               volume = r.volume + excluded.volume;
+    END IF;
+END
+$$;
+
+-- inventory_summary: the seed's inventorySummary of one batch, or of a
+-- whole project when p_batch_id is NULL: totalItems = sum of quantities,
+-- totalVolume = sum of quantity x volume_m3, and the same per room.  ERROR
+-- photos contribute nothing, and neither do duplicates: the same sofa
+-- photographed twice is moved once.
 CREATE FUNCTION inventory_summary(p_project_id uuid, p_batch_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 WITH rooms AS (
-    SELECT room_type, sum(quantity) AS items, sum(quantity * unit_volume_m3) AS volume
-      FROM moverz_batch.analysis_items(p_project_id, p_batch_id)
-     GROUP BY room_type
+    SELECT r.room_type, sum(r.items) AS items, sum(r.volume) AS volume
+      FROM moverz_batch.inventory_rooms r
+     WHERE (p_batch_id IS NOT NULL AND r.batch_id = p_batch_id)
+        OR (p_batch_id IS NULL AND r.batch_id IN (SELECT b.id FROM moverz_batch.batches b
+                                                   WHERE b.project_id = p_project_id))
+     GROUP BY r.room_type
+    HAVING sum(r.item_rows) > 0
 )
 SELECT jsonb_build_object(
     'totalItems', coalesce(sum(items), 0),
@@ -39,8 +81,9 @@ SELECT jsonb_build_object(
   FROM rooms
 $$;
 
--- sync_inventory: (re)build the inventory of one batch from its DONE photos.
--- Re-running replaces the batch's items and summary; it never adds twice.
+-- sync_inventory: the inventory summary of one batch, from its per-room
+-- totals (kept current as its photos finish), stored for batch_progress.
+-- Re-running replaces; it never adds twice.
 CREATE FUNCTION sync_inventory(batch_id uuid) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -54,12 +97,6 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = format('batch_id %s: no such batch', coalesce(sync_inventory.batch_id::text, 'NULL'));
     END IF;
-    DELETE FROM moverz_batch.inventory_items i WHERE i.batch_id = b.id;
-    INSERT INTO moverz_batch.inventory_items (batch_id, photo_id, item_no, project_id, user_id,
-                                              room_type, label, quantity, unit_volume_m3)
-    SELECT b.id, a.photo_id, a.item_no, b.project_id, b.user_id, a.room_type, a.label,
-           a.quantity, a.unit_volume_m3
-      FROM moverz_batch.analysis_items(b.project_id, b.id) a;
     v_summary := moverz_batch.inventory_summary(b.project_id, b.id);
     INSERT INTO moverz_batch.inventory_summaries AS s (batch_id, project_id, user_id, generation,
                                                        total_items, total_volume, summary)

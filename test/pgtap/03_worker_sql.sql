@@ -346,7 +346,7 @@ BEGIN
     RAISE EXCEPTION 'disk full (test)';
 END
 $$;
-CREATE TRIGGER mb_tap_fail_sync BEFORE INSERT ON moverz_batch.inventory_items FOR EACH ROW EXECUTE FUNCTION public.mb_tap_fail_sync();
+CREATE TRIGGER mb_tap_fail_sync BEFORE INSERT ON moverz_batch.inventory_summaries FOR EACH ROW EXECUTE FUNCTION public.mb_tap_fail_sync();
 SELECT pg_temp.mk('tw_i', 'i3', pg_temp.a(1)) IS NOT NULL AS i3 \gset
 UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": [{"label": "lamp", "quantity": 1, "volume_m3": 0.2}]}'
  WHERE batch_id = pg_temp.bid('i3');
@@ -365,7 +365,7 @@ SELECT is(moverz_batch.run_next_inventory_job(), :i3_job::bigint, 'failing job: 
 SET LOCAL client_min_messages = warning;
 SELECT is((SELECT format('%s %s %s', status, attempts, extract(epoch FROM next_attempt_at - now())) FROM moverz_batch.inventory_sync_jobs WHERE id = :i3_job),
           'PENDING 2 2.000000', 'failing job: the backoff doubles');
-DROP TRIGGER mb_tap_fail_sync ON moverz_batch.inventory_items;
+DROP TRIGGER mb_tap_fail_sync ON moverz_batch.inventory_summaries;
 UPDATE moverz_batch.inventory_sync_jobs SET next_attempt_at = now() WHERE id = :i3_job;
 SELECT is(moverz_batch.run_next_inventory_job(), :i3_job::bigint, 'repaired: the job runs again');
 SELECT is((SELECT format('%s %s %s', status, attempts, last_error IS NULL) FROM moverz_batch.inventory_sync_jobs WHERE id = :i3_job),
