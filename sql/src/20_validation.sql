@@ -51,3 +51,13 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = err[1], MESSAGE = err[2], HINT = hint;
 END
 $$;
+
+-- raise_not_found: the error for an id that names nothing (P0002, which the
+-- HTTP API turns into a 404), e.g. "batch_id 42...: no such batch".
+CREATE FUNCTION raise_not_found(field text, id uuid, what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'P0002',
+        MESSAGE = format('%s %s: no such %s', field, coalesce(id::text, 'NULL'), what);
+END
+$$;

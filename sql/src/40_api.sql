@@ -218,8 +218,7 @@ BEGIN
     END IF;
     SELECT * INTO b FROM moverz_batch.batches WHERE id = batch_progress.batch_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('batch_id %s: no such batch', coalesce(batch_progress.batch_id::text, 'NULL'));
+        PERFORM moverz_batch.raise_not_found('batch_id', batch_progress.batch_id, 'batch');
     END IF;
     -- built as json (text) and converted once: much cheaper than jsonb per photo
     SELECT coalesce(json_agg(json_strip_nulls(json_build_object(
@@ -259,8 +258,7 @@ DECLARE
 BEGIN
     SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = p_batch_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('batch_id %s: no such batch', coalesce(p_batch_id::text, 'NULL'));
+        PERFORM moverz_batch.raise_not_found('batch_id', p_batch_id, 'batch');
     ELSIF v_status = 'CANCELLED' THEN
         RAISE EXCEPTION USING ERRCODE = '55000',
             MESSAGE = format('batch %s is CANCELLED: its photos cannot be retried', p_batch_id);
@@ -306,8 +304,7 @@ BEGIN
       LEFT JOIN moverz_batch.photos o ON o.id = p.duplicate_of
      WHERE p.id = retry_photo.photo_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('photo_id %s: no such photo', coalesce(retry_photo.photo_id::text, 'NULL'));
+        PERFORM moverz_batch.raise_not_found('photo_id', retry_photo.photo_id, 'photo');
     END IF;
     RETURN moverz_batch.reopen_photos(v_batch, v_photo);
 END
@@ -328,8 +325,7 @@ DECLARE
 BEGIN
     SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('batch_id %s: no such batch', coalesce(cancel_batch.batch_id::text, 'NULL'));
+        PERFORM moverz_batch.raise_not_found('batch_id', cancel_batch.batch_id, 'batch');
     END IF;
     UPDATE moverz_batch.photos p
        SET status = 'CANCELLED', claimed_by = NULL, claim_token = NULL, lease_until = NULL,

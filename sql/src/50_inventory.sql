@@ -94,8 +94,7 @@ BEGIN
       FROM moverz_batch.batches x WHERE x.id = sync_inventory.batch_id
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('batch_id %s: no such batch', coalesce(sync_inventory.batch_id::text, 'NULL'));
+        PERFORM moverz_batch.raise_not_found('batch_id', sync_inventory.batch_id, 'batch');
     END IF;
     v_summary := moverz_batch.inventory_summary(b.project_id, b.id);
     INSERT INTO moverz_batch.inventory_summaries AS s (batch_id, project_id, user_id, generation,
@@ -116,8 +115,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM 1 FROM moverz_batch.projects p WHERE p.id = project_inventory.project_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = format('project_id %s: no such project', coalesce(project_inventory.project_id::text, 'NULL'));
+        PERFORM moverz_batch.raise_not_found('project_id', project_inventory.project_id, 'project');
     END IF;
     RETURN moverz_batch.inventory_summary(project_inventory.project_id, NULL);
 END
