@@ -17,7 +17,6 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -106,13 +105,6 @@ claim_txn(void *arg)
 	Datum		values[5];
 	int			rc;
 
-	/*
-	 * The claim need not wait for its WAL flush: lost in a crash, it leaves
-	 * its photos PENDING, and a request already sent is sent again with the
-	 * same Idempotency-Key.  The write-back stays synchronous.
-	 */
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
 	prepare_plan(&state->claim_plan,
 				 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
 				 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types);
