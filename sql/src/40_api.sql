@@ -220,11 +220,15 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM moverz_batch.raise_not_found('batch_id', batch_progress.batch_id, 'batch');
     END IF;
-    -- built as json (text) and converted once: much cheaper than jsonb per photo
-    SELECT coalesce(json_agg(json_strip_nulls(json_build_object(
-               'id', p.id, 'filename', p.filename, 'status', p.status,
-               'roomType', p.room_type, 'errorCode', p.error_code,
-               'duplicateOf', p.duplicate_of)) ORDER BY p.position), '[]')::jsonb
+    -- optional keys are added only when set (cheaper than stripping nulls)
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', p.id, 'filename', p.filename, 'status', p.status)
+               || CASE WHEN p.room_type IS NULL THEN '{}'
+                       ELSE jsonb_build_object('roomType', p.room_type) END
+               || CASE WHEN p.error_code IS NULL THEN '{}'
+                       ELSE jsonb_build_object('errorCode', p.error_code) END
+               || CASE WHEN p.duplicate_of IS NULL THEN '{}'
+                       ELSE jsonb_build_object('duplicateOf', p.duplicate_of) END
+               ORDER BY p.position), '[]')
       INTO v_photos
       FROM (SELECT ph.id, ph.filename, ph.status, ph.room_type, ph.error_code, ph.duplicate_of, ph.position
               FROM moverz_batch.photos ph
