@@ -44,28 +44,6 @@ typedef struct ClaimCall
 } ClaimCall;
 
 /*
- * prepare_plan
- *		Prepare and save a plan once; plans survive DROP/CREATE EXTENSION
- *		(the plan cache re-plans them).
- */
-static SPIPlanPtr
-prepare_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "moverz_batch: SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "moverz_batch: SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
-}
-
-/*
  * claim_state_create
  *		The claim state of worker "worker_index".
  */
@@ -105,7 +83,7 @@ claim_txn(void *arg)
 	Datum		values[5];
 	int			rc;
 
-	prepare_plan(&state->claim_plan,
+	moverz_saved_plan(&state->claim_plan,
 				 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
 				 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types);
 	values[0] = Int32GetDatum(state->worker_index);
@@ -177,7 +155,7 @@ write_back_txn(void *arg)
 	bool		isnull;
 	int			rc;
 
-	prepare_plan(&state->complete_plan,
+	moverz_saved_plan(&state->complete_plan,
 				 "SELECT done, rate_limit_ms"
 				 "  FROM moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types);
 	values[0] = Int64GetDatum(state->slot->claim_token);
@@ -289,7 +267,7 @@ release_txn(void *arg)
 	bool		isnull;
 	int			rc;
 
-	prepare_plan(&state->release_plan,
+	moverz_saved_plan(&state->release_plan,
 				 "SELECT moverz_batch.release_claims($1, $2, $3, $4)", 4, types);
 	values[0] = Int32GetDatum(state->worker_index);
 	values[1] = Int64GetDatum(state->slot->claim_token);

@@ -33,25 +33,6 @@ typedef struct InventoryLoop
 } InventoryLoop;
 
 /*
- * saved_plan
- *		Prepare and keep a parameterless plan once.
- */
-static SPIPlanPtr
-saved_plan(SPIPlanPtr *plan, const char *sql)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, 0, NULL);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "moverz_batch: could not prepare \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		*plan = p;
-	}
-	return *plan;
-}
-
-/*
  * single_value
  *		Run a saved one-row, one-column plan; isnull tells a NULL.
  */
@@ -75,7 +56,7 @@ run_job_txn(void *arg)
 	InventoryLoop *loop = (InventoryLoop *) arg;
 	bool		isnull;
 
-	single_value(saved_plan(&loop->run_plan, "SELECT moverz_batch.run_next_inventory_job()"),
+	single_value(moverz_saved_plan(&loop->run_plan, "SELECT moverz_batch.run_next_inventory_job()", 0, NULL),
 				 &isnull);
 	loop->ran = !isnull;
 }
@@ -91,7 +72,7 @@ due_txn(void *arg)
 	bool		isnull;
 	Datum		d;
 
-	d = single_value(saved_plan(&loop->due_plan, "SELECT moverz_batch.next_inventory_due_ms()"),
+	d = single_value(moverz_saved_plan(&loop->due_plan, "SELECT moverz_batch.next_inventory_due_ms()", 0, NULL),
 					 &isnull);
 	loop->due_ms = isnull ? -1 : (long) Min(DatumGetFloat8(d), (double) LONG_MAX);
 }

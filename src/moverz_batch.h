@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "storage/latch.h"
 #include "port.h"
 #include "storage/spin.h"
@@ -90,6 +91,7 @@ extern void moverz_worker_setup(const char *activity);
 extern bool moverz_run_in_transaction(moverz_txn_fn fn, void *arg,
 									  const char *activity, char **errmsg);
 extern bool moverz_extension_present(void);
+extern SPIPlanPtr moverz_saved_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types);
 extern bool moverz_process_interrupts(void);
 extern WaitEventSet *moverz_wait_set(pgsocket fd);
 

@@ -141,3 +141,25 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return present;
 }
+
+/*
+ * moverz_saved_plan
+ *		Prepare and keep a parameterised plan once, in *plan.  Kept plans
+ *		survive DROP / CREATE EXTENSION: the plan cache re-plans them.
+ */
+SPIPlanPtr
+moverz_saved_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL)
+			elog(ERROR, "moverz_batch: SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "moverz_batch: SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
