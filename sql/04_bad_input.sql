@@ -1,20 +1,7 @@
 -- 04_bad_input: every invalid call raises a precise SQLSTATE and a message
 -- naming the field and the rule, and writes nothing; injection-shaped
 -- strings are stored verbatim, as data.
-CREATE EXTENSION IF NOT EXISTS moverz_batch;
-\set VERBOSITY terse
-\set SHOW_CONTEXT never
-
--- try(sql): 'ok', or 'SQLSTATE: message' with uuids masked.
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM,
-        '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<uuid>', 'g');
-END
-$$;
+\i sql/include/setup.sql
 -- nrows(): the number of rows of every table of the extension.
 CREATE FUNCTION pg_temp.nrows() RETURNS text LANGUAGE sql AS $$
 SELECT format('projects=%s batches=%s photos=%s jobs=%s summaries=%s items=%s',

@@ -5,20 +5,7 @@
 -- inserted DONE with its analysis.  Duplicates add nothing to inventories,
 -- and retry_photo / retry_batch of an ERROR original re-open its copies.
 -- The worker functions are called directly (no background workers here).
-CREATE EXTENSION IF NOT EXISTS moverz_batch;
-\set VERBOSITY terse
-\set SHOW_CONTEXT never
-
--- try(sql): 'ok', or 'SQLSTATE: message' with uuids masked.
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM,
-        '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<uuid>', 'g');
-END
-$$;
+\i sql/include/setup.sql
 -- Batches are named by a label in the output (their ids are random).
 CREATE TABLE pg_temp.lbl (id uuid PRIMARY KEY, label text UNIQUE);
 -- mk(project, label, assets): create_batch for r06_user, remembered as label.
