@@ -7,8 +7,9 @@
 -- cancelled photos and nothing left to do is CANCELLED (cancel_batch).
 CREATE FUNCTION derive_status(queued int, processing int, completed int, failed int,
                               cancelled int DEFAULT 0)
-RETURNS batch_status LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT CASE
+RETURNS batch_status LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+RETURN CASE
     WHEN processing > 0 THEN 'PROCESSING'
     WHEN queued > 0 AND completed + failed + cancelled > 0 THEN 'PROCESSING'
     WHEN queued > 0 OR completed + failed + cancelled = 0 THEN 'QUEUED'
@@ -16,7 +17,8 @@ SELECT CASE
     WHEN failed = 0 THEN 'COMPLETED'
     WHEN completed = 0 THEN 'FAILED'
     ELSE 'PARTIAL'
-END::moverz_batch.batch_status
+END::moverz_batch.batch_status;
+END
 $$;
 
 -- is_terminal: a batch that no worker will touch again.

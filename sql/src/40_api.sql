@@ -102,10 +102,12 @@ $$;
 -- photo already DONE in the project, or an earlier photo of the same batch,
 -- is a duplicate: it is never sent to the AI; it takes the analysis of the
 -- DONE one at once, or the outcome of the earlier one when that finishes
--- (complete_photos), and its items are not counted again.
+-- (complete_photos), and its items are not counted again.  plpgsql, so that
+-- its plan is cached (a SQL function's is made again at every call).
 CREATE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
                               p_priority batch_priority, assets jsonb)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
 WITH a AS MATERIALIZED (
     SELECT gen_random_uuid() AS id, e.ord - 1 AS position, e.elem,
            md5((e.elem ->> 'filename') || ':' || (e.elem ->> 'url')) AS checksum
@@ -130,7 +132,8 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.elem ->> 'filena
        pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
   FROM a
   JOIN firsts f ON f.checksum = a.checksum
-  LEFT JOIN prior pr ON pr.checksum = a.checksum
+  LEFT JOIN prior pr ON pr.checksum = a.checksum;
+END
 $$;
 
 -- create_batch: one batch in QUEUED and one PENDING photo per asset, in one
@@ -186,8 +189,9 @@ $$;
 -- batch_progress and the progress notifications.  counts.cancelled appears
 -- only when some photos were cancelled.
 CREATE FUNCTION batch_state(b batches) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT jsonb_build_object(
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+RETURN jsonb_build_object(
     'batchId', b.id,
     'status', b.status,
     'progress', moverz_batch.progress_percent(b.count_completed + b.count_failed + b.count_cancelled,
@@ -198,7 +202,8 @@ SELECT jsonb_build_object(
                                  'total', b.count_queued + b.count_processing + b.count_completed
                                           + b.count_failed + b.count_cancelled)
               || CASE WHEN b.count_cancelled > 0
-                      THEN jsonb_build_object('cancelled', b.count_cancelled) ELSE '{}' END)
+                      THEN jsonb_build_object('cancelled', b.count_cancelled) ELSE '{}' END);
+END
 $$;
 
 -- batch_progress: the seed's "batch" object for polling.  photos_limit and
