@@ -6,8 +6,7 @@
 -- and retry_photo / retry_batch of an ERROR original re-open its copies.
 -- The worker functions are called directly (no background workers here).
 \i sql/include/setup.sql
--- Batches are named by a label in the output (their ids are random).
-CREATE TABLE pg_temp.lbl (id uuid PRIMARY KEY, label text UNIQUE);
+\i sql/include/labels.sql
 -- mk(project, label, assets): create_batch for r06_user, remembered as label.
 CREATE FUNCTION pg_temp.mk(p uuid, label text, assets jsonb) RETURNS uuid LANGUAGE sql AS $$
 INSERT INTO pg_temp.lbl SELECT moverz_batch.create_batch(p, 'r06_user', assets), label RETURNING id
@@ -34,31 +33,6 @@ SELECT p.position, p.status::text, pg_temp.name(p.duplicate_of), p.attempts,
        (SELECT string_agg(format('%s x%s', i ->> 'label', i ->> 'quantity'), ', ') FROM jsonb_array_elements(p.analysis -> 'items') AS i)
   FROM moverz_batch.photos p JOIN pg_temp.lbl l ON l.id = p.batch_id
  WHERE l.label = $1 ORDER BY p.position
-$$;
--- st(label): status queued/processing/completed/failed/cancelled,
--- inventory_queued, generation:status of its jobs; " MISMATCH" when the
--- counters or the status differ from a recount of the photos (the status
--- rules of the README, CANCELLED once cancelled photos are all that is
--- left besides finished ones).
-CREATE FUNCTION pg_temp.st(label text) RETURNS text LANGUAGE sql AS $$
-SELECT format('%s %s/%s/%s/%s/%s inv=%s jobs=%s%s', x.status,
-              x.count_queued, x.count_processing, x.count_completed, x.count_failed, x.count_cancelled, x.inventory_queued,
-              (SELECT coalesce(string_agg(j.generation || ':' || j.status, ',' ORDER BY j.generation), '-')
-                 FROM moverz_batch.inventory_sync_jobs j WHERE j.batch_id = x.id),
-              CASE WHEN (x.count_queued, x.count_processing, x.count_completed, x.count_failed, x.count_cancelled, x.status)
-                        = (r.q, r.p, r.c, r.f, r.k, CASE WHEN r.p > 0 OR (r.q > 0 AND r.c + r.f + r.k > 0) THEN 'PROCESSING'
-                                                 WHEN r.q > 0 OR r.c + r.f + r.k = 0 THEN 'QUEUED'
-                                                 WHEN r.k > 0 THEN 'CANCELLED' WHEN r.f = 0 THEN 'COMPLETED'
-                                                 WHEN r.c = 0 THEN 'FAILED' ELSE 'PARTIAL' END::moverz_batch.batch_status)
-                   THEN '' ELSE ' MISMATCH' END)
-  FROM pg_temp.lbl l JOIN moverz_batch.batches x ON x.id = l.id,
-       LATERAL (SELECT (count(*) FILTER (WHERE status = 'PENDING'))::int AS q,
-                       (count(*) FILTER (WHERE status = 'PROCESSING'))::int AS p,
-                       (count(*) FILTER (WHERE status = 'DONE'))::int AS c,
-                       (count(*) FILTER (WHERE status = 'ERROR'))::int AS f,
-                       (count(*) FILTER (WHERE status = 'CANCELLED'))::int AS k
-                  FROM moverz_batch.photos ph WHERE ph.batch_id = x.id) AS r
- WHERE l.label = $1
 $$;
 -- claim(token): claim_photos for worker 0 (limit 100), as label#position
 -- and attempt.
