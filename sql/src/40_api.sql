@@ -31,55 +31,20 @@ BEGIN
 END
 $$;
 
--- check_assets: validate create_batch's "assets" as a whole and each element;
--- raises the first broken rule.
+-- check_assets: raise the first broken rule of create_batch's "assets": the
+-- array as a whole, then each element in order, then whether each roomType
+-- is one of room_types.  In C (src/assets.c), as asset_rows.
 CREATE FUNCTION check_assets(assets jsonb) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_max int := current_setting('moverz_batch.max_batch_size')::int;
-    v_n int;
-    v_err text[];
-BEGIN
-    IF assets IS NULL OR jsonb_typeof(assets) = 'null' THEN
-        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'assets must not be null',
-            HINT = 'Pass a JSON array of {"filename", "filePath", "url", "roomType"} objects.';
-    ELSIF jsonb_typeof(assets) <> 'array' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('assets must be a JSON array, not %s', jsonb_typeof(assets)),
-            HINT = 'Pass a JSON array of {"filename", "filePath", "url", "roomType"} objects.';
-    END IF;
-    v_n := jsonb_array_length(assets);
-    IF v_n = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'assets must contain at least one photo';
-    ELSIF v_n > v_max THEN
-        RAISE EXCEPTION USING ERRCODE = '54000',
-            MESSAGE = format('assets has %s photos, more than the maximum batch size of %s', v_n, v_max),
-            HINT = 'Split the photos into several batches, or raise moverz_batch.max_batch_size.';
-    END IF;
-    -- each element's rules, evaluated once per element
-    SELECT x.err INTO v_err
-      FROM (SELECT e.ord, moverz_batch.asset_error(e.elem, e.ord - 1) AS err
-              FROM jsonb_array_elements(assets) WITH ORDINALITY AS e(elem, ord)
-            OFFSET 0) AS x
-     WHERE x.err IS NOT NULL
-     ORDER BY x.ord
-     LIMIT 1;
-    IF v_err IS NOT NULL THEN
-        PERFORM moverz_batch.raise_invalid(v_err);
-    END IF;
-    -- room types, for all elements at once
-    SELECT ARRAY['22023', format('assets[%s].roomType %s is not an accepted room type', e.ord - 1,
-                                 e.elem -> 'roomType')] INTO v_err
-      FROM jsonb_array_elements(assets) WITH ORDINALITY AS e(elem, ord)
-     WHERE jsonb_typeof(e.elem -> 'roomType') = 'string'
-       AND NOT EXISTS (SELECT 1 FROM moverz_batch.room_types r WHERE r.room_type = e.elem ->> 'roomType')
-     ORDER BY e.ord
-     LIMIT 1;
-    IF v_err IS NOT NULL THEN
-        PERFORM moverz_batch.raise_invalid(v_err, 'The accepted room types are listed in moverz_batch.room_types.');
-    END IF;
-END
-$$;
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'moverz_check_assets';
+
+-- asset_rows: one row per element of a checked "assets", in order, with a
+-- new random id and the checksum md5(filename || ':' || url).
+CREATE FUNCTION asset_rows(assets jsonb,
+                           OUT id uuid, OUT "position" int, OUT filename text, OUT file_path text,
+                           OUT url text, OUT room_type text, OUT checksum text)
+RETURNS SETOF record LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'moverz_asset_rows';
 
 -- owned_project: the project, if it exists and belongs to user_id; the same
 -- error otherwise, so that another user's project is not revealed.
@@ -109,9 +74,7 @@ CREATE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 WITH a AS MATERIALIZED (
-    SELECT gen_random_uuid() AS id, e.ord - 1 AS position, e.elem,
-           md5((e.elem ->> 'filename') || ':' || (e.elem ->> 'url')) AS checksum
-      FROM jsonb_array_elements(assets) WITH ORDINALITY AS e(elem, ord)
+    SELECT * FROM moverz_batch.asset_rows(assets)
 ), firsts AS (
     SELECT DISTINCT ON (a.checksum) a.checksum, a.id FROM a ORDER BY a.checksum, a.position
 ), prior AS (
@@ -124,8 +87,8 @@ WITH a AS MATERIALIZED (
 INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
                                  url, room_type, checksum, priority, duplicate_of, status,
                                  analysis, finished_at)
-SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.elem ->> 'filename',
-       a.elem ->> 'filePath', a.elem ->> 'url', coalesce(a.elem ->> 'roomType', pr.room_type),
+SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
+       a.file_path, a.url, coalesce(a.room_type, pr.room_type),
        a.checksum, p_priority,
        coalesce(pr.id, CASE WHEN f.id <> a.id THEN f.id END),
        CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
