@@ -23,6 +23,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -44,11 +45,22 @@ typedef struct Asset
 	JsonbValue	room_type;		/* jbvNull when absent or null */
 } Asset;
 
+/* Length of an md5 checksum in hex. */
+#define CHECKSUM_LEN 32
+
+/* The first element seen with a checksum (asset_rows' duplicates). */
+typedef struct FirstOfChecksum
+{
+	char		checksum[CHECKSUM_LEN];	/* hash key */
+	int			index;
+} FirstOfChecksum;
+
 /* State of asset_rows between calls. */
 typedef struct AssetRowsState
 {
 	Jsonb	   *assets;
 	pg_uuid_t  *ids;			/* one random id per element */
+	HTAB	   *firsts;			/* checksum -> first element with it */
 } AssetRowsState;
 
 /*
@@ -349,17 +361,40 @@ text_or_null(const JsonbValue *v, bool *isnull)
 }
 
 /*
+ * first_of
+ *		The id of the first element before i with this checksum, as a
+ *		datum, or NULL (*isnull) when element i is the first.
+ */
+static Datum
+first_of(AssetRowsState *st, int i, Datum checksum, bool *isnull)
+{
+	text	   *t = DatumGetTextPP(checksum);
+	FirstOfChecksum *entry;
+	bool		found;
+
+	if (VARSIZE_ANY_EXHDR(t) != CHECKSUM_LEN)
+		elog(ERROR, "moverz_batch: unexpected checksum length");
+	entry = hash_search(st->firsts, VARDATA_ANY(t), HASH_ENTER, &found);
+	if (!found)
+		entry->index = i;
+	*isnull = !found;
+	return found ? UUIDPGetDatum(&st->ids[entry->index]) : (Datum) 0;
+}
+
+/*
  * asset_row
  *		The row of element i: (id, position, filename, file_path, url,
- *		room_type, checksum), checksum = md5(filename || ':' || url).
+ *		room_type, checksum, first_id), checksum = md5(filename || ':' ||
+ *		url), first_id = the id of the first element with that checksum
+ *		when it is not this one.
  */
 static HeapTuple
 asset_row(FuncCallContext *fc, AssetRowsState *st, int i)
 {
 	JsonbValue *elem = getIthJsonbValueFromContainer(&st->assets->root, i);
 	Asset		a;
-	Datum		values[7];
-	bool		nulls[7] = {false};
+	Datum		values[8];
+	bool		nulls[8] = {false};
 	StringInfoData key;
 
 	read_asset(elem, i, &a);
@@ -376,15 +411,48 @@ asset_row(FuncCallContext *fc, AssetRowsState *st, int i)
 	values[5] = text_or_null(&a.room_type, &nulls[5]);
 	values[6] = DirectFunctionCall1(md5_text,
 									PointerGetDatum(cstring_to_text_with_len(key.data, key.len)));
+	values[7] = first_of(st, i, values[6], &nulls[7]);
 	return heap_form_tuple(fc->tuple_desc, values, nulls);
+}
+
+/*
+ * start_asset_rows
+ *		asset_rows' state: the checked array, an id per element, and an
+ *		empty table of checksums.
+ */
+static AssetRowsState *
+start_asset_rows(Jsonb *assets)
+{
+	AssetRowsState *st = palloc(sizeof(AssetRowsState));
+	HASHCTL		ctl;
+	int			n = check_array(assets);
+
+	st->assets = assets;
+	st->ids = palloc(sizeof(pg_uuid_t) * n);
+	if (!pg_strong_random(st->ids, sizeof(pg_uuid_t) * n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	for (int i = 0; i < n; i++)
+	{
+		st->ids[i].data[6] = (st->ids[i].data[6] & 0x0f) | 0x40;	/* version 4 */
+		st->ids[i].data[8] = (st->ids[i].data[8] & 0x3f) | 0x80;	/* variant */
+	}
+	ctl.keysize = CHECKSUM_LEN;
+	ctl.entrysize = sizeof(FirstOfChecksum);
+	ctl.hcxt = CurrentMemoryContext;
+	st->firsts = hash_create("moverz_batch asset checksums", n, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	return st;
 }
 
 /*
  * moverz_asset_rows
  *		asset_rows(assets jsonb) RETURNS TABLE (id uuid, position int,
  *		filename text, file_path text, url text, room_type text,
- *		checksum text): one row per element, in order, each checked as by
- *		check_assets (room types excepted); ids are random (version 4).
+ *		checksum text, first_id uuid): one row per element, in order, each
+ *		checked as by check_assets (room types excepted); ids are random
+ *		(version 4).
  */
 Datum
 moverz_asset_rows(PG_FUNCTION_ARGS)
@@ -396,27 +464,14 @@ moverz_asset_rows(PG_FUNCTION_ARGS)
 	{
 		MemoryContext old;
 		TupleDesc	desc;
-		int			n;
 
 		fc = SRF_FIRSTCALL_INIT();
 		old = MemoryContextSwitchTo(fc->multi_call_memory_ctx);
-		st = palloc(sizeof(AssetRowsState));
-		st->assets = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P_COPY(0);
-		n = check_array(st->assets);
-		st->ids = palloc(sizeof(pg_uuid_t) * n);
-		if (!pg_strong_random(st->ids, sizeof(pg_uuid_t) * n))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random values")));
-		for (int i = 0; i < n; i++)
-		{
-			st->ids[i].data[6] = (st->ids[i].data[6] & 0x0f) | 0x40;
-			st->ids[i].data[8] = (st->ids[i].data[8] & 0x3f) | 0x80;
-		}
+		st = start_asset_rows(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P_COPY(0));
 		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "moverz_batch: asset_rows must return a row type");
 		fc->tuple_desc = BlessTupleDesc(desc);
-		fc->max_calls = n;
+		fc->max_calls = JB_ROOT_COUNT(st->assets);
 		fc->user_fctx = st;
 		MemoryContextSwitchTo(old);
 	}

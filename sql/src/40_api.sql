@@ -39,10 +39,11 @@ LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'moverz_check_assets';
 
 -- asset_rows: one row per element of a checked "assets", in order, with a
--- new random id and the checksum md5(filename || ':' || url).
+-- new random id, the checksum md5(filename || ':' || url) and, when an
+-- earlier element has the same checksum, the first such element's id.
 CREATE FUNCTION asset_rows(assets jsonb,
                            OUT id uuid, OUT "position" int, OUT filename text, OUT file_path text,
-                           OUT url text, OUT room_type text, OUT checksum text)
+                           OUT url text, OUT room_type text, OUT checksum text, OUT first_id uuid)
 RETURNS SETOF record LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'moverz_asset_rows';
 
@@ -75,8 +76,6 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 WITH a AS MATERIALIZED (
     SELECT * FROM moverz_batch.asset_rows(assets)
-), firsts AS (
-    SELECT DISTINCT ON (a.checksum) a.checksum, a.id FROM a ORDER BY a.checksum, a.position
 ), prior AS (
     SELECT DISTINCT ON (p.checksum) p.checksum, p.id, p.analysis, p.room_type
       FROM moverz_batch.photos p
@@ -90,11 +89,10 @@ INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, fi
 SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        a.file_path, a.url, coalesce(a.room_type, pr.room_type),
        a.checksum, p_priority,
-       coalesce(pr.id, CASE WHEN f.id <> a.id THEN f.id END),
+       coalesce(pr.id, a.first_id),
        CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
        pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
   FROM a
-  JOIN firsts f ON f.checksum = a.checksum
   LEFT JOIN prior pr ON pr.checksum = a.checksum;
 END
 $$;
