@@ -79,8 +79,8 @@ WITH a AS MATERIALIZED (
 ), prior AS (
     SELECT DISTINCT ON (p.checksum) p.checksum, p.id, p.analysis, p.room_type
       FROM moverz_batch.photos p
-     WHERE p.project_id = p_project_id AND p.status = 'DONE' AND p.duplicate_of IS NULL
-       AND p.checksum IN (SELECT a.checksum FROM a)
+     WHERE p.project_id = p_project_id AND p.checksum = ANY (ARRAY(SELECT a.checksum FROM a))
+       AND p.status = 'DONE' AND p.duplicate_of IS NULL
      ORDER BY p.checksum, p.finished_at
 )
 INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,

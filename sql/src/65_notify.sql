@@ -8,14 +8,18 @@
 -- Deferred constraint triggers fire at commit time, after every statement of
 -- the transaction, so the first firing for a batch sees its final state.
 
--- progress_payload: the notification payload of one batch, now.
+-- progress_payload: the notification payload of one batch, now.  plpgsql,
+-- so that its plan is kept: it runs in the commit of every transaction that
+-- changes a batch (a SQL function would be planned again each time).
 CREATE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
-LANGUAGE sql STABLE AS $$
-SELECT (moverz_batch.batch_state(b)
-        || jsonb_build_object('inventoryReady',
-               EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
-                        WHERE s.batch_id = b.id AND s.generation = b.inventory_generation)))::text
-  FROM moverz_batch.batches b WHERE b.id = p_batch_id
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT (moverz_batch.batch_state(b)
+                    || jsonb_build_object('inventoryReady',
+                           EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
+                                    WHERE s.batch_id = b.id AND s.generation = b.inventory_generation)))::text
+              FROM moverz_batch.batches b WHERE b.id = p_batch_id);
+END
 $$;
 
 -- notify_progress: notify the state of one batch, unless this transaction
