@@ -59,7 +59,7 @@ CREATE INDEX batches_user_created_idx ON batches (user_id, created_at DESC);
 
 CREATE TABLE photos (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    batch_id        uuid NOT NULL REFERENCES batches ON DELETE CASCADE,
+    batch_id        uuid NOT NULL,  -- references batches: see below
     position        int NOT NULL,
     project_id      uuid NOT NULL,
     user_id         text NOT NULL,
@@ -85,6 +85,12 @@ CREATE TABLE photos (
     finished_at     timestamptz,
     CONSTRAINT photos_batch_position UNIQUE (batch_id, position)
 );
+-- photos.batch_id references batches, and the photos go with their batch,
+-- but not through a foreign key: its per-row check (one query per photo,
+-- a seq scan while batches is small) was a third of create_batch.  The
+-- photos triggers check each batch once per statement (apply_batch_delta,
+-- SQLSTATE 23503), and batches' delete and truncate triggers take the
+-- photos along (30_counters.sql).
 -- The claim: PENDING photos, per user, by priority then age.  Duplicates
 -- are never sent: they take their original's outcome.
 CREATE INDEX photos_claim_idx ON photos (user_id, priority DESC, created_at, batch_id, position)

@@ -43,7 +43,9 @@ $$;
 -- and, in the transaction that makes it terminal and only if not queued yet,
 -- mark it and insert exactly one inventory-sync job.  The first UPDATE takes
 -- the batch's row lock, so concurrent writers serialise here and each sees
--- the counters left by the one before: none is lost, one enqueues.
+-- the counters left by the one before: none is lost, one enqueues.  Photos
+-- added to a batch that does not exist are a foreign-key violation; photos
+-- leaving a deleted batch are not.
 CREATE FUNCTION apply_batch_delta(p_batch_id uuid, d status_delta)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -65,7 +67,11 @@ BEGIN
      WHERE x.id = p_batch_id
     RETURNING x.id, x.project_id, x.user_id, x.status, x.inventory_queued, x.inventory_generation
       INTO b;
-    IF NOT FOUND OR NOT moverz_batch.is_terminal(b.status) OR b.inventory_queued THEN
+    IF NOT FOUND AND d.queued + d.processing + d.completed + d.failed + d.cancelled > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '23503',
+            MESSAGE = format('photos reference batch_id %s, which does not exist', p_batch_id),
+            HINT = 'Photos are created with their batch by create_batch.';
+    ELSIF NOT FOUND OR NOT moverz_batch.is_terminal(b.status) OR b.inventory_queued THEN
         RETURN;
     END IF;
     UPDATE moverz_batch.batches SET inventory_queued = true, completed_at = now()
@@ -145,3 +151,25 @@ CREATE TRIGGER photos_counts_update AFTER UPDATE ON photos
 CREATE TRIGGER photos_counts_delete AFTER DELETE ON photos
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();
+
+-- batches_photos_trigger: a batch's photos go with it, as by ON DELETE
+-- CASCADE (statement-level; TRUNCATE too).  SECURITY DEFINER, as a foreign
+-- key's cascade runs as the table owner.
+CREATE FUNCTION batches_photos_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE moverz_batch.photos, moverz_batch.inventory_items;
+    ELSE
+        DELETE FROM moverz_batch.photos p USING old_rows o WHERE p.batch_id = o.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION batches_photos_trigger() FROM PUBLIC;
+
+CREATE TRIGGER batches_delete_photos AFTER DELETE ON batches
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION batches_photos_trigger();
+CREATE TRIGGER batches_truncate_photos AFTER TRUNCATE ON batches
+    FOR EACH STATEMENT EXECUTE FUNCTION batches_photos_trigger();

@@ -37,8 +37,12 @@ BEGIN
                  ORDER BY p.user_id LIMIT 1)
           FROM users u WHERE u.user_id IS NOT NULL
     ), inflight AS (
+        -- each user's photos in flight: needed for the turns only when users
+        -- compete, or for the per-user ceiling
         SELECT p.user_id, count(*) AS n FROM moverz_batch.photos p
          WHERE p.status = 'PROCESSING'
+           AND p.user_id = ANY (ARRAY(SELECT u.user_id FROM users u WHERE u.user_id IS NOT NULL))
+           AND (p_per_user > 0 OR (SELECT count(u.user_id) FROM users u) > 1)
          GROUP BY p.user_id
     ), candidates AS (
         SELECT c.id, c.priority, c.created_at,
@@ -104,7 +108,8 @@ CREATE FUNCTION settle_duplicates(p_final uuid[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_final IS NULL
-       OR NOT EXISTS (SELECT 1 FROM moverz_batch.photos d WHERE d.duplicate_of = ANY (p_final)) THEN
+       OR NOT EXISTS (SELECT 1 FROM moverz_batch.photos d
+                       WHERE d.duplicate_of = ANY (p_final) AND d.duplicate_of IS NOT NULL) THEN
         RETURN;
     END IF;
     UPDATE moverz_batch.photos d
@@ -112,7 +117,8 @@ BEGIN
            error_message = o.error_message, room_type = coalesce(d.room_type, o.room_type),
            finished_at = now(), updated_at = now()
       FROM moverz_batch.photos o
-     WHERE d.duplicate_of = o.id AND o.id = ANY (p_final) AND d.status = 'PENDING'
+     WHERE d.duplicate_of = o.id AND d.duplicate_of = ANY (p_final) AND d.duplicate_of IS NOT NULL
+       AND o.id = ANY (p_final) AND d.status = 'PENDING'
        AND o.status IN ('DONE', 'ERROR');
 END
 $$;
