@@ -5,10 +5,12 @@
 #   test/run.sh               the whole test suite on a throwaway cluster
 #
 # The versioned install script is generated: the files of sql/src/ are
-# concatenated in name order, one file per concern.
+# concatenated in name order, one file per concern.  The install scripts of
+# released versions are kept as released (sql/released/), with an update
+# script from each to the next (sql/moverz_batch--A--B.sql).
 
 EXTENSION   = moverz_batch
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
@@ -16,7 +18,7 @@ OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worke
 
 SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+DATA        = $(wildcard sql/released/$(EXTENSION)--*.sql) $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 REGRESS      = 01_create_batch 02_status_counters 03_progress_inventory 04_bad_input 05_admin 06_duplicates
 REGRESS_OPTS = --inputdir=. --dbname=moverz_regress

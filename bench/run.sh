@@ -216,7 +216,12 @@ SELECT bench.new_project() AS proj \gset
 SELECT clock_timestamp() AS t0 \gset
 SELECT moverz_batch.create_batch(:'proj', 'bench', p.assets) AS b FROM bench.payloads p WHERE p.key = :'key' \gset
 SELECT clock_timestamp() AS t1 \gset
-SELECT coalesce(bench.wait_ready(:'b', 600)::text, 'infinity') AS t2 \gset
+CALL bench.wait_ready(:'b', 600) \gset w_
+\if :{?w_ready_at}
+SELECT :'w_ready_at' AS t2 \gset
+\else
+\set t2 infinity
+\endif
 SELECT json_build_object(
     'batch', :'b', 'n', :n,
     'wall_s', extract(epoch FROM :'t2'::timestamptz - :'t0'::timestamptz),
@@ -307,7 +312,7 @@ scenario_c() {
 SELECT bench.new_project() AS proj \gset
 SELECT moverz_batch.create_batch(:'proj', 'bench', p.assets) AS b FROM bench.payloads p WHERE p.key = 'c3' \gset
 SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS tc \gset
-SELECT bench.wait_ready(:'b', 30) IS NOT NULL AS ready \gset
+CALL bench.wait_ready(:'b', 30) \gset
 SELECT :'tc', bench.check(:'b', 3);
 SQL
 )

@@ -30,21 +30,26 @@ $$;
 CREATE FUNCTION bench.new_project() RETURNS uuid LANGUAGE sql AS
 $$ SELECT moverz_batch.create_project('bench', 'benchmark project') $$;
 
--- wait_ready: poll (1 ms sleeps, a fresh snapshot each time) until the
--- batch's inventory summary is visible; returns the clock at that moment,
--- or NULL after p_timeout_s.
-CREATE FUNCTION bench.wait_ready(p_batch uuid, p_timeout_s float8 DEFAULT 120)
-RETURNS timestamptz LANGUAGE plpgsql VOLATILE AS $$
+-- wait_ready: poll (1 ms sleeps) until the batch's inventory summary is
+-- visible; ready_at = clock_timestamp() then, or NULL after p_timeout_s.
+-- A procedure that commits between polls, as a polling client does: a
+-- function would hold one snapshot for the whole run, so no dead tuple
+-- could be pruned and no dead index entry skipped while the workers run.
+CREATE PROCEDURE bench.wait_ready(p_batch uuid, p_timeout_s float8, INOUT ready_at timestamptz DEFAULT NULL)
+LANGUAGE plpgsql AS $$
 DECLARE
     v_deadline timestamptz := clock_timestamp() + p_timeout_s * interval '1 second';
 BEGIN
+    ready_at := NULL;
     LOOP
         IF EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s WHERE s.batch_id = p_batch) THEN
-            RETURN clock_timestamp();
+            ready_at := clock_timestamp();
+            RETURN;
         END IF;
         IF clock_timestamp() > v_deadline THEN
-            RETURN NULL;
+            RETURN;
         END IF;
+        COMMIT;
         PERFORM pg_sleep(0.001);
     END LOOP;
 END
@@ -151,7 +156,7 @@ BEGIN
         t1 := clock_timestamp();
         COMMIT;
         t2 := clock_timestamp();
-        t3 := bench.wait_ready(v_batch, 60);
+        CALL bench.wait_ready(v_batch, 60, t3);
         SELECT max(finished_at) INTO v_last FROM moverz_batch.photos WHERE batch_id = v_batch;
         SELECT synced_at INTO v_synced FROM moverz_batch.inventory_summaries WHERE batch_id = v_batch;
         INSERT INTO bench.samples VALUES
