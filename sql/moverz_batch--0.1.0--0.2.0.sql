@@ -12,6 +12,9 @@
 -- its photos deleted with their batch by statement triggers
 ALTER TABLE photos DROP CONSTRAINT photos_batch_id_fkey;
 
+-- photos works as a queue: vacuum it when 1 % of its rows are dead
+ALTER TABLE photos SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000);
+
 -- counters: deltas per (batch, status) group
 DROP FUNCTION status_delta_of(photo_status, photo_status);
 
