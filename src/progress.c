@@ -141,17 +141,19 @@ push_photos(JsonbParseState **ps, Datum batch_id, Datum limit, bool limit_null,
 Datum
 moverz_progress_document(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *state = PG_GETARG_JSONB_P(0);
+	Jsonb	   *state;
 	JsonbParseState *ps = NULL;
 	JsonbValue *doc;
 	Jsonb	   *result;
 	Size		len;
 	void	   *copy;
 
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(3) || !JB_ROOT_IS_OBJECT(state))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) ||
+		!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(0)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("progress_document needs a state object, a batch_id and an offset")));
+	state = PG_GETARG_JSONB_P(0);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "moverz_batch: SPI_connect failed");
@@ -166,9 +168,12 @@ moverz_progress_document(PG_FUNCTION_ARGS)
 		JsonbValue	v;
 
 		push_key(&ps, "inventorySummary");
-		v.type = jbvBinary;
-		v.val.binary.data = &summary->root;
-		v.val.binary.len = VARSIZE(summary) - VARHDRSZ;
+		if (!JsonbExtractScalar(&summary->root, &v))
+		{
+			v.type = jbvBinary;
+			v.val.binary.data = &summary->root;
+			v.val.binary.len = VARSIZE(summary) - VARHDRSZ;
+		}
 		pushJsonbValue(&ps, WJB_VALUE, &v);
 	}
 	doc = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);

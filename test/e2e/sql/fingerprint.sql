@@ -23,7 +23,7 @@ WITH ext AS (
     SELECT 'aggregate ' || p.oid::regprocedure::text
       FROM pg_proc p JOIN schemas n ON n.oid = p.pronamespace WHERE p.prokind = 'a'
     UNION ALL
-    SELECT 'relation ' || c.oid::regclass::text || ' kind ' || c.relkind || ' rls ' || c.relrowsecurity
+    SELECT 'relation ' || c.oid::regclass::text || ' kind ' || c.relkind::text || ' rls ' || c.relrowsecurity
            || ' force ' || c.relforcerowsecurity || ' acl ' || coalesce(c.relacl::text, '-')
            || ' options ' || coalesce(c.reloptions::text, '-')
       FROM pg_class c JOIN schemas n ON n.oid = c.relnamespace
@@ -31,7 +31,7 @@ WITH ext AS (
     SELECT 'column ' || a.attrelid::regclass::text || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
            || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
-           || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity ELSE '' END
+           || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
            || ' acl ' || coalesce(a.attacl::text, '-')
       FROM pg_attribute a
       JOIN pg_class c ON c.oid = a.attrelid JOIN schemas n ON n.oid = c.relnamespace
@@ -55,7 +55,7 @@ WITH ext AS (
            || ' ' || p.roles::text || ' ' || p.cmd || ' ' || coalesce(p.qual, '-') || ' ' || coalesce(p.with_check, '-')
       FROM pg_policies p WHERE p.schemaname IN ('moverz_batch', 'moverz_api')
     UNION ALL
-    SELECT 'type ' || t.oid::regtype::text || ' ' || t.typtype
+    SELECT 'type ' || t.oid::regtype::text || ' ' || t.typtype::text
            || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
                                  FROM pg_enum e WHERE e.enumtypid = t.oid), '')
       FROM pg_type t JOIN schemas n ON n.oid = t.typnamespace
