@@ -12,6 +12,9 @@
 -- its photos deleted with their batch by statement triggers
 ALTER TABLE photos DROP CONSTRAINT photos_batch_id_fkey;
 
+-- the claim's users come from the open batches
+CREATE INDEX batches_open_idx ON batches (user_id) WHERE status IN ('QUEUED', 'PROCESSING');
+
 -- photos works as a queue: vacuum it when 1 % of its rows are dead
 ALTER TABLE photos SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000);
 
@@ -280,22 +283,18 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtext('moverz_batch.claim_photos'));
     END IF;
     RETURN QUERY
-    WITH RECURSIVE users AS (
-        -- loose index scan: each user with pending photos, without reading them all
-        (SELECT p.user_id FROM moverz_batch.photos p
-          WHERE p.status = 'PENDING' AND p.duplicate_of IS NULL
-          ORDER BY p.user_id LIMIT 1)
-        UNION ALL
-        SELECT (SELECT p.user_id FROM moverz_batch.photos p
-                 WHERE p.status = 'PENDING' AND p.duplicate_of IS NULL AND p.user_id > u.user_id
-                 ORDER BY p.user_id LIMIT 1)
-          FROM users u WHERE u.user_id IS NOT NULL
+    WITH users AS (
+        -- the users with pending photos, from their open batches: not from
+        -- the photos' claim index, whose dead entries (photos claimed since
+        -- the last VACUUM) a scan from its start would step over
+        SELECT DISTINCT b.user_id FROM moverz_batch.batches b
+         WHERE b.status IN ('QUEUED', 'PROCESSING') AND b.count_queued > 0
     ), inflight AS (
         -- each user's photos in flight: needed for the turns only when users
         -- compete, or for the per-user ceiling
         SELECT p.user_id, count(*) AS n FROM moverz_batch.photos p
          WHERE p.status = 'PROCESSING'
-           AND p.user_id = ANY (ARRAY(SELECT u.user_id FROM users u WHERE u.user_id IS NOT NULL))
+           AND p.user_id = ANY (ARRAY(SELECT u.user_id FROM users u))
            AND (p_per_user > 0 OR (SELECT count(u.user_id) FROM users u) > 1)
          GROUP BY p.user_id
     ), candidates AS (
@@ -313,7 +312,6 @@ BEGIN
                LIMIT CASE WHEN p_per_user > 0
                           THEN least(p_limit, greatest(p_per_user - coalesce(i.n, 0), 0))
                           ELSE p_limit END) AS c
-         WHERE u.user_id IS NOT NULL
     ), chosen AS (
         SELECT c.id FROM candidates c ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
     ), locked AS (

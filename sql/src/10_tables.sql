@@ -56,6 +56,9 @@ CREATE TABLE batches (
 );
 CREATE INDEX batches_project_idx ON batches (project_id, user_id, status);
 CREATE INDEX batches_user_created_idx ON batches (user_id, created_at DESC);
+-- The claim's users: those with open batches (few rows; status changes
+-- twice in a batch's life, so counter updates stay HOT).
+CREATE INDEX batches_open_idx ON batches (user_id) WHERE status IN ('QUEUED', 'PROCESSING');
 
 CREATE TABLE photos (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
