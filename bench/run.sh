@@ -499,7 +499,7 @@ fi
 # machine and settings, for the report
 jq -cn --arg cpu "$(lscpu | sed -nE 's/^Model name: *//p' | head -1)" --arg cores "$(nproc)" \
     --arg mem "$(free -m | awk '/^Mem:/ { print $2 " MB" }')" --arg pg "$(q "SHOW server_version")" \
-    --arg settings "$(q "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
+    --arg settings "$(q "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
                          FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers',
                               'max_connections', 'wal_sync_method', 'moverz_batch.writeback_batch',
                               'moverz_batch.poll_interval', 'autovacuum')")" \
