@@ -30,21 +30,21 @@ PG_FUNCTION_INFO_V1(moverz_classify_result);
 static const char *const error_codes[] = {"TIMEOUT", "RATE_LIMIT", "NETWORK_ERROR", "AI_ERROR"};
 
 /*
- * get_key
+ * moverz_json_key
  *		Value of key in a jsonb object container; false when absent.
  */
-static bool
-get_key(JsonbContainer *obj, const char *key, JsonbValue *out)
+bool
+moverz_json_key(JsonbContainer *obj, const char *key, JsonbValue *out)
 {
 	return getKeyJsonValueFromContainer(obj, key, strlen(key), out) != NULL;
 }
 
 /*
- * is_container
+ * moverz_json_is_container
  *		Is v an object (want_object) or an array?
  */
-static bool
-is_container(const JsonbValue *v, bool want_object)
+bool
+moverz_json_is_container(const JsonbValue *v, bool want_object)
 {
 	if (v->type != jbvBinary)
 		return false;
@@ -104,16 +104,16 @@ item_rule(const JsonbValue *item)
 	JsonbContainer *obj;
 	JsonbValue	v;
 
-	if (!is_container(item, true))
+	if (!moverz_json_is_container(item, true))
 		return " must be an object";
 	obj = item->val.binary.data;
-	if (!get_key(obj, "label", &v) || !label_ok(&v))
+	if (!moverz_json_key(obj, "label", &v) || !label_ok(&v))
 		return ".label must be a non-empty string of at most 200 bytes";
-	if (!get_key(obj, "quantity", &v) || v.type != jbvNumeric)
+	if (!moverz_json_key(obj, "quantity", &v) || v.type != jbvNumeric)
 		return ".quantity must be a number";
 	if (!numeric_between(v.val.numeric, 0, 100000) || !numeric_is_integer(v.val.numeric))
 		return ".quantity must be an integer between 0 and 100000";
-	if (!get_key(obj, "volume_m3", &v) || v.type != jbvNumeric)
+	if (!moverz_json_key(obj, "volume_m3", &v) || v.type != jbvNumeric)
 		return ".volume_m3 must be a number";
 	if (!numeric_between(v.val.numeric, 0, 1000))
 		return ".volume_m3 must be between 0 and 1000";
@@ -136,9 +136,9 @@ analysis_rule(Jsonb *a)
 
 	if (a == NULL || !JB_ROOT_IS_OBJECT(a) || JB_ROOT_IS_SCALAR(a))
 		return "analysis must be a JSON object";
-	if (!get_key(&a->root, "items", &items) || !is_container(&items, false))
+	if (!moverz_json_key(&a->root, "items", &items) || !moverz_json_is_container(&items, false))
 		return "analysis.items must be an array";
-	if (get_key(&a->root, "room_type", &v) && v.type != jbvString && v.type != jbvNull)
+	if (moverz_json_key(&a->root, "room_type", &v) && v.type != jbvString && v.type != jbvNull)
 		return "analysis.room_type must be a string or null";
 
 	it = JsonbIteratorInit(items.val.binary.data);
@@ -216,20 +216,20 @@ error_object(Jsonb *body, int status, Verdict *v)
 	JsonbContainer *obj;
 
 	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body) ||
-		!get_key(&body->root, "error", &err) || !is_container(&err, true))
+		!moverz_json_key(&body->root, "error", &err) || !moverz_json_is_container(&err, true))
 		return false;
 	obj = err.val.binary.data;
-	if (!get_key(obj, "code", &x) || x.type != jbvString ||
+	if (!moverz_json_key(obj, "code", &x) || x.type != jbvString ||
 		!known_code(x.val.string.val, x.val.string.len))
 		return false;
 	v->code = pnstrdup(x.val.string.val, x.val.string.len);
-	if (get_key(obj, "message", &x) && x.type == jbvString)
+	if (moverz_json_key(obj, "message", &x) && x.type == jbvString)
 		v->message = clip_chars(pnstrdup(x.val.string.val, x.val.string.len), 500);
-	else if (get_key(obj, "message", &x) && x.type != jbvNull)
+	else if (moverz_json_key(obj, "message", &x) && x.type != jbvNull)
 		v->message = clip_chars(JsonbToCString(NULL, &JsonbValueToJsonb(&x)->root, 0), 500);
 	else
 		v->message = psprintf("HTTP %d", status);
-	if (get_key(obj, "retryable", &x) && x.type == jbvBool)
+	if (moverz_json_key(obj, "retryable", &x) && x.type == jbvBool)
 		v->retryable = x.val.boolean;
 	else
 		v->retryable = status == 408 || status == 429 || status >= 500;

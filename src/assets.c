@@ -149,7 +149,7 @@ url_ok(const JsonbValue *url)
 static bool
 optional_string(JsonbContainer *obj, const char *key, JsonbValue *out)
 {
-	if (getKeyJsonValueFromContainer(obj, key, strlen(key), out) == NULL)
+	if (!moverz_json_key(obj, key, out))
 		out->type = jbvNull;
 	return out->type == jbvNull || out->type == jbvString;
 }
@@ -180,13 +180,12 @@ read_asset(JsonbValue *elem, int idx, Asset *a)
 {
 	JsonbContainer *obj;
 
-	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+	if (!moverz_json_is_container(elem, true))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				psprintf("assets[%d] must be a JSON object, not %s", idx, json_type_name(elem)));
 	obj = elem->val.binary.data;
 
-	if (getKeyJsonValueFromContainer(obj, "filename", 8, &a->filename) == NULL ||
-		a->filename.type != jbvString)
+	if (!moverz_json_key(obj, "filename", &a->filename) || a->filename.type != jbvString)
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				psprintf("assets[%d].filename is required and must be a string", idx));
 	if (is_blank(&a->filename))
@@ -200,8 +199,7 @@ read_asset(JsonbValue *elem, int idx, Asset *a)
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				psprintf("assets[%d].filename must not contain control characters", idx));
 
-	if (getKeyJsonValueFromContainer(obj, "url", 3, &a->url) == NULL ||
-		a->url.type != jbvString)
+	if (!moverz_json_key(obj, "url", &a->url) || a->url.type != jbvString)
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				psprintf("assets[%d].url is required and must be a string", idx));
 	check_url(&a->url, idx);

@@ -21,6 +21,7 @@
 #include "storage/latch.h"
 #include "port.h"
 #include "storage/spin.h"
+#include "utils/jsonb.h"
 
 /* Upper bound of moverz_batch.workers. */
 #define MOVERZ_MAX_PHOTO_WORKERS	64
@@ -140,6 +141,13 @@ extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
 extern int	claim_photos(ClaimState *state, int limit);
 extern void claim_write_back(ClaimState *state, AiResult *results, int n);
 extern int	claim_release_stale(ClaimState *state);
+
+/*
+ * ai_contract.c: reading jsonb values, shared by the SQL-callable C
+ * functions (ai_contract.c, assets.c).
+ */
+extern bool moverz_json_key(JsonbContainer *obj, const char *key, JsonbValue *out);
+extern bool moverz_json_is_container(const JsonbValue *v, bool want_object);
 
 /* Entry points of the background workers. */
 extern PGDLLEXPORT void moverz_photo_worker_main(Datum main_arg);
