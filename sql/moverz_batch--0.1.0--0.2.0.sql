@@ -152,8 +152,9 @@ CREATE TRIGGER batches_delete_photos AFTER DELETE ON batches
 CREATE TRIGGER batches_truncate_photos AFTER TRUNCATE ON batches
     FOR EACH STATEMENT EXECUTE FUNCTION batches_photos_trigger();
 
--- create_batch: the assets in C
+-- create_batch: the assets in C (asset_error and its raise_invalid go)
 DROP FUNCTION asset_error(jsonb, bigint);
+DROP FUNCTION raise_invalid(text[], text);
 
 -- check_assets: raise the first broken rule of create_batch's "assets": the
 -- array as a whole, then each element in order, then whether each roomType

@@ -1,5 +1,5 @@
--- Validation rules, shared by the SQL API and the workers' write-back.
--- Each returns NULL when the value is valid, or the rule it breaks.
+-- Validation rules of the AI's answers, and the error for unknown ids.
+-- (create_batch's input rules are in C: src/assets.c, 40_api.sql.)
 
 -- analysis_error: why an AI analysis is not of the contract's shape
 -- {room_type?, items: [{label, quantity, volume_m3}]}, or NULL.  In C
@@ -7,17 +7,6 @@
 CREATE FUNCTION analysis_error(a jsonb) RETURNS text
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'moverz_analysis_error';
-
--- raise_invalid: raise the error a *_error function described.
-CREATE FUNCTION raise_invalid(err text[], hint text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-BEGIN
-    IF hint IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = err[1], MESSAGE = err[2];
-    END IF;
-    RAISE EXCEPTION USING ERRCODE = err[1], MESSAGE = err[2], HINT = hint;
-END
-$$;
 
 -- raise_not_found: the error for an id that names nothing (P0002, which the
 -- HTTP API turns into a 404), e.g. "batch_id 42...: no such batch".
