@@ -18,20 +18,7 @@ CREATE INDEX batches_open_idx ON batches (user_id) WHERE status IN ('QUEUED', 'P
 -- photos works as a queue: vacuum it when 1 % of its rows are dead
 ALTER TABLE photos SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000);
 
--- counters: deltas per (batch, status) group
-DROP FUNCTION status_delta_of(photo_status, photo_status);
-
--- status_delta_of: what n photos leaving status "old" and entering status
--- "new" do to their batch's counters (NULL: no such side).
-CREATE FUNCTION status_delta_of(old photo_status, new photo_status, n int DEFAULT 1)
-RETURNS status_delta LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT ROW(n * ((new IS NOT DISTINCT FROM 'PENDING')::int    - (old IS NOT DISTINCT FROM 'PENDING')::int),
-           n * ((new IS NOT DISTINCT FROM 'PROCESSING')::int - (old IS NOT DISTINCT FROM 'PROCESSING')::int),
-           n * ((new IS NOT DISTINCT FROM 'DONE')::int       - (old IS NOT DISTINCT FROM 'DONE')::int),
-           n * ((new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int),
-           n * ((new IS NOT DISTINCT FROM 'CANCELLED')::int  - (old IS NOT DISTINCT FROM 'CANCELLED')::int)
-          )::moverz_batch.status_delta
-$$;
+-- counters: a photo of a missing batch is refused here, not by a foreign key
 
 -- apply_batch_delta: add a counter delta to one batch, derive its status
 -- and, in the transaction that makes it terminal and only if not queued yet,
@@ -73,60 +60,6 @@ BEGIN
     INSERT INTO moverz_batch.inventory_sync_jobs (batch_id, project_id, user_id, generation)
     VALUES (b.id, b.project_id, b.user_id, b.inventory_generation);
     PERFORM moverz_batch.wake_inventory_worker();
-END
-$$;
-
--- photos_counts_trigger: statement-level, with transition tables, so that
--- inserting 1,000 photos or writing back 50 results touches each batch once.
--- An UPDATE counts its old rows out and its new rows in, in one delta per
--- batch, so a batch never passes through a transient state.  It also keeps
--- the inventory items and per-room totals current (apply_inventory_delta).
-CREATE OR REPLACE FUNCTION photos_counts_trigger() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_void text;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT g.batch_id, (g.d).* FROM (SELECT n.batch_id, moverz_batch.status_delta_of(NULL, n.status, count(*)::int) AS d
-                                                 FROM new_rows n GROUP BY n.batch_id, n.status) AS g) AS x(batch_id, q, p, c, f, k)
-          GROUP BY batch_id
-          ORDER BY batch_id;
-        PERFORM moverz_batch.apply_inventory_delta(NULL, ARRAY(
-            SELECT n.id FROM new_rows n WHERE moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis)));
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT g.batch_id, (g.d).* FROM (SELECT o.batch_id, moverz_batch.status_delta_of(o.status, NULL, count(*)::int) AS d
-                                                 FROM old_rows o GROUP BY o.batch_id, o.status) AS g) AS x(batch_id, q, p, c, f, k)
-          GROUP BY batch_id
-          ORDER BY batch_id;
-        PERFORM moverz_batch.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
-    ELSE
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT g.batch_id, (g.d).* FROM (SELECT o.batch_id, moverz_batch.status_delta_of(o.status, NULL, count(*)::int) AS d
-                                                 FROM old_rows o GROUP BY o.batch_id, o.status) AS g
-                 UNION ALL
-                 SELECT g.batch_id, (g.d).* FROM (SELECT n.batch_id, moverz_batch.status_delta_of(NULL, n.status, count(*)::int) AS d
-                                                 FROM new_rows n GROUP BY n.batch_id, n.status) AS g) AS x(batch_id, q, p, c, f, k)
-          GROUP BY batch_id
-          ORDER BY batch_id;
-        IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'DONE')
-           OR EXISTS (SELECT 1 FROM old_rows WHERE status = 'DONE') THEN
-            -- rows whose counted items changed: out with the old, in with the new
-            WITH pair AS (
-                SELECT o.id, moverz_batch.counts_items(o.status, o.duplicate_of, o.analysis) AS was,
-                       moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis) AS is_now,
-                       (o.analysis = n.analysis AND o.room_type IS NOT DISTINCT FROM n.room_type
-                        AND o.batch_id = n.batch_id) AS same
-                  FROM old_rows o JOIN new_rows n ON n.id = o.id
-            )
-            SELECT moverz_batch.apply_inventory_delta(
-                       ARRAY(SELECT id FROM pair WHERE was AND NOT (is_now AND same)),
-                       ARRAY(SELECT id FROM pair WHERE is_now AND NOT (was AND same)))
-              INTO STRICT v_void;
-        END IF;
-    END IF;
-    RETURN NULL;
 END
 $$;
 

@@ -27,15 +27,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT s IN ('PARTIAL', 'COMPLETED', 'FAILED', 'CANCELLED')
 $$;
 
--- status_delta_of: what n photos leaving status "old" and entering status
--- "new" do to their batch's counters (NULL: no such side).
-CREATE FUNCTION status_delta_of(old photo_status, new photo_status, n int DEFAULT 1)
+-- status_delta_of: what one photo leaving status "old" and entering status
+-- "new" does to its batch's counters (NULL: no such side).
+CREATE FUNCTION status_delta_of(old photo_status, new photo_status)
 RETURNS status_delta LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT ROW(n * ((new IS NOT DISTINCT FROM 'PENDING')::int    - (old IS NOT DISTINCT FROM 'PENDING')::int),
-           n * ((new IS NOT DISTINCT FROM 'PROCESSING')::int - (old IS NOT DISTINCT FROM 'PROCESSING')::int),
-           n * ((new IS NOT DISTINCT FROM 'DONE')::int       - (old IS NOT DISTINCT FROM 'DONE')::int),
-           n * ((new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int),
-           n * ((new IS NOT DISTINCT FROM 'CANCELLED')::int  - (old IS NOT DISTINCT FROM 'CANCELLED')::int)
+SELECT ROW((new IS NOT DISTINCT FROM 'PENDING')::int    - (old IS NOT DISTINCT FROM 'PENDING')::int,
+           (new IS NOT DISTINCT FROM 'PROCESSING')::int - (old IS NOT DISTINCT FROM 'PROCESSING')::int,
+           (new IS NOT DISTINCT FROM 'DONE')::int       - (old IS NOT DISTINCT FROM 'DONE')::int,
+           (new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int,
+           (new IS NOT DISTINCT FROM 'CANCELLED')::int  - (old IS NOT DISTINCT FROM 'CANCELLED')::int
           )::moverz_batch.status_delta
 $$;
 
@@ -100,26 +100,22 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT g.batch_id, (g.d).* FROM (SELECT n.batch_id, moverz_batch.status_delta_of(NULL, n.status, count(*)::int) AS d
-                                                 FROM new_rows n GROUP BY n.batch_id, n.status) AS g) AS x(batch_id, q, p, c, f, k)
+           FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
         PERFORM moverz_batch.apply_inventory_delta(NULL, ARRAY(
             SELECT n.id FROM new_rows n WHERE moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis)));
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT g.batch_id, (g.d).* FROM (SELECT o.batch_id, moverz_batch.status_delta_of(o.status, NULL, count(*)::int) AS d
-                                                 FROM old_rows o GROUP BY o.batch_id, o.status) AS g) AS x(batch_id, q, p, c, f, k)
+           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
         PERFORM moverz_batch.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
     ELSE
         PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT g.batch_id, (g.d).* FROM (SELECT o.batch_id, moverz_batch.status_delta_of(o.status, NULL, count(*)::int) AS d
-                                                 FROM old_rows o GROUP BY o.batch_id, o.status) AS g
+           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o
                  UNION ALL
-                 SELECT g.batch_id, (g.d).* FROM (SELECT n.batch_id, moverz_batch.status_delta_of(NULL, n.status, count(*)::int) AS d
-                                                 FROM new_rows n GROUP BY n.batch_id, n.status) AS g) AS x(batch_id, q, p, c, f, k)
+                 SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
         IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'DONE')
