@@ -148,12 +148,11 @@ moverz_progress_document(PG_FUNCTION_ARGS)
 	Size		len;
 	void	   *copy;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) ||
-		!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(0)))
+	state = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	if (state == NULL || PG_ARGISNULL(1) || PG_ARGISNULL(3) || !JB_ROOT_IS_OBJECT(state))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("progress_document needs a state object, a batch_id and an offset")));
-	state = PG_GETARG_JSONB_P(0);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "moverz_batch: SPI_connect failed");
