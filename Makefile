@@ -10,7 +10,7 @@
 # script from each to the next (sql/moverz_batch--A--B.sql).
 
 EXTENSION   = moverz_batch
-EXTVERSION  = 0.2.0
+EXTVERSION  = 0.3.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
@@ -23,13 +23,16 @@ DATA        = $(wildcard sql/released/$(EXTENSION)--*.sql) $(wildcard sql/$(EXTE
 REGRESS      = 01_create_batch 02_status_counters 03_progress_inventory 04_bad_input 05_admin 06_duplicates
 REGRESS_OPTS = --inputdir=. --dbname=moverz_regress
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -DMOVERZ_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK  = -lcurl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the version is compiled into the User-Agent of the AI requests
+src/ai_client.o: Makefile
 
 $(DATA_built): $(SQL_SOURCES)
 	cat $^ > $@
@@ -58,7 +61,7 @@ MB_CLIENT_CFLAGS = -O2 -g -Wall -Wextra -Werror -DMB_VERSION='"$(EXTVERSION)"'
 
 all: $(MB_CLIENT)
 
-$(MB_CLIENT): $(MB_CLIENT_SRCS) tools/moverz-batch.h
+$(MB_CLIENT): $(MB_CLIENT_SRCS) tools/moverz-batch.h Makefile
 	$(CC) $(MB_CLIENT_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $(MB_CLIENT_SRCS) \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq
 

@@ -537,7 +537,7 @@ setup_easy(AiClient *client, AiRequest *req)
 	SETOPT(req, CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(req, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(req, CURLOPT_TCP_NODELAY, 1L);
-	SETOPT(req, CURLOPT_USERAGENT, "moverz_batch/0.1.0");
+	SETOPT(req, CURLOPT_USERAGENT, "moverz_batch/" MOVERZ_VERSION);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SETOPT(req, CURLOPT_PROTOCOLS_STR, "http,https");
 #else

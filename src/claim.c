@@ -6,8 +6,10 @@
  *
  * Each runs in a short transaction of its own (moverz_run_in_transaction)
  * through a saved, parameterised SPI plan calling the SQL side
- * (sql/src/60_worker.sql).  Claimed rows are copied out and the
- * transaction commits before any request is sent.
+ * (sql/src/60_worker.sql).  Claimed rows are copied out into the worker's
+ * queue of ready photos once the transaction has committed; the wait loop
+ * sends them as request slots free up.  Photos claimed ahead of free
+ * slots wait there, and are handed back unsent (unclaim_photos) on recall.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,18 +18,25 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/uuid.h"
 
 struct ClaimState
 {
 	MoverzWorkerSlot *slot;
 	int			worker_index;
 	AiClient   *client;
+	MemoryContext ready_cxt;	/* the ready photos and their queue */
+	AiPhoto   **ready;			/* claimed, not yet sent; oldest first */
+	int			nready;
+	int			maxready;
 	SPIPlanPtr	claim_plan;
 	SPIPlanPtr	complete_plan;
 	SPIPlanPtr	release_plan;
+	SPIPlanPtr	unclaim_plan;
 };
 
 /* Arguments and results of one transaction. */
@@ -35,9 +44,9 @@ typedef struct ClaimCall
 {
 	ClaimState *state;
 	int			limit;			/* claim: how many */
-	MemoryContext cxt;			/* claim: where the copies go */
-	AiPhoto    *photos;			/* claim: the claimed photos */
+	AiPhoto   **photos;			/* claim: the claimed photos (ready_cxt) */
 	int			nphotos;
+	Datum		ids;			/* unclaim: uuid[] of the photos */
 	const char *results;		/* write-back: the JSON array */
 	int			count;			/* rows touched */
 	int			rate_limit_ms;	/* write-back: hold the pool back that long */
@@ -55,19 +64,49 @@ claim_state_create(MoverzWorkerSlot *slot, int worker_index, AiClient *client)
 	state->slot = slot;
 	state->worker_index = worker_index;
 	state->client = client;
+	state->ready_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch ready photos",
+											 ALLOCSET_DEFAULT_SIZES);
 	return state;
 }
 
 /*
- * copy_value
- *		Column "col" of SPI row "row" as a string in cxt (NULL for NULL).
+ * copy_photo
+ *		The claimed photo of SPI row "row" (id, batch_id, project_id,
+ *		user_id, url, filename, room_type, attempt), in one chunk of cxt.
  */
-static char *
-copy_value(MemoryContext cxt, HeapTuple row, int col)
+static AiPhoto *
+copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 {
-	char	   *v = SPI_getvalue(row, SPI_tuptable->tupdesc, col);
+	char	   *values[7];
+	Size		lens[7];
+	Size		total = sizeof(AiPhoto);
+	AiPhoto    *photo;
+	const char **fields[7];
+	char	   *dst;
+	char	   *attempt = SPI_getvalue(row, desc, 8);
 
-	return v ? MemoryContextStrdup(cxt, v) : NULL;
+	for (int i = 0; i < 7; i++)
+	{
+		values[i] = SPI_getvalue(row, desc, i + 1);
+		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
+		total += lens[i];
+	}
+	photo = MemoryContextAlloc(cxt, total);
+	fields[0] = &photo->id;
+	fields[1] = &photo->batch_id;
+	fields[2] = &photo->project_id;
+	fields[3] = &photo->user_id;
+	fields[4] = &photo->url;
+	fields[5] = &photo->filename;
+	fields[6] = &photo->room_type;
+	dst = (char *) (photo + 1);
+	for (int i = 0; i < 7; i++)
+	{
+		*fields[i] = values[i] ? memcpy(dst, values[i], lens[i]) : NULL;
+		dst += lens[i];
+	}
+	photo->attempt = attempt ? pg_strtoint32(attempt) : 1;
+	return photo;
 }
 
 /*
@@ -95,29 +134,17 @@ claim_txn(void *arg)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "moverz_batch: claim failed: %s", SPI_result_code_string(rc));
 
-	call->photos = MemoryContextAllocZero(call->cxt, Max(1, SPI_processed) * sizeof(AiPhoto));
+	/* copied row by row: a failure halfway frees what was copied */
+	call->photos = MemoryContextAlloc(state->ready_cxt, Max(1, SPI_processed) * sizeof(AiPhoto *));
 	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		AiPhoto    *p = &call->photos[i];
-		char	   *attempt = SPI_getvalue(row, SPI_tuptable->tupdesc, 8);
-
-		p->id = copy_value(call->cxt, row, 1);
-		p->batch_id = copy_value(call->cxt, row, 2);
-		p->project_id = copy_value(call->cxt, row, 3);
-		p->user_id = copy_value(call->cxt, row, 4);
-		p->url = copy_value(call->cxt, row, 5);
-		p->filename = copy_value(call->cxt, row, 6);
-		p->room_type = copy_value(call->cxt, row, 7);
-		p->attempt = attempt ? pg_strtoint32(attempt) : 1;
-	}
-	call->nphotos = (int) SPI_processed;
+		call->photos[call->nphotos++] = copy_photo(state->ready_cxt, SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc);
 }
 
 /*
  * claim_photos
- *		Claim up to "limit" photos and start their requests, once the claim
- *		has committed.  Returns how many were claimed, or -1 when the
+ *		Claim up to "limit" photos and queue them as ready to send, once the
+ *		claim has committed.  Returns how many were claimed, or -1 when the
  *		extension is not installed or the claim failed.
  */
 int
@@ -125,20 +152,123 @@ claim_photos(ClaimState *state, int limit)
 {
 	ClaimCall	call;
 	char	   *err;
+	bool		ok;
 
 	memset(&call, 0, sizeof(call));
 	call.state = state;
 	call.limit = limit;
-	call.cxt = CurrentMemoryContext;
-	if (!moverz_run_in_transaction(claim_txn, &call, "claiming photos", &err))
+	ok = moverz_run_in_transaction(claim_txn, &call, "claiming photos", &err);
+	if (ok && state->nready + call.nphotos > state->maxready)
+	{
+		state->maxready = Max(64, 2 * (state->nready + call.nphotos));
+		state->ready = state->ready == NULL ?
+			MemoryContextAlloc(state->ready_cxt, state->maxready * sizeof(AiPhoto *)) :
+			repalloc(state->ready, state->maxready * sizeof(AiPhoto *));
+	}
+	for (int i = 0; i < call.nphotos; i++)
+	{
+		if (ok)
+			state->ready[state->nready++] = call.photos[i];
+		else
+			pfree(call.photos[i]);
+	}
+	if (call.photos)
+		pfree(call.photos);
+	if (!ok)
 	{
 		if (err)
 			moverz_slot_report(state->slot, ai_client_inflight(state->client), 0, 0, err);
 		return -1;
 	}
-	for (int i = 0; i < call.nphotos; i++)
-		ai_client_start(state->client, &call.photos[i]);
 	return call.nphotos;
+}
+
+/*
+ * claim_ready_count
+ *		Photos claimed and not yet sent.
+ */
+int
+claim_ready_count(ClaimState *state)
+{
+	return state->nready;
+}
+
+/*
+ * claim_send_ready
+ *		Start the requests of up to "max" ready photos, oldest first.
+ *		Returns how many were started.
+ */
+int
+claim_send_ready(ClaimState *state, int max)
+{
+	int			n = Min(max, state->nready);
+
+	if (n <= 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+	{
+		ai_client_start(state->client, state->ready[i]);
+		pfree(state->ready[i]);
+	}
+	state->nready -= n;
+	memmove(state->ready, state->ready + n, state->nready * sizeof(AiPhoto *));
+	return n;
+}
+
+/*
+ * unclaim_txn
+ *		Transaction body of claim_recall_ready().
+ */
+static void
+unclaim_txn(void *arg)
+{
+	ClaimCall  *call = (ClaimCall *) arg;
+	ClaimState *state = call->state;
+	Oid			types[2] = {INT8OID, UUIDARRAYOID};
+	Datum		values[2];
+	bool		isnull;
+	int			rc;
+
+	moverz_saved_plan(&state->unclaim_plan,
+				 "SELECT moverz_batch.unclaim_photos($1, $2)", 2, types);
+	values[0] = Int64GetDatum(state->slot->claim_token);
+	values[1] = call->ids;
+	rc = SPI_execute_plan(state->unclaim_plan, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "moverz_batch: unclaim failed: %s", SPI_result_code_string(rc));
+	call->count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * claim_recall_ready
+ *		Hand back every ready photo unsent: it goes back to PENDING, its
+ *		attempt not counted.  The queue is empty afterwards, whatever
+ *		happens (a photo not handed back is taken back when its lease
+ *		expires).  Returns how many went back, or -1 on failure.
+ */
+int
+claim_recall_ready(ClaimState *state)
+{
+	ClaimCall	call;
+	Datum	   *ids;
+
+	if (state->nready == 0)
+		return 0;
+	ids = palloc(state->nready * sizeof(Datum));
+	for (int i = 0; i < state->nready; i++)
+	{
+		ids[i] = DirectFunctionCall1(uuid_in, CStringGetDatum(state->ready[i]->id));
+		pfree(state->ready[i]);
+	}
+	memset(&call, 0, sizeof(call));
+	call.state = state;
+	call.ids = PointerGetDatum(construct_array(ids, state->nready, UUIDOID,
+											   UUID_LEN, false, TYPALIGN_CHAR));
+	state->nready = 0;
+	if (!moverz_run_in_transaction(unclaim_txn, &call, "handing back photos claimed ahead", NULL))
+		return -1;
+	return call.count;
 }
 
 /*

@@ -37,6 +37,7 @@ int			moverz_max_batch_size = 1000;
 int			moverz_writeback_batch = 256;
 int			moverz_max_inflight_per_user = 0;
 int			moverz_max_requests_per_second = 0;
+int			moverz_claim_ahead = -1;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -116,6 +117,13 @@ define_guc_settings(void)
 	DefineCustomIntVariable("moverz_batch.max_requests_per_second",
 							"Ceiling of AI requests per second, all workers together (0: no limit).",
 							NULL, &moverz_max_requests_per_second, 0, 0, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.claim_ahead",
+							"Photos a photo worker claims ahead of its free request slots (-1: automatic).",
+							"They are sent as soon as slots free up, without a claim in between. "
+							"Automatic: a quarter of max_inflight when it is 64 or more, else none. "
+							"None while max_inflight_per_user or max_requests_per_second is set.",
+							&moverz_claim_ahead, -1, -1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("moverz_batch");

@@ -46,6 +46,7 @@ extern int	moverz_max_batch_size;
 extern int	moverz_writeback_batch;
 extern int	moverz_max_inflight_per_user;
 extern int	moverz_max_requests_per_second;
+extern int	moverz_claim_ahead;
 
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
@@ -71,6 +72,7 @@ typedef struct MoverzShared
 	double		tokens;
 	TimestampTz tokens_at;
 	TimestampTz hold_until;
+	uint64		recall_epoch;	/* moves on at each committed recall */
 } MoverzShared;
 
 extern MoverzShared *moverz_shared;
@@ -85,6 +87,8 @@ extern void moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 extern int	moverz_rate_take(int want, long *wait_ms);
 extern void moverz_rate_give_back(int n);
 extern void moverz_rate_hold(long ms);
+extern long moverz_rate_held_ms(void);
+extern uint64 moverz_recall_epoch(void);
 
 /* worker_common.c: what both kinds of worker share. */
 typedef void (*moverz_txn_fn) (void *arg);
@@ -139,6 +143,9 @@ typedef struct ClaimState ClaimState;
 extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
 									  AiClient *client);
 extern int	claim_photos(ClaimState *state, int limit);
+extern int	claim_ready_count(ClaimState *state);
+extern int	claim_send_ready(ClaimState *state, int max);
+extern int	claim_recall_ready(ClaimState *state);
 extern void claim_write_back(ClaimState *state, AiResult *results, int n);
 extern int	claim_release_stale(ClaimState *state);
 

@@ -5,10 +5,15 @@
  *
  * One loop multiplexes the latch (new work, SIGTERM, SIGHUP), postmaster
  * death and the sockets and timer of up to moverz_batch.max_inflight AI
- * requests.  Each turn: drive curl, claim as many photos as there are free
- * slots (one short transaction) and send them, write back what finished
- * (another short transaction for many results), then sleep until something
- * happens.
+ * requests.  Each turn: drive curl, fill the free slots with photos
+ * already claimed, claim more (one short transaction) and send them, write
+ * back what finished (short transactions of many results; the free slots
+ * are filled again between them), then sleep until something happens.
+ * With many requests in flight the worker claims ahead of its free slots
+ * (moverz_batch.claim_ahead), so that an answer's slot is refilled at once,
+ * not after the claim and write-back of every answer that came with it.
+ * Photos claimed ahead go back unsent when a recall commits (cancel, pause,
+ * a HIGH batch), during a RATE_LIMIT hold, and at shutdown.
  * No transaction, snapshot or lock is held while waiting.
  *
  *-------------------------------------------------------------------------
@@ -31,23 +36,47 @@ typedef struct PhotoLoop
 	TimestampTz next_poll;		/* fallback claim */
 	TimestampTz next_reap;		/* expired leases */
 	TimestampTz rate_wait_until;	/* no request token before then */
+	uint64		recall_epoch;	/* last recall honoured */
 	int			reported_inflight;
+	int			reported_ready;
 } PhotoLoop;
 
 /*
- * write_back_results
- *		Write back every finished result, moverz_batch.writeback_batch per
- *		transaction.
+ * claim_ahead_target
+ *		How many photos to keep claimed beyond the free request slots.
+ */
+static int
+claim_ahead_target(void)
+{
+	if (moverz_max_inflight_per_user > 0 || moverz_max_requests_per_second > 0)
+		return 0;
+	if (moverz_claim_ahead >= 0)
+		return moverz_claim_ahead;
+	return moverz_max_inflight >= 64 ? moverz_max_inflight / 4 : 0;
+}
+
+/*
+ * send_ready
+ *		Fill the free request slots with photos already claimed.  First hand
+ *		them all back if a recall committed since the last look, or while
+ *		the pool is held back after a RATE_LIMIT answer.
  */
 static void
-write_back_results(PhotoLoop *loop)
+send_ready(PhotoLoop *loop)
 {
-	AiResult   *batch = palloc(sizeof(AiResult) * moverz_writeback_batch);
-	int			n;
+	uint64		epoch = moverz_recall_epoch();
+	int			ready = claim_ready_count(loop->claims);
 
-	while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
-		claim_write_back(loop->claims, batch, n);
-	pfree(batch);
+	if (epoch != loop->recall_epoch || (ready > 0 && moverz_rate_held_ms() > 0))
+	{
+		loop->recall_epoch = epoch;
+		loop->want_claim = true;
+		claim_recall_ready(loop->claims);
+		return;
+	}
+	if (ready > 0 && claim_send_ready(loop->claims,
+									  moverz_max_inflight - ai_client_inflight(loop->client)) > 0)
+		ai_client_drive(loop->client, false);
 }
 
 /*
@@ -59,6 +88,8 @@ static void
 maintain_claims(PhotoLoop *loop)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	int			ahead = claim_ahead_target();
+	int			ready = claim_ready_count(loop->claims);
 	int			free_slots;
 	int			granted;
 	long		wait_ms;
@@ -72,7 +103,11 @@ maintain_claims(PhotoLoop *loop)
 		if (!loop->recovered)
 			return;				/* extension missing, or the database is busy */
 	}
-	free_slots = moverz_max_inflight - ai_client_inflight(loop->client);
+	/* slots no ready photo will fill, plus the photos to claim ahead */
+	free_slots = moverz_max_inflight - ai_client_inflight(loop->client) - ready;
+	if (free_slots <= 0 && ready >= (ahead + 1) / 2)
+		return;					/* claim ahead in bulk, not photo by photo */
+	free_slots += ahead;
 	if (free_slots <= 0 || (!loop->want_claim && now < loop->next_poll))
 		return;
 	granted = moverz_rate_take(free_slots, &wait_ms);
@@ -89,6 +124,29 @@ maintain_claims(PhotoLoop *loop)
 	loop->want_claim = (n > 0);
 	loop->rate_wait_until = 0;
 	loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+	send_ready(loop);
+}
+
+/*
+ * write_back_results
+ *		Write back every finished result, moverz_batch.writeback_batch per
+ *		transaction; between two, read the answers that came and fill
+ *		their slots again (from the ready photos, or by a claim).
+ */
+static void
+write_back_results(PhotoLoop *loop)
+{
+	AiResult   *batch = palloc(sizeof(AiResult) * moverz_writeback_batch);
+	int			n;
+
+	while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
+	{
+		claim_write_back(loop->claims, batch, n);
+		ai_client_drive(loop->client, true);
+		send_ready(loop);
+		maintain_claims(loop);
+	}
+	pfree(batch);
 }
 
 /*
@@ -99,6 +157,7 @@ static void
 report_activity(PhotoLoop *loop)
 {
 	int			inflight = ai_client_inflight(loop->client);
+	int			ready = claim_ready_count(loop->claims);
 
 	if (inflight != loop->reported_inflight)
 	{
@@ -106,8 +165,14 @@ report_activity(PhotoLoop *loop)
 		moverz_slot_report(loop->slot, inflight, 0, 0, NULL);
 	}
 	/* the transactions of this turn replaced the text: set it again */
-	pgstat_report_activity(STATE_IDLE,
-						   psprintf("waiting for the AI service: %d request(s) in flight", inflight));
+	if (ready > 0 || loop->reported_ready > 0)
+		pgstat_report_activity(STATE_IDLE,
+							   psprintf("waiting for the AI service: %d request(s) in flight, %d photo(s) claimed ahead",
+										inflight, ready));
+	else
+		pgstat_report_activity(STATE_IDLE,
+							   psprintf("waiting for the AI service: %d request(s) in flight", inflight));
+	loop->reported_ready = ready;
 }
 
 /*
@@ -123,6 +188,8 @@ wait_timeout(PhotoLoop *loop)
 	long		curl_ms = ai_client_timeout_ms(loop->client);
 	long		ms;
 
+	if (claim_ready_count(loop->claims) > 0 && ai_client_inflight(loop->client) < moverz_max_inflight)
+		return 0;
 	if (loop->want_claim && ai_client_inflight(loop->client) < moverz_max_inflight)
 	{
 		if (loop->rate_wait_until <= now)
@@ -157,6 +224,7 @@ moverz_photo_worker_main(Datum main_arg)
 	loop.claims = claim_state_create(loop.slot, index, loop.client);
 	loop.want_claim = true;
 	loop.reported_inflight = -1;
+	loop.recall_epoch = moverz_recall_epoch();
 	events = moverz_wait_set(ai_client_event_fd(loop.client));
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -170,11 +238,19 @@ moverz_photo_worker_main(Datum main_arg)
 
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
+		if (ProcDiePending && claim_ready_count(loop.claims) > 0)
+		{
+			/* shutting down: photos claimed ahead go back, unsent */
+			HOLD_INTERRUPTS();
+			claim_recall_ready(loop.claims);
+			RESUME_INTERRUPTS();
+		}
 		if (moverz_process_interrupts())
 			ai_client_configure(loop.client);
 
 		ai_client_drive(loop.client, socket_ready);
 		/* refill the free slots first: the requests leave, then we write */
+		send_ready(&loop);
 		maintain_claims(&loop);
 		ai_client_drive(loop.client, false);
 		write_back_results(&loop);

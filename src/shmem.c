@@ -8,6 +8,9 @@
  * by the administration views.  A backend that creates work calls
  * wake_photo_workers() or wake_inventory_worker(); the latches are set when
  * its transaction commits, so a worker never looks for rows not yet visible.
+ * A backend that changes which photos should go next (cancel, pause, a HIGH
+ * batch) calls recall_claimed_photos(): at commit the recall epoch moves on,
+ * and each photo worker hands back the photos it claimed ahead, unsent.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,10 +34,12 @@ MoverzShared *moverz_shared = NULL;
 /* Wake-ups requested by the current transaction, delivered at commit. */
 static bool wake_photo_pending = false;
 static bool wake_inventory_pending = false;
+static bool recall_pending = false;
 static bool xact_callback_registered = false;
 
 PG_FUNCTION_INFO_V1(moverz_wake_photo_workers);
 PG_FUNCTION_INFO_V1(moverz_wake_inventory_worker);
+PG_FUNCTION_INFO_V1(moverz_recall_claimed_photos);
 PG_FUNCTION_INFO_V1(moverz_worker_status);
 
 /*
@@ -170,12 +175,19 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			set_latches(wake_photo_pending, wake_inventory_pending);
+			if (recall_pending && moverz_shared != NULL)
+			{
+				SpinLockAcquire(&moverz_shared->mutex);
+				moverz_shared->recall_epoch++;
+				SpinLockRelease(&moverz_shared->mutex);
+			}
+			set_latches(wake_photo_pending || recall_pending, wake_inventory_pending);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_photo_pending = false;
 			wake_inventory_pending = false;
+			recall_pending = false;
 			break;
 		default:
 			break;
@@ -187,7 +199,7 @@ wake_xact_callback(XactEvent event, void *arg)
  *		Remember a wake-up for the end of the current transaction.
  */
 static void
-request_wake(bool photo, bool inventory)
+request_wake(bool photo, bool inventory, bool recall)
 {
 	if (!xact_callback_registered)
 	{
@@ -196,6 +208,7 @@ request_wake(bool photo, bool inventory)
 	}
 	wake_photo_pending |= photo;
 	wake_inventory_pending |= inventory;
+	recall_pending |= recall;
 }
 
 /*
@@ -205,7 +218,7 @@ request_wake(bool photo, bool inventory)
 Datum
 moverz_wake_photo_workers(PG_FUNCTION_ARGS)
 {
-	request_wake(true, false);
+	request_wake(true, false, false);
 	PG_RETURN_VOID();
 }
 
@@ -216,8 +229,35 @@ moverz_wake_photo_workers(PG_FUNCTION_ARGS)
 Datum
 moverz_wake_inventory_worker(PG_FUNCTION_ARGS)
 {
-	request_wake(false, true);
+	request_wake(false, true, false);
 	PG_RETURN_VOID();
+}
+
+/*
+ * moverz_recall_claimed_photos
+ *		SQL: when this transaction commits, the photo workers hand back the
+ *		photos they claimed ahead and have not sent, and claim again.
+ */
+Datum
+moverz_recall_claimed_photos(PG_FUNCTION_ARGS)
+{
+	request_wake(false, false, true);
+	PG_RETURN_VOID();
+}
+
+/*
+ * moverz_recall_epoch
+ *		How many recalls have committed since the server started.
+ */
+uint64
+moverz_recall_epoch(void)
+{
+	uint64		epoch;
+
+	SpinLockAcquire(&moverz_shared->mutex);
+	epoch = moverz_shared->recall_epoch;
+	SpinLockRelease(&moverz_shared->mutex);
+	return epoch;
 }
 
 /*
@@ -262,6 +302,23 @@ moverz_rate_take(int want, long *wait_ms)
 		*wait_ms = (long) ceil((1.0 - moverz_shared->tokens) * 1000.0 / rate);
 	SpinLockRelease(&moverz_shared->mutex);
 	return granted;
+}
+
+/*
+ * moverz_rate_held_ms
+ *		Milliseconds left of the hold after a RATE_LIMIT answer (0: none).
+ */
+long
+moverz_rate_held_ms(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		ms = 0;
+
+	SpinLockAcquire(&moverz_shared->mutex);
+	if (now < moverz_shared->hold_until)
+		ms = (long) ((moverz_shared->hold_until - now + 999) / 1000);
+	SpinLockRelease(&moverz_shared->mutex);
+	return ms;
 }
 
 /*

@@ -32,5 +32,15 @@ CREATE FUNCTION wake_inventory_worker() RETURNS void
     LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'moverz_wake_inventory_worker';
 
+-- recall_claimed_photos: when the calling transaction commits, the photo
+-- workers hand back the photos they claimed ahead of free request slots
+-- and have not sent yet, then claim again.  Called by whatever changes
+-- which photos should go next: cancel_batch, pause_processing, a HIGH
+-- priority create_batch.
+CREATE FUNCTION recall_claimed_photos() RETURNS void
+    LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'moverz_recall_claimed_photos';
+
 REVOKE ALL ON FUNCTION wake_photo_workers() FROM PUBLIC;
+REVOKE ALL ON FUNCTION recall_claimed_photos() FROM PUBLIC;
 REVOKE ALL ON FUNCTION wake_inventory_worker() FROM PUBLIC;

@@ -142,6 +142,10 @@ BEGIN
     PERFORM moverz_batch.insert_photos(v_batch, create_batch.project_id, create_batch.user_id,
                                        v_priority, assets);
     PERFORM moverz_batch.wake_photo_workers();
+    IF v_priority = 'HIGH' THEN
+        -- photos claimed ahead must not go before these
+        PERFORM moverz_batch.recall_claimed_photos();
+    END IF;
     RETURN v_batch;
 END
 $$;
@@ -273,7 +277,8 @@ BEGIN
 END
 $$;
 
--- cancel_batch: stop a batch.  Its pending photos are never sent, its
+-- cancel_batch: stop a batch.  Its pending photos are never sent (nor
+-- those a worker claimed ahead and holds, unsent), its
 -- photos in flight are cancelled too (a result arriving later changes
 -- nothing), and the batch ends CANCELLED, a terminal state: the inventory
 -- of its DONE photos is synced once.  Returns the number of photos
@@ -301,6 +306,8 @@ BEGIN
             MESSAGE = format('batch %s is already %s and cannot be cancelled', cancel_batch.batch_id, v_status);
     END IF;
     UPDATE moverz_batch.batches b SET cancelled_at = now() WHERE b.id = cancel_batch.batch_id;
+    -- photos of this batch a worker claimed ahead are not sent either
+    PERFORM moverz_batch.recall_claimed_photos();
     RETURN v_n;
 END
 $$;

@@ -11,7 +11,8 @@
 -- photos oldest first), so one user's huge batch cannot starve another's
 -- small one; with p_per_user > 0, no user gets more than that many photos
 -- in flight.  Nothing is claimed while processing is paused.
--- Duplicates are never claimed (they follow their original).
+-- Duplicates are never claimed (they follow their original).  The photos
+-- come back in the order chosen, which is the order they are sent in.
 CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
                              p_per_user int DEFAULT 0)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
@@ -56,20 +57,27 @@ BEGIN
                           THEN least(p_limit, greatest(p_per_user - coalesce(i.n, 0), 0))
                           ELSE p_limit END) AS c
     ), chosen AS (
-        SELECT c.id FROM candidates c ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
+        SELECT c.id, c.priority, c.turn, c.created_at FROM candidates c
+         ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
     ), locked AS (
         -- by primary key (= ANY of an array), whatever the table's statistics say
         SELECT p.id FROM moverz_batch.photos p
          WHERE p.id = ANY (ARRAY(SELECT chosen.id FROM chosen)) AND p.status = 'PENDING'
            FOR UPDATE SKIP LOCKED
-    )
+    ), claimed AS (
     UPDATE moverz_batch.photos p
        SET status = 'PROCESSING', attempts = p.attempts + 1, claimed_by = p_worker,
            claim_token = p_token, lease_until = now() + p_lease_ms * interval '1 millisecond',
            started_at = now(), updated_at = now()
       FROM locked
      WHERE p.id = locked.id
-    RETURNING p.id, p.batch_id, p.project_id, p.user_id, p.url, p.filename, p.room_type, p.attempts;
+    RETURNING p.id, p.batch_id, p.project_id, p.user_id, p.url, p.filename, p.room_type, p.attempts,
+              p.position
+    )
+    -- in the order chosen: the worker sends them in this order
+    SELECT cl.id, cl.batch_id, cl.project_id, cl.user_id, cl.url, cl.filename, cl.room_type, cl.attempts
+      FROM claimed cl JOIN chosen ch ON ch.id = cl.id
+     ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END
 $$;
 
@@ -140,7 +148,13 @@ DECLARE
     v_final uuid[];
 BEGIN
     WITH r AS (
-        SELECT x.*, c.*
+        -- claimed: the status a photo must still have.  Compared as a column
+        -- of r, not as a constant, so that the planner finds the photos by
+        -- primary key: "status = 'PROCESSING'" would let it scan the whole
+        -- in-flight partial index (every photo in flight and the dead
+        -- entries of those written back since the last VACUUM) at each
+        -- write-back, 0.5 ms per photo with 1,250 claimed.
+        SELECT x.*, c.*, 'PROCESSING'::moverz_batch.photo_status AS claimed
           FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
                http_status int, latency_ms int, transport_code text, transport_message text,
                retry_after_ms int, body jsonb, body_text text)
@@ -181,7 +195,7 @@ BEGIN
                               THEN now() END,
            claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
       FROM r
-     WHERE p.id = r.id AND p.status = 'PROCESSING' AND p.claim_token = p_token
+     WHERE p.id = r.id AND p.status = r.claimed AND p.claim_token = p_token
        AND p.attempts = r.attempt
     RETURNING p.id, p.status
     )
@@ -231,6 +245,24 @@ BEGIN
 END
 $$;
 
+-- unclaim_photos: the photos p_ids, claimed ahead by the worker incarnation
+-- p_token and never sent, go back to PENDING as if never claimed (the
+-- attempt did not happen).  Photos no longer in that claim (cancelled,
+-- taken back) are left alone.  Returns how many went back.
+CREATE FUNCTION unclaim_photos(p_token bigint, p_ids uuid[]) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n int;
+BEGIN
+    UPDATE moverz_batch.photos p
+       SET status = 'PENDING', attempts = greatest(p.attempts - 1, 0), claimed_by = NULL,
+           claim_token = NULL, lease_until = NULL, updated_at = now()
+     WHERE p.id = ANY (p_ids) AND p.status = 'PROCESSING' AND p.claim_token = p_token;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
 -- run_next_inventory_job: claim the oldest due inventory-sync job (SKIP
 -- LOCKED) and run it.  A failure is recorded on the job, which is retried
 -- later with a backoff: no job is lost.  Returns the job id, or NULL when
@@ -275,4 +307,5 @@ $$;
 REVOKE ALL ON FUNCTION claim_photos(int, bigint, int, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION complete_photos(bigint, jsonb, int, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION release_claims(int, bigint, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION unclaim_photos(bigint, uuid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_next_inventory_job() FROM PUBLIC;

@@ -65,11 +65,16 @@ SELECT (m.meta ->> 'batchId')::uuid AS batch_id,
  GROUP BY 1;
 
 -- pause_processing / resume_processing: stop claiming photos (requests in
--- flight finish normally) and start again, without a restart; the switch
--- survives restarts.  Return whether processing is now paused.
+-- flight finish normally; photos claimed ahead and not sent are handed
+-- back) and start again, without a restart; the switch survives restarts.
+-- Return whether processing is now paused.
 CREATE FUNCTION pause_processing() RETURNS boolean
-LANGUAGE sql AS $$
-UPDATE moverz_batch.control SET paused = true, paused_at = now() RETURNING paused
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE moverz_batch.control SET paused = true, paused_at = now();
+    PERFORM moverz_batch.recall_claimed_photos();
+    RETURN true;
+END
 $$;
 
 CREATE FUNCTION resume_processing() RETURNS boolean

@@ -347,7 +347,7 @@ GRANT USAGE ON SCHEMA moverz_batch TO moverz_user, moverz_app;
 GRANT EXECUTE ON FUNCTION jwt_user_id() TO moverz_user;
 GRANT SELECT ON projects, batches, photos, inventory_summaries, inventory_items,
                 inventory_sync_jobs, ai_metrics, room_types TO moverz_user;
-GRANT EXECUTE ON FUNCTION wake_photo_workers(), wake_inventory_worker() TO moverz_app;
+GRANT EXECUTE ON FUNCTION wake_photo_workers(), wake_inventory_worker(), recall_claimed_photos() TO moverz_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON projects, batches, photos, inventory_summaries, inventory_items,
     inventory_sync_jobs TO moverz_app;
 GRANT SELECT ON ai_metrics, room_types TO moverz_app;
