@@ -167,7 +167,8 @@ DELETE FROM pg_temp.lbl;
 -- due, then cancelled.
 SELECT pg_temp.mk(:'p', 'v1', 7) AS v1 \gset
 SELECT pg_temp.mk(:'q', 'v2', 2, 'HIGH') AS v2 \gset
-UPDATE moverz_batch.photos SET created_at = now() - interval '10 minutes' WHERE batch_id = :'v1';
+UPDATE moverz_batch.photos SET created_at = created_at - interval '10 minutes' WHERE batch_id = :'v1';
+UPDATE moverz_batch.batches SET created_at = created_at - interval '10 minutes' WHERE id = :'v1';
 UPDATE moverz_batch.photos SET next_attempt_at = now() + interval '1 hour', attempts = 1, error_code = 'TIMEOUT'
  WHERE id = pg_temp.pid('v1', 2);
 UPDATE moverz_batch.photos SET status = 'PROCESSING', attempts = 1 WHERE id = pg_temp.pid('v1', 3);

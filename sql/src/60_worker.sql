@@ -13,6 +13,9 @@
 -- in flight.  Nothing is claimed while processing is paused.
 -- Duplicates are never claimed (they follow their original).  The photos
 -- come back in the order chosen, which is the order they are sent in.
+-- A photo's created_at is its batch's (create_batch sets both in one
+-- transaction): the claim looks for a user's photos from the creation of
+-- the user's oldest open batch on.
 CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
                              p_per_user int DEFAULT 0)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
@@ -28,11 +31,13 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH users AS (
-        -- the users with pending photos, from their open batches: not from
-        -- the photos' claim index, whose dead entries (photos claimed since
-        -- the last VACUUM) a scan from its start would step over
-        SELECT DISTINCT b.user_id FROM moverz_batch.batches b
+        -- the users with pending photos, from their open batches, and the
+        -- creation time of the oldest (its photos' too): not from the
+        -- photos' claim index, whose dead entries (photos claimed since the
+        -- last VACUUM) a scan from a user's first entry would step over
+        SELECT b.user_id, min(b.created_at) AS since FROM moverz_batch.batches b
          WHERE b.status IN ('QUEUED', 'PROCESSING') AND b.count_queued > 0
+         GROUP BY b.user_id
     ), inflight AS (
         -- each user's photos in flight: needed for the turns only when users
         -- compete, or for the per-user ceiling
@@ -47,12 +52,16 @@ BEGIN
                                   ORDER BY c.priority DESC, c.created_at, c.batch_id, c.position) AS turn
           FROM users u
           LEFT JOIN inflight i ON i.user_id = u.user_id
+          -- one index range per (user, priority), starting at the user's
+          -- oldest open batch: the dead entries before it are never read
+          -- (40,000 of them made each claim 4 ms longer)
+          CROSS JOIN unnest(enum_range(NULL::moverz_batch.batch_priority)) AS pr(priority)
           CROSS JOIN LATERAL (
               SELECT p.id, p.priority, p.created_at, p.batch_id, p.position
                 FROM moverz_batch.photos p
-               WHERE p.user_id = u.user_id AND p.status = 'PENDING' AND p.duplicate_of IS NULL
-                 AND p.next_attempt_at <= now()
-               ORDER BY p.priority DESC, p.created_at, p.batch_id, p.position
+               WHERE p.user_id = u.user_id AND p.priority = pr.priority AND p.created_at >= u.since
+                 AND p.status = 'PENDING' AND p.duplicate_of IS NULL AND p.next_attempt_at <= now()
+               ORDER BY p.created_at, p.batch_id, p.position
                LIMIT CASE WHEN p_per_user > 0
                           THEN least(p_limit, greatest(p_per_user - coalesce(i.n, 0), 0))
                           ELSE p_limit END) AS c

@@ -17,13 +17,14 @@ UPDATE moverz_batch.control SET paused = false, paused_at = NULL;
 -- Batches are named by a label (their ids are random).
 CREATE TEMP TABLE lbl (id uuid PRIMARY KEY, label text UNIQUE) ON COMMIT DROP;
 -- mk(user, label, assets[, priority, age]): a batch of user's (in a
--- project of its own), its photos created "age" ago.
+-- project of its own), created with its photos "age" ago.
 CREATE FUNCTION pg_temp.mk(u text, label text, assets jsonb, prio text DEFAULT 'NORMAL',
                            age interval DEFAULT '0') RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     b uuid := moverz_batch.create_batch(moverz_batch.create_project(u, label), u, assets, prio);
 BEGIN
     UPDATE moverz_batch.photos SET created_at = now() - age WHERE batch_id = b;
+    UPDATE moverz_batch.batches SET created_at = now() - age WHERE id = b;
     INSERT INTO lbl VALUES (b, label);
     RETURN b;
 END
