@@ -621,11 +621,12 @@ ai_client_drive(AiClient *client, bool socket_ready)
 	int			left;
 	CURLMsg    *msg;
 
-	if (socket_ready)
+	/* every socket that is ready (a burst of answers is read in one go) */
+	for (int n = AI_MAX_EVENTS, round = 0; socket_ready && n == AI_MAX_EVENTS && round < 16; round++)
 	{
 		struct epoll_event evs[AI_MAX_EVENTS];
-		int			n = epoll_wait(client->epfd, evs, AI_MAX_EVENTS, 0);
 
+		n = epoll_wait(client->epfd, evs, AI_MAX_EVENTS, 0);
 		if (n < 0 && errno != EINTR)
 			elog(LOG, "moverz_batch: epoll_wait failed: %m");
 		for (int i = 0; i < n; i++)

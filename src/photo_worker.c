@@ -80,20 +80,48 @@ send_ready(PhotoLoop *loop)
 }
 
 /*
+ * claim_into_queue
+ *		Claim up to "want" photos (within the request rate) into the ready
+ *		queue, and send what the free slots take.  False when nothing more
+ *		should be claimed this turn.
+ */
+static bool
+claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
+{
+	long		wait_ms;
+	int			granted = moverz_rate_take(want, &wait_ms);
+	int			n;
+
+	if (granted == 0)
+	{
+		/* over the request ceiling, or held back after a 429: come back */
+		loop->want_claim = true;
+		loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
+		return false;
+	}
+	n = claim_photos(loop->claims, granted);
+	moverz_rate_give_back(granted - Max(n, 0));
+	/* photos came: there may be more; none: wait for a wake-up or the poll */
+	loop->want_claim = (n > 0);
+	loop->rate_wait_until = 0;
+	loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+	send_ready(loop);
+	return n == granted;
+}
+
+/*
  * maintain_claims
  *		Take back stale claims at start and, then, expired leases now and
- *		then; claim new photos when woken, after a full claim, or on poll.
+ *		then; claim new photos when woken, after a full claim, or on poll:
+ *		first for the free slots (they are sent at once), then, in bulk,
+ *		the photos to keep claimed ahead.
  */
 static void
 maintain_claims(PhotoLoop *loop)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			ahead = claim_ahead_target();
-	int			ready = claim_ready_count(loop->claims);
-	int			free_slots;
-	int			granted;
-	long		wait_ms;
-	int			n;
+	int			uncovered;
 
 	if (!loop->recovered || now >= loop->next_reap)
 	{
@@ -103,28 +131,16 @@ maintain_claims(PhotoLoop *loop)
 		if (!loop->recovered)
 			return;				/* extension missing, or the database is busy */
 	}
-	/* slots no ready photo will fill, plus the photos to claim ahead */
-	free_slots = moverz_max_inflight - ai_client_inflight(loop->client) - ready;
-	if (free_slots <= 0 && ready >= (ahead + 1) / 2)
-		return;					/* claim ahead in bulk, not photo by photo */
-	free_slots += ahead;
-	if (free_slots <= 0 || (!loop->want_claim && now < loop->next_poll))
+	if (!loop->want_claim && now < loop->next_poll)
 		return;
-	granted = moverz_rate_take(free_slots, &wait_ms);
-	if (granted == 0)
-	{
-		/* over the request ceiling, or held back after a 429: come back */
-		loop->want_claim = true;
-		loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
+	/* slots no ready photo will fill */
+	uncovered = moverz_max_inflight - ai_client_inflight(loop->client) -
+		claim_ready_count(loop->claims);
+	if (uncovered > 0 && !claim_into_queue(loop, uncovered, now))
 		return;
-	}
-	n = claim_photos(loop->claims, granted);
-	moverz_rate_give_back(granted - Max(n, 0));
-	/* photos came: there may be more; none: wait for a wake-up or the poll */
-	loop->want_claim = (n > 0);
-	loop->rate_wait_until = 0;
-	loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
-	send_ready(loop);
+	/* claim ahead in bulk, not photo by photo */
+	if (claim_ready_count(loop->claims) < (ahead + 1) / 2)
+		(void) claim_into_queue(loop, ahead - claim_ready_count(loop->claims), now);
 }
 
 /*
