@@ -622,7 +622,7 @@ ai_client_drive(AiClient *client, bool socket_ready)
 	CURLMsg    *msg;
 
 	/* every socket that is ready (a burst of answers is read in one go) */
-	for (int n = AI_MAX_EVENTS, round = 0; socket_ready && n == AI_MAX_EVENTS && round < 16; round++)
+	for (int n = AI_MAX_EVENTS, round = 0; socket_ready && n == AI_MAX_EVENTS && round < 4; round++)
 	{
 		struct epoll_event evs[AI_MAX_EVENTS];
 
