@@ -19,7 +19,7 @@ REVOKE ALL ON FUNCTION recall_claimed_photos() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION recall_claimed_photos() TO moverz_app;
 
 CREATE FUNCTION unclaim_photos(p_token bigint, p_ids uuid[]) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_n int;
 BEGIN
@@ -133,7 +133,7 @@ $$;
 CREATE OR REPLACE FUNCTION complete_photos(p_token bigint, p_results jsonb, p_max_attempts int,
                                 p_backoff_ms int, p_provider text,
                                 OUT done int, OUT rate_limit_ms int)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_final uuid[];
 BEGIN
@@ -216,7 +216,7 @@ CREATE OR REPLACE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit in
                              p_per_user int DEFAULT 0)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
                filename text, room_type text, attempt int)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF (SELECT c.paused FROM moverz_batch.control c) THEN
         RETURN;
@@ -285,3 +285,15 @@ BEGIN
      ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END
 $$;
+
+-- the functions on the workers' path keep index plans whatever the tables'
+-- size when a session first plans them (see sql/src/60_worker.sql)
+ALTER FUNCTION release_claims(int, bigint, int, int) SET enable_seqscan = off;
+ALTER FUNCTION release_claims(int, bigint, int, int) SET jit = off;
+ALTER FUNCTION apply_batch_delta(uuid, status_delta) SET enable_seqscan = off;
+ALTER FUNCTION apply_batch_delta(uuid, status_delta) SET jit = off;
+ALTER FUNCTION apply_inventory_delta(uuid[], uuid[]) SET enable_seqscan = off;
+ALTER FUNCTION apply_inventory_delta(uuid[], uuid[]) SET jit = off;
+ALTER FUNCTION progress_payload(uuid) SET enable_seqscan = off;
+ALTER FUNCTION progress_payload(uuid) SET jit = off;
+ALTER FUNCTION settle_duplicates(uuid[]) SET jit = off;

@@ -47,7 +47,7 @@ $$;
 -- added to a batch that does not exist are a foreign-key violation; photos
 -- leaving a deleted batch are not.
 CREATE FUNCTION apply_batch_delta(p_batch_id uuid, d status_delta)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     b record;
 BEGIN

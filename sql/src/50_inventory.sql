@@ -20,7 +20,7 @@ $$;
 -- of their batches follow.  Called by the photos triggers with the photos
 -- that left or entered "DONE, not a duplicate, with an analysis".
 CREATE FUNCTION apply_inventory_delta(p_removed uuid[], p_added uuid[])
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF cardinality(p_removed) > 0 THEN
         WITH gone AS (

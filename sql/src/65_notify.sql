@@ -12,7 +12,7 @@
 -- so that its plan is kept: it runs in the commit of every transaction that
 -- changes a batch (a SQL function would be planned again each time).
 CREATE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     RETURN (SELECT (moverz_batch.batch_state(b)
                     || jsonb_build_object('inventoryReady',
