@@ -279,8 +279,7 @@ BEGIN
        SET status = 'PROCESSING', attempts = p.attempts + 1, claimed_by = p_worker,
            claim_token = p_token, lease_until = now() + p_lease_ms * interval '1 millisecond',
            started_at = now(), updated_at = now()
-      FROM locked
-     WHERE p.id = locked.id AND p.id = ANY (ARRAY(SELECT l.id FROM locked l))
+     WHERE p.id = ANY (ARRAY(SELECT l.id FROM locked l))
     RETURNING p.id, p.batch_id, p.project_id, p.user_id, p.url, p.filename, p.room_type, p.attempts,
               p.position
     )
