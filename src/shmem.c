@@ -261,6 +261,19 @@ moverz_recall_epoch(void)
 }
 
 /*
+ * hold_left_ms
+ *		Milliseconds left of the hold after a RATE_LIMIT answer at "now"
+ *		(0: none).  Caller holds the mutex.
+ */
+static long
+hold_left_ms(TimestampTz now)
+{
+	if (now >= moverz_shared->hold_until)
+		return 0;
+	return (long) ((moverz_shared->hold_until - now + 999) / 1000);
+}
+
+/*
  * moverz_rate_take
  *		Take up to "want" request tokens from the pool-wide bucket.  Returns
  *		how many were granted; when none, *wait_ms says when to try again.
@@ -276,11 +289,10 @@ moverz_rate_take(int want, long *wait_ms)
 	double		rate = moverz_max_requests_per_second;
 	int			granted;
 
-	*wait_ms = 0;
 	SpinLockAcquire(&moverz_shared->mutex);
-	if (now < moverz_shared->hold_until)
+	*wait_ms = hold_left_ms(now);
+	if (*wait_ms > 0)
 	{
-		*wait_ms = (long) ((moverz_shared->hold_until - now + 999) / 1000);
 		SpinLockRelease(&moverz_shared->mutex);
 		return 0;
 	}
@@ -311,12 +323,10 @@ moverz_rate_take(int want, long *wait_ms)
 long
 moverz_rate_held_ms(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	long		ms = 0;
+	long		ms;
 
 	SpinLockAcquire(&moverz_shared->mutex);
-	if (now < moverz_shared->hold_until)
-		ms = (long) ((moverz_shared->hold_until - now + 999) / 1000);
+	ms = hold_left_ms(GetCurrentTimestamp());
 	SpinLockRelease(&moverz_shared->mutex);
 	return ms;
 }
