@@ -60,7 +60,7 @@ typedef struct FirstOfChecksum
 typedef struct AssetRowsState
 {
 	Jsonb	   *assets;
-	pg_uuid_t  *ids;			/* one random id per element */
+	pg_uuid_t  *ids;			/* one id per element (time_ordered_ids) */
 	HTAB	   *firsts;			/* checksum -> first element with it */
 } AssetRowsState;
 
@@ -478,8 +478,8 @@ start_asset_rows(Jsonb *assets)
  *		asset_rows(assets jsonb) RETURNS TABLE (id uuid, position int,
  *		filename text, file_path text, url text, room_type text,
  *		checksum text, first_id uuid): one row per element, in order, each
- *		checked as by check_assets (room types excepted); ids are random
- *		(version 4).
+ *		checked as by check_assets (room types excepted); ids are
+ *		time-ordered (version 7 layout).
  */
 Datum
 moverz_asset_rows(PG_FUNCTION_ARGS)

@@ -39,7 +39,7 @@ LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'moverz_check_assets';
 
 -- asset_rows: one row per element of a checked "assets", in order, with a
--- new random id, the checksum md5(filename || ':' || url) and, when an
+-- new time-ordered id, the checksum md5(filename || ':' || url) and, when an
 -- earlier element has the same checksum, the first such element's id.
 CREATE FUNCTION asset_rows(assets jsonb,
                            OUT id uuid, OUT "position" int, OUT filename text, OUT file_path text,
