@@ -10,8 +10,7 @@
  * the row values cost about 15 us per photo, a third of create_batch.
  *
  * The rules and their messages are those of README.md ("Bad input"); the
- * URL rule is the same regular expression as before, through PostgreSQL's
- * regex engine (its cache keeps it compiled).
+ * URL rule is the regular expression of 0.1.0, written out in C (url_ok).
  *
  *-------------------------------------------------------------------------
  */
@@ -20,7 +19,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "access/htup_details.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -31,9 +29,6 @@
 
 PG_FUNCTION_INFO_V1(moverz_check_assets);
 PG_FUNCTION_INFO_V1(moverz_asset_rows);
-
-/* The URL rule: scheme, a host-like part, no white space. */
-#define URL_PATTERN "^https?://[^/?#\\s@]*[a-z0-9\\]][^\\s]*$"
 
 #define ASSETS_HINT "Pass a JSON array of {\"filename\", \"filePath\", \"url\", \"roomType\"} objects."
 
@@ -130,16 +125,43 @@ is_blank(const JsonbValue *s)
 
 /*
  * url_ok
- *		Does a URL match URL_PATTERN, case-insensitively?
+ *		Is a URL (already free of control characters) absolute http or
+ *		https?  The regular expression ^https?://[^/?#\s@]*[a-z0-9\]][^\s]*$
+ *		(case-insensitive), written out: the scheme; then a host part, up to
+ *		the first '/', '?', '#' or '@', holding at least one ASCII letter,
+ *		digit or ']'; and no space anywhere.  Through the regex engine it
+ *		cost 1 us per photo, twice per create_batch.
  */
 static bool
 url_ok(const JsonbValue *url)
 {
-	Datum		t = PointerGetDatum(cstring_to_text_with_len(url->val.string.val,
-														 url->val.string.len));
-	Datum		p = CStringGetTextDatum(URL_PATTERN);
+	const char *s = url->val.string.val;
+	int			len = url->val.string.len;
+	int			i;
+	bool		in_host = true;
+	bool		host_ok = false;
 
-	return DatumGetBool(DirectFunctionCall2Coll(texticregexeq, C_COLLATION_OID, t, p));
+	if (len >= 7 && pg_strncasecmp(s, "http://", 7) == 0)
+		i = 7;
+	else if (len >= 8 && pg_strncasecmp(s, "https://", 8) == 0)
+		i = 8;
+	else
+		return false;
+	for (; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == ' ' || (c >= '\t' && c <= '\r'))
+			return false;
+		if (!in_host)
+			continue;
+		if (c == '/' || c == '?' || c == '#' || c == '@')
+			in_host = false;
+		else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				 (c >= '0' && c <= '9') || c == ']')
+			host_ok = true;
+	}
+	return host_ok;
 }
 
 /*

@@ -3,7 +3,7 @@
 -- Accepted room types (photos.roomType, the AI's room_type).  Documented in
 -- README.md; an installation may add its own rows.
 CREATE TABLE room_types (
-    room_type   text PRIMARY KEY CHECK (room_type ~ '^[a-z][a-z0-9_]{0,63}$'),
+    room_type   text PRIMARY KEY CHECK (room_type ~ '^[a-z][a-z0-9_]*$' AND octet_length(room_type) <= 64),
     description text NOT NULL
 );
 INSERT INTO room_types (room_type, description) VALUES
@@ -69,7 +69,10 @@ CREATE TABLE photos (
     filename        text NOT NULL,
     file_path       text,
     url             text NOT NULL,
-    room_type       text CHECK (room_type ~ '^[a-z][a-z0-9_]{0,63}$'),  -- one of room_types (checked on the way in)
+    -- one of room_types (checked on the way in).  The format check is a
+    -- pattern without a bounded repeat plus a length: "{0,63}" made the
+    -- regular expression cost 3 us per photo, a tenth of create_batch.
+    room_type       text CHECK (room_type ~ '^[a-z][a-z0-9_]*$' AND octet_length(room_type) <= 64),
     checksum        text NOT NULL,
     duplicate_of    uuid,           -- same checksum as this photo of the project
     status          photo_status NOT NULL DEFAULT 'PENDING',
@@ -102,8 +105,11 @@ CREATE INDEX photos_duplicates_idx ON photos (duplicate_of) WHERE duplicate_of I
 -- Crash recovery and per-user fairness: photos in flight.
 CREATE INDEX photos_inflight_idx ON photos (lease_until, user_id)
     WHERE status = 'PROCESSING';
--- Project-wide inventory and duplicate detection.
-CREATE INDEX photos_project_idx ON photos (project_id, checksum);
+-- Duplicate detection: the photos a new photo of the project may take its
+-- analysis from (insert_photos).  Partial, so that creating and claiming a
+-- photo do not insert into it (two index insertions less per photo).
+CREATE INDEX photos_project_idx ON photos (project_id, checksum)
+    WHERE status = 'DONE' AND duplicate_of IS NULL;
 -- photos works as a queue: each photo is updated twice (claim, result) and
 -- the claim's index scans step over dead entries until VACUUM removes them
 -- (with 40,000 dead tuples the first request of a new batch took 6-8 ms, 1
