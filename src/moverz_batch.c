@@ -34,7 +34,7 @@ int			moverz_retry_backoff_ms = 5000;
 int			moverz_lease_timeout_ms = 300000;
 int			moverz_poll_interval_ms = 1000;
 int			moverz_max_batch_size = 1000;
-int			moverz_writeback_batch = 256;
+int			moverz_writeback_batch = 64;
 int			moverz_max_inflight_per_user = 0;
 int			moverz_max_requests_per_second = 0;
 int			moverz_claim_ahead = -1;
@@ -108,7 +108,7 @@ define_guc_settings(void)
 							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("moverz_batch.writeback_batch",
 							"Maximum results written back in one transaction.",
-							NULL, &moverz_writeback_batch, 256, 1, 10000,
+							NULL, &moverz_writeback_batch, 64, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("moverz_batch.max_inflight_per_user",
 							"Maximum AI requests in flight for one user, all workers together (0: no limit).",
