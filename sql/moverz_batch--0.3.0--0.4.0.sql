@@ -27,6 +27,30 @@ CREATE INDEX photos_project_idx ON photos (project_id, checksum)
     WHERE status = 'DONE' AND duplicate_of IS NULL;
 
 -- insert_photos plans generically (a custom plan copies the assets, a
--- constant, several times while planning).
-ALTER FUNCTION insert_photos(uuid, uuid, text, batch_priority, jsonb)
-    SET plan_cache_mode = force_generic_plan;
+-- constant, several times while planning), and looks up the DONE photo a
+-- new one may take its analysis from per photo, on both columns of
+-- photos_project_idx.
+CREATE OR REPLACE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
+                              p_priority batch_priority, assets jsonb)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
+                                 url, room_type, checksum, priority, duplicate_of, status,
+                                 analysis, finished_at)
+SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
+       a.file_path, a.url, coalesce(a.room_type, pr.room_type),
+       a.checksum, p_priority,
+       coalesce(pr.id, a.first_id),
+       CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
+       pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
+  FROM moverz_batch.asset_rows(assets) AS a
+  LEFT JOIN LATERAL (
+      SELECT p.id, p.analysis, p.room_type
+        FROM moverz_batch.photos p
+       WHERE p.project_id = p_project_id AND p.checksum = a.checksum
+         AND p.status = 'DONE' AND p.duplicate_of IS NULL
+       ORDER BY p.finished_at
+       LIMIT 1) AS pr ON true;
+END
+$$;
