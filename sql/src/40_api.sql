@@ -96,7 +96,7 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
         FROM moverz_batch.photos p
        WHERE p.project_id = p_project_id AND p.checksum = a.checksum
          AND p.status = 'DONE' AND p.duplicate_of IS NULL
-       ORDER BY p.finished_at
+       ORDER BY p.finished_at, p.id
        LIMIT 1) AS pr ON true;
 END
 $$;
