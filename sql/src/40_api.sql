@@ -73,7 +73,7 @@ $$;
 -- generic: a custom plan (the first five calls of every session) carries
 -- the assets as a constant, copied whole several times while planning (15
 -- ms for 10,000 photos).  The DONE photo a new one may take its analysis
--- from is looked up per photo on both columns of photos_project_idx: a
+-- from is looked up per photo on (project_id, checksum) of photos_project_idx: a
 -- plan of "checksum = ANY (all the checksums)" could filter the whole
 -- project's photos instead, once planned while the index was small.
 CREATE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
