@@ -82,6 +82,23 @@ SELECT what, pg_temp.cb(assets) AS result FROM (VALUES
     ('url 5000 bytes', pg_temp.a1('a.jpg', 'https://x.example/' || repeat('u', 5000 - 18))),
     ('filePath 1025 bytes', jsonb_build_array(jsonb_build_object('filename', 'a.jpg', 'url', 'https://x.example/a.jpg', 'filePath', repeat('p', 1025))))
   ) AS t(what, assets);
+-- The URL rule at its edges (written out in C since 0.4.0; the rule is the
+-- case-insensitive ^https?://[^/?#\s@]*[a-z0-9\]][^\s]*$): a host part up
+-- to the first / ? # or @ with a letter, digit or ']' in it, no white space.
+SELECT url, pg_temp.try(format('SELECT moverz_batch.check_assets(%L)', pg_temp.a1('a.jpg', url))) AS result
+  FROM (VALUES ('HTTPS://X.EXAMPLE/A.JPG'), ('http://x'), ('http://[::1]/a.jpg'),
+               ('https://user@x.example/a.jpg'), ('https://x.example?q=a&b=@c'), ('http://x.example#top'),
+               ('http://@x.example/a.jpg'), ('http://-/a.jpg'), ('http://./a1.jpg'), ('http://?x'),
+               ('https:x.example/a.jpg'), ('httpss://x.example/a.jpg'), ('https://x.example/a' || chr(11) || 'b'))
+       AS t(url);
+-- The room-type format, a CHECK on room_types and on photos: a lower-case
+-- letter, then up to 63 lower-case letters, digits or underscores.
+BEGIN;
+SELECT what, pg_temp.try(format('INSERT INTO moverz_batch.room_types VALUES (%L, %L)', rt, 'test')) AS result
+  FROM (VALUES ('64 characters', 'r' || repeat('x', 63)), ('65 characters', 'r' || repeat('x', 64)),
+               ('digits and underscores', 'wine_cellar_2'), ('digit first', '2nd_room'),
+               ('upper case', 'Attic'), ('non-ASCII letter', 'grenié'), ('empty', '')) AS t(what, rt);
+ROLLBACK;
 -- The first broken element is reported, the first broken rule of it.
 SELECT pg_temp.cb('[{"filename": "a.jpg", "url": "https://x.example/a.jpg"}, {"filename": "b.jpg", "url": "https://x.example/b.jpg"}, {"filename": "", "url": "ftp://x"}, {"url": "x"}]') AS third_of_four;
 

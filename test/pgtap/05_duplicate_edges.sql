@@ -1,8 +1,9 @@
 -- Duplicates at the edges: a claim released as ERROR settles its waiting
 -- duplicates; retry_photo of a duplicate retries its original; purge of a
--- batch holding an original promotes a surviving copy (no item lost).
+-- batch holding an original promotes a surviving copy (no item lost); of two
+-- analysed originals, a new copy takes the one finished first.
 BEGIN;
-SELECT plan(9);
+SELECT plan(10);
 
 -- claim_photos takes any user's photos: start from an empty queue
 DELETE FROM moverz_batch.projects;
@@ -36,6 +37,20 @@ UPDATE moverz_batch.batches SET completed_at = now() - interval '40 days' WHERE 
 SELECT is((moverz_batch.project_inventory(:'p') ->> 'totalItems')::int, 1, 'one sofa before the purge');
 SELECT is((SELECT batches_deleted FROM moverz_batch.purge('30 days')), 1::bigint, 'the old batch is purged');
 SELECT is((moverz_batch.project_inventory(:'p') ->> 'totalItems')::int, 1, 'still one sofa after it: the copy took over');
+
+-- 4. two analysed originals of one photo (their batches were created before
+--    either finished): a new copy takes the one finished first, here the
+--    younger one (so neither the id nor the creation order decides)
+SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "t.jpg", "url": "https://e.example/t.jpg"}]') AS t1 \gset
+SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "t.jpg", "url": "https://e.example/t.jpg"}]') AS t2 \gset
+UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": []}', finished_at = now() - interval '1 hour'
+ WHERE batch_id = :'t1';
+UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": []}', finished_at = now() - interval '2 hours'
+ WHERE batch_id = :'t2';
+SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "t.jpg", "url": "https://e.example/t.jpg"}]') AS t3 \gset
+SELECT is((SELECT duplicate_of FROM moverz_batch.photos WHERE batch_id = :'t3'),
+          (SELECT id FROM moverz_batch.photos WHERE batch_id = :'t2'),
+          'a new copy takes the analysed original that finished first');
 
 SELECT * FROM finish();
 ROLLBACK;
