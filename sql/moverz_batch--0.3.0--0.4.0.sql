@@ -29,14 +29,11 @@ DROP INDEX photos_project_idx;
 CREATE INDEX photos_project_idx ON photos (project_id, checksum, finished_at, id)
     WHERE status = 'DONE' AND duplicate_of IS NULL;
 
--- insert_photos: plans generically (a custom plan copies the assets, a
--- constant, several times while planning), and looks up the DONE photo a
--- new one may take its analysis from per photo, on (project_id, checksum) of
--- photos_project_idx.
+-- insert_photos: looks up the DONE photo a new one may take its analysis
+-- from per photo, on (project_id, checksum) of photos_project_idx.
 CREATE OR REPLACE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
                               p_priority batch_priority, assets jsonb)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan AS $$
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
                                  url, room_type, checksum, priority, duplicate_of, status,
@@ -57,6 +54,11 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        LIMIT 1) AS pr ON true;
 END
 $$;
+
+-- create_batch: its statements and those of the functions it calls plan
+-- generically (a custom plan copies the assets, a constant, several times
+-- while planning).
+ALTER FUNCTION create_batch(uuid, text, jsonb, text, text) SET plan_cache_mode = force_generic_plan;
 
 -- apply_inventory_delta: generic plans (a custom plan, made again at every
 -- write-back, cost 0.5 ms of planning each time).
