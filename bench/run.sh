@@ -277,6 +277,11 @@ scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
         record B "$fig" "workers=1 max_inflight=$inf" "$r" \
             "$(jq -rn --argjson w "$wall" --argjson i "$ideal" '$w / $i * 1000 | round / 1000')" \
             "x ideal" "$ok" "$extra"
+        # the same from create_batch's return (its commit): what the workers
+        # take, without the submission itself (informational, no bar)
+        record B "${fig}_from_commit" "workers=1 max_inflight=$inf" "$r" \
+            "$(jq -rn --argjson w "$wall" --argjson c "$(jq -r '.create_ms // 0' <<<"$res")" --argjson i "$ideal" \
+               '($w - $c / 1000) / $i * 1000 | round / 1000')" "x ideal" "$ok"
         log "B $fig run $r: wall $wall s, ideal $ideal s, fake max in flight $(jq -r .fake.max_inflight <<<"$res"), other processes $(jq -r .foreign_cpu_pct <<<"$res")% CPU ($ok)"
         if [ -n "$rss" ]; then
             kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=
