@@ -70,10 +70,10 @@ $$;
 -- DONE one at once, or the outcome of the earlier one when that finishes
 -- (complete_photos), and its items are not counted again.  plpgsql, so that
 -- its plan is cached (a SQL function's is made again at every call); the
--- plan is generic (create_batch).  The DONE photo a new one may take its analysis
--- from is looked up per photo on (project_id, checksum) of photos_project_idx: a
--- plan of "checksum = ANY (all the checksums)" could filter the whole
--- project's photos instead, once planned while the index was small.
+-- plan is generic (create_batch).  The DONE original is looked up per photo
+-- on (project_id, checksum) of photos_project_idx: a generic plan of
+-- "checksum = ANY (all the checksums)" could filter the whole project's
+-- photos instead, when planned while the index was small.
 CREATE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
                               p_priority batch_priority, assets jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
