@@ -70,24 +70,22 @@ claim_state_create(MoverzWorkerSlot *slot, int worker_index, AiClient *client)
 }
 
 /*
- * copy_photo
- *		The claimed photo of SPI row "row" (id, batch_id, project_id,
- *		user_id, url, filename, room_type, attempt), in one chunk of cxt.
+ * build_photo
+ *		A photo from its seven strings (id, batch_id, project_id, user_id,
+ *		url, filename, room_type; only room_type may be NULL) and its
+ *		attempt, in one chunk of cxt.
  */
 static AiPhoto *
-copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
+build_photo(MemoryContext cxt, const char *const values[7], int attempt)
 {
-	char	   *values[7];
 	Size		lens[7];
 	Size		total = sizeof(AiPhoto);
 	AiPhoto    *photo;
 	const char **fields[7];
 	char	   *dst;
-	char	   *attempt = SPI_getvalue(row, desc, 8);
 
 	for (int i = 0; i < 7; i++)
 	{
-		values[i] = SPI_getvalue(row, desc, i + 1);
 		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
 		total += lens[i];
 	}
@@ -105,8 +103,24 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 		*fields[i] = values[i] ? memcpy(dst, values[i], lens[i]) : NULL;
 		dst += lens[i];
 	}
-	photo->attempt = attempt ? pg_strtoint32(attempt) : 1;
+	photo->attempt = attempt;
 	return photo;
+}
+
+/*
+ * copy_photo
+ *		The claimed photo of SPI row "row" (id, batch_id, project_id,
+ *		user_id, url, filename, room_type, attempt), in one chunk of cxt.
+ */
+static AiPhoto *
+copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
+{
+	const char *values[7];
+	char	   *attempt = SPI_getvalue(row, desc, 8);
+
+	for (int i = 0; i < 7; i++)
+		values[i] = SPI_getvalue(row, desc, i + 1);
+	return build_photo(cxt, values, attempt ? pg_strtoint32(attempt) : 1);
 }
 
 /*
@@ -142,45 +156,84 @@ claim_txn(void *arg)
 }
 
 /*
- * claim_photos
- *		Claim up to "limit" photos and queue them as ready to send, once the
- *		claim has committed.  Returns how many were claimed, or -1 when the
+ * claim_fetch
+ *		Claim up to "limit" photos in a transaction of its own.  Returns how
+ *		many were claimed, with the photos in *photos (each a chunk of the
+ *		state's context, freed by the caller with pfree), or -1 when the
  *		extension is not installed or the claim failed.
  */
 int
-claim_photos(ClaimState *state, int limit)
+claim_fetch(ClaimState *state, int limit, AiPhoto ***photos)
 {
 	ClaimCall	call;
 	char	   *err;
-	bool		ok;
 
 	memset(&call, 0, sizeof(call));
 	call.state = state;
 	call.limit = limit;
-	ok = moverz_run_in_transaction(claim_txn, &call, "claiming photos", &err);
-	if (ok && state->nready + call.nphotos > state->maxready)
+	*photos = NULL;
+	if (!moverz_run_in_transaction(claim_txn, &call, "claiming photos", &err))
 	{
-		state->maxready = Max(64, 2 * (state->nready + call.nphotos));
-		state->ready = state->ready == NULL ?
-			MemoryContextAlloc(state->ready_cxt, state->maxready * sizeof(AiPhoto *)) :
-			repalloc(state->ready, state->maxready * sizeof(AiPhoto *));
-	}
-	for (int i = 0; i < call.nphotos; i++)
-	{
-		if (ok)
-			state->ready[state->nready++] = call.photos[i];
-		else
+		for (int i = 0; i < call.nphotos; i++)
 			pfree(call.photos[i]);
-	}
-	if (call.photos)
-		pfree(call.photos);
-	if (!ok)
-	{
+		if (call.photos)
+			pfree(call.photos);
 		if (err)
-			moverz_slot_report(state->slot, ai_client_inflight(state->client), 0, 0, err);
+			moverz_slot_report(state->slot, state->client ? ai_client_inflight(state->client) : -1,
+							   0, 0, err);
 		return -1;
 	}
+	*photos = call.photos;
 	return call.nphotos;
+}
+
+/*
+ * make_room
+ *		Room in the ready queue for n more photos.
+ */
+static void
+make_room(ClaimState *state, int n)
+{
+	if (state->nready + n <= state->maxready)
+		return;
+	state->maxready = Max(64, 2 * (state->nready + n));
+	state->ready = state->ready == NULL ?
+		MemoryContextAlloc(state->ready_cxt, state->maxready * sizeof(AiPhoto *)) :
+		repalloc(state->ready, state->maxready * sizeof(AiPhoto *));
+}
+
+/*
+ * claim_photos
+ *		Claim up to "limit" photos and queue them as ready to send.
+ *		Returns how many were claimed, or -1 (see claim_fetch).
+ */
+int
+claim_photos(ClaimState *state, int limit)
+{
+	AiPhoto   **photos;
+	int			n = claim_fetch(state, limit, &photos);
+
+	if (n > 0)
+	{
+		make_room(state, n);
+		memcpy(state->ready + state->nready, photos, n * sizeof(AiPhoto *));
+		state->nready += n;
+	}
+	if (photos)
+		pfree(photos);
+	return n;
+}
+
+/*
+ * claim_push_ready
+ *		Queue one photo claimed elsewhere (by the worker's writer) as ready
+ *		to send; values as for build_photo().
+ */
+void
+claim_push_ready(ClaimState *state, const char *const values[7], int attempt)
+{
+	make_room(state, 1);
+	state->ready[state->nready++] = build_photo(state->ready_cxt, values, attempt);
 }
 
 /*
@@ -241,34 +294,47 @@ unclaim_txn(void *arg)
 }
 
 /*
- * claim_recall_ready
- *		Hand back every ready photo unsent: it goes back to PENDING, its
- *		attempt not counted.  The queue is empty afterwards, whatever
- *		happens (a photo not handed back is taken back when its lease
- *		expires).  Returns how many went back, or -1 on failure.
+ * claim_unclaim
+ *		Hand back n claimed photos unsent: they go back to PENDING, their
+ *		attempt not counted.  Frees the photos, whatever happens (a photo
+ *		not handed back is taken back when its lease expires).  Returns how
+ *		many went back, or -1 on failure.
  */
 int
-claim_recall_ready(ClaimState *state)
+claim_unclaim(ClaimState *state, AiPhoto **photos, int n)
 {
 	ClaimCall	call;
 	Datum	   *ids;
 
-	if (state->nready == 0)
+	if (n <= 0)
 		return 0;
-	ids = palloc(state->nready * sizeof(Datum));
-	for (int i = 0; i < state->nready; i++)
+	ids = palloc(n * sizeof(Datum));
+	for (int i = 0; i < n; i++)
 	{
-		ids[i] = DirectFunctionCall1(uuid_in, CStringGetDatum(state->ready[i]->id));
-		pfree(state->ready[i]);
+		ids[i] = DirectFunctionCall1(uuid_in, CStringGetDatum(photos[i]->id));
+		pfree(photos[i]);
 	}
 	memset(&call, 0, sizeof(call));
 	call.state = state;
-	call.ids = PointerGetDatum(construct_array(ids, state->nready, UUIDOID,
+	call.ids = PointerGetDatum(construct_array(ids, n, UUIDOID,
 											   UUID_LEN, false, TYPALIGN_CHAR));
-	state->nready = 0;
 	if (!moverz_run_in_transaction(unclaim_txn, &call, "handing back photos claimed ahead", NULL))
 		return -1;
 	return call.count;
+}
+
+/*
+ * claim_recall_ready
+ *		Hand back every ready photo unsent (claim_unclaim).  The queue is
+ *		empty afterwards.
+ */
+int
+claim_recall_ready(ClaimState *state)
+{
+	int			n = state->nready;
+
+	state->nready = 0;
+	return claim_unclaim(state, state->ready, n);
 }
 
 /*
@@ -376,7 +442,7 @@ claim_write_back(ClaimState *state, AiResult *results, int n)
 		for (int i = 0; i < n; i++)
 			write_one(state, &results[i], &done);
 	}
-	moverz_slot_report(state->slot, ai_client_inflight(state->client),
+	moverz_slot_report(state->slot, state->client ? ai_client_inflight(state->client) : -1,
 					   done, n - done, NULL);
 	for (int i = 0; i < n; i++)
 		pfree(results[i].json);

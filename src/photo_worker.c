@@ -3,12 +3,16 @@
  * photo_worker.c
  *		The photo worker: its wait loop.
  *
- * One loop multiplexes the latch (new work, SIGTERM, SIGHUP), postmaster
- * death and the sockets and timer of up to moverz_batch.max_inflight AI
- * requests.  Each turn: drive curl, fill the free slots with photos
- * already claimed, claim more (one short transaction) and send them, write
- * back what finished (short transactions of many results; the free slots
- * are filled again between them), then sleep until something happens.
+ * One loop multiplexes the latch (new work, SIGTERM, SIGHUP, messages from
+ * the writer), postmaster death and the sockets and timer of up to
+ * moverz_batch.max_inflight AI requests.  Each turn: drive curl, fill the
+ * free slots with photos already claimed, claim more and send them, write
+ * back what finished, then sleep until something happens.  Claims and
+ * write-backs are transactions; the worker's photo writer (writer.c) runs
+ * them, so the loop only asks and hands over, and never waits on one.
+ * Without a writer the loop runs them itself: a claim (one short
+ * transaction) before sending, write-backs of many results each, the free
+ * slots filled again between them.
  * With many requests in flight the worker claims ahead of its free slots
  * (moverz_batch.claim_ahead), so that an answer's slot is refilled at once,
  * not after the claim and write-back of every answer that came with it.
@@ -25,6 +29,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+/*
+ * Photos asked of the writer at a time: the first requests leave while
+ * the writer claims the next ones.
+ */
+#define WRITER_CLAIM_MAX	256
+
 /* What the loop knows between turns. */
 typedef struct PhotoLoop
 {
@@ -37,6 +47,11 @@ typedef struct PhotoLoop
 	TimestampTz next_reap;		/* expired leases */
 	TimestampTz rate_wait_until;	/* no request token before then */
 	uint64		recall_epoch;	/* last recall honoured */
+	bool		force_recall;	/* photos claimed before that recall came */
+	WriterLink *writer;			/* NULL: the transactions run here */
+	int			claim_asked;	/* photos asked of the writer, not answered */
+	uint64		wakes;			/* wake-ups seen */
+	uint64		wakes_at_ask;	/* wake-ups seen when the claim was asked */
 	int			reported_inflight;
 	int			reported_ready;
 } PhotoLoop;
@@ -67,9 +82,11 @@ send_ready(PhotoLoop *loop)
 	uint64		epoch = moverz_recall_epoch();
 	int			ready = claim_ready_count(loop->claims);
 
-	if (epoch != loop->recall_epoch || (ready > 0 && moverz_rate_held_ms() > 0))
+	if (epoch != loop->recall_epoch || loop->force_recall ||
+		(ready > 0 && moverz_rate_held_ms() > 0))
 	{
 		loop->recall_epoch = epoch;
+		loop->force_recall = false;
 		loop->want_claim = true;
 		claim_recall_ready(loop->claims);
 		return;
@@ -99,6 +116,17 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 		loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
 		return false;
 	}
+	if (loop->writer != NULL)
+	{
+		/* the answer comes later (take_claims) */
+		loop->claim_asked = granted;
+		loop->wakes_at_ask = moverz_photo_wakes();
+		loop->want_claim = false;
+		loop->rate_wait_until = 0;
+		loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+		writer_ask_claim(loop->writer, granted);
+		return false;
+	}
 	n = claim_photos(loop->claims, granted);
 	moverz_rate_give_back(granted - Max(n, 0));
 	/* photos came: there may be more; none: wait for a wake-up or the poll */
@@ -110,11 +138,35 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 }
 
 /*
+ * take_claims
+ *		Queue the photos of the writer's answers as ready.  An answer to a
+ *		claim that read the recall epoch before the last recall honoured
+ *		may hold photos that recall should have handed back: so they go.
+ */
+static void
+take_claims(PhotoLoop *loop)
+{
+	WriterClaim answer;
+
+	while (loop->writer != NULL && writer_take_claim(loop->writer, loop->claims, &answer))
+	{
+		moverz_rate_give_back(answer.asked - Max(answer.claimed, 0));
+		loop->claim_asked = 0;
+		/* a full claim: there may be more; or work came since it was asked */
+		loop->want_claim = answer.claimed == answer.asked ||
+			moverz_photo_wakes() != loop->wakes_at_ask;
+		if (answer.epoch < loop->recall_epoch)
+			loop->force_recall = true;
+	}
+}
+
+/*
  * maintain_claims
  *		Take back stale claims at start and, then, expired leases now and
  *		then; claim new photos when woken, after a full claim, or on poll:
  *		first for the free slots (they are sent at once), then, in bulk,
- *		the photos to keep claimed ahead.
+ *		the photos to keep claimed ahead.  A writer is asked for both at
+ *		once, one claim at a time.
  */
 static void
 maintain_claims(PhotoLoop *loop)
@@ -131,11 +183,21 @@ maintain_claims(PhotoLoop *loop)
 		if (!loop->recovered)
 			return;				/* extension missing, or the database is busy */
 	}
-	if (!loop->want_claim && now < loop->next_poll)
+	if ((!loop->want_claim && now < loop->next_poll) || loop->claim_asked > 0)
 		return;
 	/* slots no ready photo will fill */
 	uncovered = moverz_max_inflight - ai_client_inflight(loop->client) -
 		claim_ready_count(loop->claims);
+	if (loop->writer != NULL)
+	{
+		int			want = Max(uncovered, 0);
+
+		if (claim_ready_count(loop->claims) < (ahead + 1) / 2)
+			want += ahead - claim_ready_count(loop->claims);
+		if (want > 0)
+			(void) claim_into_queue(loop, Min(want, WRITER_CLAIM_MAX), now);
+		return;
+	}
 	if (uncovered > 0 && !claim_into_queue(loop, uncovered, now))
 		return;
 	/* claim ahead in bulk, not photo by photo */
@@ -145,15 +207,25 @@ maintain_claims(PhotoLoop *loop)
 
 /*
  * write_back_results
- *		Write back every finished result, moverz_batch.writeback_batch per
- *		transaction; between two, read the answers that came and fill
- *		their slots again (from the ready photos, or by a claim).
+ *		Hand every finished result to the writer.  Without one, write them
+ *		back here, moverz_batch.writeback_batch per transaction; between
+ *		two, read the answers that came and fill their slots again (from
+ *		the ready photos, or by a claim).
  */
 static void
 write_back_results(PhotoLoop *loop)
 {
 	AiResult   *batch = palloc(sizeof(AiResult) * moverz_writeback_batch);
 	int			n;
+
+	if (loop->writer != NULL)
+	{
+		while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
+			writer_send_results(loop->writer, batch, n);
+		writer_flush(loop->writer);
+		pfree(batch);
+		return;
+	}
 
 	while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
 	{
@@ -200,13 +272,16 @@ static long
 wait_timeout(PhotoLoop *loop)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz until = Min(loop->next_poll, loop->next_reap);
+	/* no poll while a claim is asked: its answer wakes the loop */
+	TimestampTz until = loop->claim_asked > 0 ? loop->next_reap :
+		Min(loop->next_poll, loop->next_reap);
 	long		curl_ms = ai_client_timeout_ms(loop->client);
 	long		ms;
 
 	if (claim_ready_count(loop->claims) > 0 && ai_client_inflight(loop->client) < moverz_max_inflight)
 		return 0;
-	if (loop->want_claim && ai_client_inflight(loop->client) < moverz_max_inflight)
+	if (loop->want_claim && loop->claim_asked == 0 &&
+		ai_client_inflight(loop->client) < moverz_max_inflight)
 	{
 		if (loop->rate_wait_until <= now)
 			return 0;
@@ -218,6 +293,28 @@ wait_timeout(PhotoLoop *loop)
 	if (curl_ms >= 0)
 		ms = Min(ms, curl_ms);
 	return ms;
+}
+
+/*
+ * hand_back_and_exit
+ *		Shutting down, or the writer went away: the photos claimed ahead go
+ *		back, unsent (with those of a claim still asked of the writer),
+ *		then the worker exits.
+ */
+static void
+hand_back_and_exit(PhotoLoop *loop)
+{
+	WriterClaim answer;
+
+	HOLD_INTERRUPTS();
+	if (loop->writer != NULL && loop->claim_asked > 0)
+		(void) writer_wait_claim(loop->writer, loop->claims, &answer, 5000);
+	if (claim_ready_count(loop->claims) > 0)
+		claim_recall_ready(loop->claims);
+	RESUME_INTERRUPTS();
+	if (loop->writer != NULL && writer_lost(loop->writer))
+		writer_exit(loop->writer);
+	CHECK_FOR_INTERRUPTS();
 }
 
 /*
@@ -241,6 +338,8 @@ moverz_photo_worker_main(Datum main_arg)
 	loop.want_claim = true;
 	loop.reported_inflight = -1;
 	loop.recall_epoch = moverz_recall_epoch();
+	loop.wakes = moverz_photo_wakes();
+	loop.writer = moverz_photo_writer ? writer_start(index) : NULL;
 	events = moverz_wait_set(ai_client_event_fd(loop.client));
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -254,18 +353,14 @@ moverz_photo_worker_main(Datum main_arg)
 
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
-		if (ProcDiePending && claim_ready_count(loop.claims) > 0)
-		{
-			/* shutting down: photos claimed ahead go back, unsent */
-			HOLD_INTERRUPTS();
-			claim_recall_ready(loop.claims);
-			RESUME_INTERRUPTS();
-		}
+		if (ProcDiePending || (loop.writer != NULL && writer_lost(loop.writer)))
+			hand_back_and_exit(&loop);
 		if (moverz_process_interrupts())
 			ai_client_configure(loop.client);
 
 		ai_client_drive(loop.client, socket_ready);
 		/* refill the free slots first: the requests leave, then we write */
+		take_claims(&loop);
 		send_ready(&loop);
 		maintain_claims(&loop);
 		ai_client_drive(loop.client, false);
@@ -279,8 +374,16 @@ moverz_photo_worker_main(Datum main_arg)
 		{
 			if (occurred[i].events & WL_LATCH_SET)
 			{
+				uint64		wakes;
+
+				/* the writer sets the latch too: new work moves the count */
 				ResetLatch(MyLatch);
-				loop.want_claim = true;
+				wakes = moverz_photo_wakes();
+				if (wakes != loop.wakes)
+				{
+					loop.wakes = wakes;
+					loop.want_claim = true;
+				}
 			}
 			if (occurred[i].events & WL_SOCKET_READABLE)
 				socket_ready = true;

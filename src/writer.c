@@ -1,0 +1,576 @@
+/*-------------------------------------------------------------------------
+ *
+ * writer.c
+ *		The photo writer: a photo worker's transactions, in a process of
+ *		their own.
+ *
+ * A photo worker lives on the network; its claims and write-backs are
+ * transactions of a few milliseconds, and while one runs no answer is read
+ * and no request leaves.  So each photo worker starts a writer (a dynamic
+ * background worker) and talks to it through two message queues in a DSM
+ * segment: claim requests and finished results go to the writer, claimed
+ * photos come back.  The worker never waits on a queue (what the queue
+ * cannot take yet stays with the worker, in order); the writer does, and
+ * runs its transactions while the worker keeps its requests moving.  Claims
+ * go before write-backs: they are what the free request slots wait for.
+ *
+ * The writer lives and dies with its worker.  It exits once the worker has
+ * detached, after writing back every result it received; photos it claimed
+ * for a worker that is gone are handed back unsent.  The worker exits (and
+ * is restarted, taking back its claims) if its writer goes away.  When no
+ * writer can be started (no free background worker slot), the worker runs
+ * its transactions itself, as it would with a writer that is not there.
+ *
+ * Messages, by their first byte:
+ *	to the writer	'C' int32 want: claim up to want photos
+ *					'R' int32 n, then n x (int32 head_len, int32 len, bytes):
+ *					results to write back
+ *	to the worker	'P' uint64 epoch, int32 asked, int32 n, then n photos,
+ *					each int32 attempt and 7 x (int32 len or -1, bytes):
+ *					the answer to a claim (n = -1: it failed); epoch is the
+ *					recall epoch read before the claim
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "moverz_batch.h"
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* Sizes of the two queues: results can be large, photos are small. */
+#define TO_WRITER_BYTES		(1024 * 1024)
+#define TO_WORKER_BYTES		(256 * 1024)
+
+/*
+ * Results kept before write-backs go ahead of claims: claims go first (the
+ * free request slots wait for them), but not to the point of keeping more
+ * than about two rounds of answers unwritten.
+ */
+#define WRITER_MAX_KEPT		(2 * Max(moverz_max_inflight, moverz_writeback_batch))
+
+/* The head of the DSM segment; the two queues follow. */
+typedef struct WriterChannel
+{
+	int			worker_index;
+} WriterChannel;
+
+#define CHANNEL_TO_WRITER(ch) \
+	((shm_mq *) ((char *) (ch) + MAXALIGN(sizeof(WriterChannel))))
+#define CHANNEL_TO_WORKER(ch) \
+	((shm_mq *) ((char *) CHANNEL_TO_WRITER(ch) + TO_WRITER_BYTES))
+#define CHANNEL_BYTES \
+	(MAXALIGN(sizeof(WriterChannel)) + TO_WRITER_BYTES + TO_WORKER_BYTES)
+
+/* The photo worker's end. */
+struct WriterLink
+{
+	dsm_segment *seg;
+	shm_mq_handle *out;			/* to the writer */
+	shm_mq_handle *in;			/* from the writer */
+	MemoryContext cxt;			/* the messages not yet queued */
+	List	   *pending;		/* of StringInfo, oldest first */
+	int			index;
+	bool		lost;			/* the writer went away */
+};
+
+/* What the writer has received and not yet done. */
+typedef struct WriterState
+{
+	ClaimState *claims;
+	shm_mq_handle *in;			/* from the worker */
+	shm_mq_handle *out;			/* to the worker */
+	int			want;			/* photos asked for, 0: no claim asked */
+	MemoryContext results_cxt;
+	AiResult   *results;
+	int			nresults;
+	int			maxresults;
+	bool		detached;		/* the worker is gone */
+} WriterState;
+
+/*
+ * mq_send
+ *		shm_mq_send, flushed at once (PostgreSQL 15 and later batch writes
+ *		otherwise).
+ */
+static shm_mq_result
+mq_send(shm_mq_handle *mqh, StringInfo msg, bool nowait)
+{
+#if PG_VERSION_NUM >= 150000
+	return shm_mq_send(mqh, msg->len, msg->data, nowait, true);
+#else
+	return shm_mq_send(mqh, msg->len, msg->data, nowait);
+#endif
+}
+
+/*
+ * writer_start
+ *		Start the writer of photo worker "index" and connect to it.  NULL
+ *		when it cannot be started: the worker then runs its transactions
+ *		itself.
+ */
+WriterLink *
+writer_start(int index)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	WriterChannel *channel;
+	WriterLink *link;
+	dsm_segment *seg;
+	pid_t		pid;
+
+	seg = dsm_create(CHANNEL_BYTES, 0);
+	dsm_pin_mapping(seg);
+	channel = dsm_segment_address(seg);
+	channel->worker_index = index;
+	shm_mq_set_sender(shm_mq_create(CHANNEL_TO_WRITER(channel), TO_WRITER_BYTES), MyProc);
+	shm_mq_set_receiver(shm_mq_create(CHANNEL_TO_WORKER(channel), TO_WORKER_BYTES), MyProc);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "moverz_batch");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "moverz_photo_writer_main");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "moverz_batch photo writer");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "moverz_batch photo writer %d", index);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle) ||
+		WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("moverz_batch: photo worker %d could not start its writer; it runs its transactions itself",
+						index),
+				 errhint("Raise max_worker_processes: each photo worker uses two background worker slots.")));
+		dsm_detach(seg);
+		return NULL;
+	}
+
+	link = MemoryContextAllocZero(TopMemoryContext, sizeof(WriterLink));
+	link->seg = seg;
+	link->index = index;
+	link->cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch writer messages",
+									  ALLOCSET_DEFAULT_SIZES);
+	link->out = shm_mq_attach(CHANNEL_TO_WRITER(channel), seg, handle);
+	link->in = shm_mq_attach(CHANNEL_TO_WORKER(channel), seg, handle);
+	return link;
+}
+
+/*
+ * writer_lost
+ *		Has the writer gone away?  The worker cannot go on without it: it
+ *		hands back its ready photos and exits (writer_exit).
+ */
+bool
+writer_lost(WriterLink *link)
+{
+	return link->lost;
+}
+
+/*
+ * writer_exit
+ *		End the worker whose writer went away; it is restarted, and takes
+ *		back the photos it had in flight.
+ */
+void
+writer_exit(WriterLink *link)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("moverz_batch: the writer of photo worker %d exited", link->index),
+			 errdetail("The worker restarts and takes back the photos it had in flight.")));
+}
+
+/*
+ * new_message
+ *		An empty message of the given kind, queued to be sent.
+ */
+static StringInfo
+new_message(WriterLink *link, char kind)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(link->cxt);
+	StringInfo	msg = makeStringInfo();
+
+	appendStringInfoChar(msg, kind);
+	link->pending = lappend(link->pending, msg);
+	MemoryContextSwitchTo(oldcxt);
+	return msg;
+}
+
+/* Fixed-size fields of the messages, in host order. */
+static void
+put_int32(StringInfo msg, int32 v)
+{
+	appendBinaryStringInfo(msg, (char *) &v, sizeof(v));
+}
+
+static int32
+get_int32(const char **p)
+{
+	int32		v;
+
+	memcpy(&v, *p, sizeof(v));
+	*p += sizeof(v);
+	return v;
+}
+
+/*
+ * writer_flush
+ *		Queue what the writer's queue takes now, in order; the rest waits
+ *		for the next call (the writer sets our latch as it reads).
+ */
+void
+writer_flush(WriterLink *link)
+{
+	while (link->pending != NIL && !link->lost)
+	{
+		StringInfo	msg = (StringInfo) linitial(link->pending);
+		shm_mq_result res = mq_send(link->out, msg, true);
+
+		if (res == SHM_MQ_WOULD_BLOCK)
+			return;
+		if (res != SHM_MQ_SUCCESS)
+		{
+			link->lost = true;
+			return;
+		}
+		link->pending = list_delete_first(link->pending);
+		pfree(msg->data);
+		pfree(msg);
+	}
+}
+
+/*
+ * writer_ask_claim
+ *		Ask the writer to claim up to want photos.
+ */
+void
+writer_ask_claim(WriterLink *link, int want)
+{
+	put_int32(new_message(link, 'C'), want);
+	writer_flush(link);
+}
+
+/*
+ * writer_send_results
+ *		Hand n results to the writer, which writes them back in one
+ *		transaction.  Frees the result strings.
+ */
+void
+writer_send_results(WriterLink *link, AiResult *results, int n)
+{
+	StringInfo	msg = new_message(link, 'R');
+	MemoryContext oldcxt = MemoryContextSwitchTo(link->cxt);
+
+	put_int32(msg, n);
+	for (int i = 0; i < n; i++)
+	{
+		int			len = strlen(results[i].json);
+
+		put_int32(msg, results[i].head_len);
+		put_int32(msg, len);
+		appendBinaryStringInfo(msg, results[i].json, len);
+		pfree(results[i].json);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	writer_flush(link);
+}
+
+/*
+ * take_claim
+ *		Take the next answer to a claim (waiting for it unless nowait): its
+ *		photos join the ready queue of claims.  False when none came.
+ */
+static bool
+take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowait)
+{
+	Size		nbytes;
+	void	   *data;
+	const char *p;
+	shm_mq_result res;
+
+	if (link->lost)
+		return false;
+	res = shm_mq_receive(link->in, &nbytes, &data, nowait);
+	if (res == SHM_MQ_WOULD_BLOCK)
+		return false;
+	if (res != SHM_MQ_SUCCESS)
+	{
+		link->lost = true;
+		return false;
+	}
+	p = data;
+	if (nbytes < 1 + sizeof(uint64) + 2 * sizeof(int32) || *p != 'P')
+		elog(ERROR, "moverz_batch: unexpected message from the photo writer");
+	p++;
+	memcpy(&answer->epoch, p, sizeof(uint64));
+	p += sizeof(uint64);
+	answer->asked = get_int32(&p);
+	answer->claimed = get_int32(&p);
+	for (int i = 0; i < answer->claimed; i++)
+	{
+		const char *values[7];
+		int			attempt = get_int32(&p);
+
+		for (int f = 0; f < 7; f++)
+		{
+			int32		len = get_int32(&p);
+
+			/* the strings are sent with their terminating NUL */
+			values[f] = len < 0 ? NULL : p;
+			p += Max(len, 0);
+		}
+		claim_push_ready(claims, values, attempt);
+	}
+	return true;
+}
+
+/*
+ * writer_take_claim
+ *		Take the next answer to a claim, if one came (see take_claim).
+ */
+bool
+writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
+{
+	return take_claim(link, claims, answer, true);
+}
+
+/*
+ * writer_wait_claim
+ *		Wait up to timeout_ms for the answer to the claim asked (at
+ *		shutdown, so that its photos can be handed back).  False when it
+ *		did not come, or the writer is gone.
+ */
+bool
+writer_wait_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer,
+				  long timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	for (;;)
+	{
+		long		secs;
+		int			usecs;
+
+		writer_flush(link);
+		if (link->pending == NIL && take_claim(link, claims, answer, true))
+			return true;
+		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+		if (link->lost || (secs == 0 && usecs == 0))
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 secs * 1000 + usecs / 1000 + 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------- writer */
+
+/*
+ * put_photo
+ *		Append one claimed photo to an answer.
+ */
+static void
+put_photo(StringInfo msg, const AiPhoto *photo)
+{
+	const char *values[7] = {photo->id, photo->batch_id, photo->project_id, photo->user_id,
+	photo->url, photo->filename, photo->room_type};
+
+	put_int32(msg, photo->attempt);
+	for (int f = 0; f < 7; f++)
+	{
+		int32		len = values[f] ? (int32) strlen(values[f]) + 1 : -1;
+
+		put_int32(msg, len);
+		if (len > 0)
+			appendBinaryStringInfo(msg, values[f], len);
+	}
+}
+
+/*
+ * writer_claim
+ *		Claim what the worker asked for and send it the photos.  Photos the
+ *		worker can no longer take go back unsent.
+ */
+static void
+writer_claim(WriterState *ws)
+{
+	StringInfoData msg;
+	AiPhoto   **photos;
+	uint64		epoch = moverz_recall_epoch();
+	int			n = claim_fetch(ws->claims, ws->want, &photos);
+
+	initStringInfo(&msg);
+	appendStringInfoChar(&msg, 'P');
+	appendBinaryStringInfo(&msg, (char *) &epoch, sizeof(epoch));
+	put_int32(&msg, ws->want);
+	put_int32(&msg, n);
+	for (int i = 0; i < n; i++)
+		put_photo(&msg, photos[i]);
+	ws->want = 0;
+	/* committed: the photos reach the worker, or go back unsent */
+	HOLD_INTERRUPTS();
+	if (mq_send(ws->out, &msg, false) != SHM_MQ_SUCCESS)
+	{
+		ws->detached = true;
+		(void) claim_unclaim(ws->claims, photos, n);
+	}
+	else
+	{
+		for (int i = 0; i < n; i++)
+			pfree(photos[i]);
+	}
+	RESUME_INTERRUPTS();
+	if (photos)
+		pfree(photos);
+	pfree(msg.data);
+}
+
+/*
+ * writer_keep_results
+ *		Keep the results of one 'R' message until they are written back.
+ */
+static void
+writer_keep_results(WriterState *ws, const char *p)
+{
+	int			n = get_int32(&p);
+
+	if (ws->nresults + n > ws->maxresults)
+	{
+		ws->maxresults = Max(64, 2 * (ws->nresults + n));
+		ws->results = ws->results == NULL ?
+			MemoryContextAlloc(ws->results_cxt, ws->maxresults * sizeof(AiResult)) :
+			repalloc(ws->results, ws->maxresults * sizeof(AiResult));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		AiResult   *r = &ws->results[ws->nresults++];
+		int			len;
+
+		r->head_len = get_int32(&p);
+		len = get_int32(&p);
+		r->json = MemoryContextAlloc(ws->results_cxt, len + 1);
+		memcpy(r->json, p, len);
+		r->json[len] = '\0';
+		p += len;
+	}
+}
+
+/*
+ * writer_receive
+ *		Take every message the worker has queued.
+ */
+static void
+writer_receive(WriterState *ws)
+{
+	for (;;)
+	{
+		Size		nbytes;
+		void	   *data;
+		const char *p;
+		shm_mq_result res = shm_mq_receive(ws->in, &nbytes, &data, true);
+
+		if (res == SHM_MQ_WOULD_BLOCK)
+			return;
+		if (res != SHM_MQ_SUCCESS)
+		{
+			ws->detached = true;
+			return;
+		}
+		p = data;
+		if (nbytes >= 1 + sizeof(int32) && p[0] == 'C')
+		{
+			int32		want;
+
+			p++;
+			want = get_int32(&p);
+			ws->want = Max(ws->want, want);
+		}
+		else if (nbytes >= 1 + sizeof(int32) && p[0] == 'R')
+			writer_keep_results(ws, p + 1);
+		else
+			elog(ERROR, "moverz_batch: unexpected message from the photo worker");
+	}
+}
+
+/*
+ * writer_write_back
+ *		Write back up to moverz_batch.writeback_batch of the results kept,
+ *		oldest first.
+ */
+static void
+writer_write_back(WriterState *ws)
+{
+	int			n = Min(ws->nresults, moverz_writeback_batch);
+
+	claim_write_back(ws->claims, ws->results, n);
+	ws->nresults -= n;
+	memmove(ws->results, ws->results + n, ws->nresults * sizeof(AiResult));
+}
+
+/*
+ * moverz_photo_writer_main
+ *		Entry point of a photo writer; main_arg is the handle of the DSM
+ *		segment its photo worker created.
+ */
+void
+moverz_photo_writer_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	WriterChannel *channel;
+	WriterState ws;
+	MemoryContext loop_cxt;
+	int			index;
+
+	moverz_worker_setup("starting");
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		proc_exit(0);			/* the worker is already gone */
+	channel = dsm_segment_address(seg);
+	index = channel->worker_index;
+
+	memset(&ws, 0, sizeof(ws));
+	shm_mq_set_receiver(CHANNEL_TO_WRITER(channel), MyProc);
+	shm_mq_set_sender(CHANNEL_TO_WORKER(channel), MyProc);
+	ws.in = shm_mq_attach(CHANNEL_TO_WRITER(channel), seg, NULL);
+	ws.out = shm_mq_attach(CHANNEL_TO_WORKER(channel), seg, NULL);
+	ws.claims = claim_state_create(moverz_photo_slot(index), index, NULL);
+	ws.results_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch results to write",
+										   ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo writer loop",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+		(void) moverz_process_interrupts();
+		writer_receive(&ws);
+		/* claims first, unless the results kept pile up */
+		if (ws.want > 0 && !ws.detached && ws.nresults < WRITER_MAX_KEPT)
+			writer_claim(&ws);
+		else if (ws.nresults > 0)
+			writer_write_back(&ws);
+		else if (ws.want > 0 && !ws.detached)
+			writer_claim(&ws);
+		else if (ws.detached)
+			break;
+		else
+		{
+			pgstat_report_activity(STATE_IDLE, "waiting for work from its photo worker");
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+	proc_exit(0);
+}
