@@ -28,6 +28,7 @@ struct ClaimState
 {
 	MoverzWorkerSlot *slot;
 	int			worker_index;
+	int64		claim_token;	/* the worker incarnation's */
 	AiClient   *client;
 	MemoryContext ready_cxt;	/* the ready photos and their queue */
 	AiPhoto   **ready;			/* claimed, not yet sent; oldest first */
@@ -54,15 +55,18 @@ typedef struct ClaimCall
 
 /*
  * claim_state_create
- *		The claim state of worker "worker_index".
+ *		The claim state of photo worker "worker_index", incarnation
+ *		claim_token; client is NULL in its writer.
  */
 ClaimState *
-claim_state_create(MoverzWorkerSlot *slot, int worker_index, AiClient *client)
+claim_state_create(MoverzWorkerSlot *slot, int worker_index, int64 claim_token,
+				   AiClient *client)
 {
 	ClaimState *state = MemoryContextAllocZero(TopMemoryContext, sizeof(ClaimState));
 
 	state->slot = slot;
 	state->worker_index = worker_index;
+	state->claim_token = claim_token;
 	state->client = client;
 	state->ready_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch ready photos",
 											 ALLOCSET_DEFAULT_SIZES);
@@ -140,7 +144,7 @@ claim_txn(void *arg)
 				 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
 				 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types);
 	values[0] = Int32GetDatum(state->worker_index);
-	values[1] = Int64GetDatum(state->slot->claim_token);
+	values[1] = Int64GetDatum(state->claim_token);
 	values[2] = Int32GetDatum(call->limit);
 	values[3] = Int32GetDatum(moverz_lease_timeout_ms);
 	values[4] = Int32GetDatum(moverz_max_inflight_per_user);
@@ -284,7 +288,7 @@ unclaim_txn(void *arg)
 
 	moverz_saved_plan(&state->unclaim_plan,
 				 "SELECT moverz_batch.unclaim_photos($1, $2)", 2, types);
-	values[0] = Int64GetDatum(state->slot->claim_token);
+	values[0] = Int64GetDatum(state->claim_token);
 	values[1] = call->ids;
 	rc = SPI_execute_plan(state->unclaim_plan, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -354,7 +358,7 @@ write_back_txn(void *arg)
 	moverz_saved_plan(&state->complete_plan,
 				 "SELECT done, rate_limit_ms"
 				 "  FROM moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types);
-	values[0] = Int64GetDatum(state->slot->claim_token);
+	values[0] = Int64GetDatum(state->claim_token);
 	values[1] = CStringGetTextDatum(call->results);
 	values[2] = Int32GetDatum(moverz_max_attempts);
 	values[3] = Int32GetDatum(moverz_retry_backoff_ms);
@@ -466,7 +470,7 @@ release_txn(void *arg)
 	moverz_saved_plan(&state->release_plan,
 				 "SELECT moverz_batch.release_claims($1, $2, $3, $4)", 4, types);
 	values[0] = Int32GetDatum(state->worker_index);
-	values[1] = Int64GetDatum(state->slot->claim_token);
+	values[1] = Int64GetDatum(state->claim_token);
 	values[2] = Int32GetDatum(moverz_workers);
 	values[3] = Int32GetDatum(moverz_max_attempts);
 	rc = SPI_execute_plan(state->release_plan, values, NULL, false, 1);

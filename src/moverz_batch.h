@@ -147,7 +147,7 @@ extern int	ai_client_take_results(AiClient *client, AiResult *results, int max);
 /* claim.c: SPI claim, write-back and crash recovery of photos. */
 typedef struct ClaimState ClaimState;
 extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
-									  AiClient *client);
+									  int64 claim_token, AiClient *client);
 extern int	claim_fetch(ClaimState *state, int limit, AiPhoto ***photos);
 extern int	claim_photos(ClaimState *state, int limit);
 extern void claim_push_ready(ClaimState *state, const char *const values[7], int attempt);
@@ -172,13 +172,12 @@ typedef struct WriterClaim
 	int			claimed;		/* photos claimed (queued ready), -1: failed */
 } WriterClaim;
 
-extern WriterLink *writer_start(int index);
+extern WriterLink *writer_start(int index, int64 claim_token);
 extern void writer_ask_claim(WriterLink *link, int want);
 extern void writer_send_results(WriterLink *link, AiResult *results, int n);
 extern void writer_flush(WriterLink *link);
 extern bool writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer);
-extern bool writer_wait_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer,
-							  long timeout_ms);
+extern void writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms);
 extern bool writer_lost(WriterLink *link);
 extern void writer_exit(WriterLink *link);
 

@@ -35,6 +35,9 @@
  */
 #define WRITER_CLAIM_MAX	256
 
+/* How long a worker that goes waits for its writer to take what it has. */
+#define WRITER_CLOSE_MS		2000
+
 /* What the loop knows between turns. */
 typedef struct PhotoLoop
 {
@@ -181,7 +184,11 @@ maintain_claims(PhotoLoop *loop)
 		loop->next_reap = TimestampTzPlusMilliseconds(now, Max(moverz_poll_interval_ms,
 															   moverz_lease_timeout_ms / 4));
 		if (!loop->recovered)
-			return;				/* extension missing, or the database is busy */
+		{
+			/* extension missing, or the database is busy: again on poll */
+			loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+			return;
+		}
 	}
 	if ((!loop->want_claim && now < loop->next_poll) || loop->claim_asked > 0)
 		return;
@@ -278,9 +285,13 @@ wait_timeout(PhotoLoop *loop)
 	long		curl_ms = ai_client_timeout_ms(loop->client);
 	long		ms;
 
-	if (claim_ready_count(loop->claims) > 0 && ai_client_inflight(loop->client) < moverz_max_inflight)
+	if (loop->writer != NULL && writer_lost(loop->writer))
 		return 0;
-	if (loop->want_claim && loop->claim_asked == 0 &&
+	if (!loop->recovered)
+		until = loop->next_poll;	/* claims wait for the recovery */
+	else if (claim_ready_count(loop->claims) > 0 && ai_client_inflight(loop->client) < moverz_max_inflight)
+		return 0;
+	else if (loop->want_claim && loop->claim_asked == 0 &&
 		ai_client_inflight(loop->client) < moverz_max_inflight)
 	{
 		if (loop->rate_wait_until <= now)
@@ -297,22 +308,24 @@ wait_timeout(PhotoLoop *loop)
 
 /*
  * hand_back_and_exit
- *		Shutting down, or the writer went away: the photos claimed ahead go
- *		back, unsent (with those of a claim still asked of the writer),
- *		then the worker exits.
+ *		Shutting down, or the writer went away.  The answers read go to the
+ *		writer to be written back, the channel is closed (with the photos
+ *		of a claim the writer was answering), the photos claimed ahead go
+ *		back unsent, and the worker exits.
  */
 static void
 hand_back_and_exit(PhotoLoop *loop)
 {
-	WriterClaim answer;
-
 	HOLD_INTERRUPTS();
-	if (loop->writer != NULL && loop->claim_asked > 0)
-		(void) writer_wait_claim(loop->writer, loop->claims, &answer, 5000);
+	if (loop->writer != NULL)
+	{
+		write_back_results(loop);
+		writer_close(loop->writer, loop->claims, &loop->claim_asked, WRITER_CLOSE_MS);
+	}
 	if (claim_ready_count(loop->claims) > 0)
 		claim_recall_ready(loop->claims);
 	RESUME_INTERRUPTS();
-	if (loop->writer != NULL && writer_lost(loop->writer))
+	if (loop->writer != NULL && writer_lost(loop->writer) && !ProcDiePending)
 		writer_exit(loop->writer);
 	CHECK_FOR_INTERRUPTS();
 }
@@ -334,12 +347,12 @@ moverz_photo_worker_main(Datum main_arg)
 	memset(&loop, 0, sizeof(loop));
 	loop.slot = moverz_attach_slot(index, false);
 	loop.client = ai_client_create();
-	loop.claims = claim_state_create(loop.slot, index, loop.client);
+	loop.claims = claim_state_create(loop.slot, index, loop.slot->claim_token, loop.client);
 	loop.want_claim = true;
 	loop.reported_inflight = -1;
 	loop.recall_epoch = moverz_recall_epoch();
 	loop.wakes = moverz_photo_wakes();
-	loop.writer = moverz_photo_writer ? writer_start(index) : NULL;
+	loop.writer = moverz_photo_writer ? writer_start(index, loop.slot->claim_token) : NULL;
 	events = moverz_wait_set(ai_client_event_fd(loop.client));
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo worker loop",
 									 ALLOCSET_DEFAULT_SIZES);

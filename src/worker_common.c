@@ -100,6 +100,7 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 						  char **error)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
+	uint32		holdoff = InterruptHoldoffCount;
 	volatile bool present = false;
 
 	if (error)
@@ -123,6 +124,8 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 	{
 		ErrorData  *edata;
 
+		/* the error reset it: a caller holding interrupts still holds them */
+		InterruptHoldoffCount = holdoff;
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -16,10 +16,15 @@
  *
  * The writer lives and dies with its worker.  It exits once the worker has
  * detached, after writing back every result it received; photos it claimed
- * for a worker that is gone are handed back unsent.  The worker exits (and
- * is restarted, taking back its claims) if its writer goes away.  When no
- * writer can be started (no free background worker slot), the worker runs
- * its transactions itself, as it would with a writer that is not there.
+ * for a worker that is gone or going are handed back unsent.  On SIGTERM
+ * it answers the claim asked without claiming and writes back what it
+ * receives for WRITER_DRAIN_MS more, then exits.  A worker that goes hands
+ * its finished results to the writer and closes the channel (writer_close),
+ * so that no claimed photo is left unsent with its attempt counted.  The
+ * worker exits (and is restarted, taking back its claims) if its writer
+ * goes away.  When no writer can be started (no free background worker
+ * slot or DSM segment), or with moverz_batch.photo_writer = off, the worker
+ * runs its transactions itself.
  *
  * Messages, by their first byte:
  *	to the writer	'C' int32 want: claim up to want photos
@@ -38,6 +43,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -56,10 +62,21 @@
  */
 #define WRITER_MAX_KEPT		(2 * Max(moverz_max_inflight, moverz_writeback_batch))
 
-/* The head of the DSM segment; the two queues follow. */
+/*
+ * The head of the DSM segment; the two queues follow.  At shutdown the
+ * worker closes the channel: from then on the writer hands the photos of a
+ * committed claim back instead of sending them, and the worker waits for an
+ * answer only if the writer had begun to send it.
+ */
 typedef struct WriterChannel
 {
+	slock_t		mutex;			/* protects closing and sending */
+	bool		closing;		/* the worker takes no more answers */
+	bool		sending;		/* the writer is sending a committed claim */
+	uint64		answers_sent;	/* answers the writer has sent */
 	int			worker_index;
+	pid_t		worker_pid;
+	int64		claim_token;	/* the worker incarnation's */
 } WriterChannel;
 
 #define CHANNEL_TO_WRITER(ch) \
@@ -73,17 +90,20 @@ typedef struct WriterChannel
 struct WriterLink
 {
 	dsm_segment *seg;
+	WriterChannel *channel;
 	shm_mq_handle *out;			/* to the writer */
 	shm_mq_handle *in;			/* from the writer */
 	MemoryContext cxt;			/* the messages not yet queued */
 	List	   *pending;		/* of StringInfo, oldest first */
 	int			index;
 	bool		lost;			/* the writer went away */
+	uint64		answers_taken;	/* answers read */
 };
 
 /* What the writer has received and not yet done. */
 typedef struct WriterState
 {
+	WriterChannel *channel;
 	ClaimState *claims;
 	shm_mq_handle *in;			/* from the worker */
 	shm_mq_handle *out;			/* to the worker */
@@ -93,7 +113,11 @@ typedef struct WriterState
 	int			nresults;
 	int			maxresults;
 	bool		detached;		/* the worker is gone */
+	TimestampTz stop_by;		/* SIGTERM: exit by then; 0 = running */
 } WriterState;
+
+/* How long a writer told to stop still takes results from its worker. */
+#define WRITER_DRAIN_MS		2000
 
 /*
  * mq_send
@@ -117,21 +141,38 @@ mq_send(shm_mq_handle *mqh, StringInfo msg, bool nowait)
  *		itself.
  */
 WriterLink *
-writer_start(int index)
+writer_start(int index, int64 claim_token)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	WriterChannel *channel;
 	WriterLink *link;
 	dsm_segment *seg;
+	shm_mq_handle *out;
+	shm_mq_handle *in;
 	pid_t		pid;
 
-	seg = dsm_create(CHANNEL_BYTES, 0);
+	seg = dsm_create(CHANNEL_BYTES, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("moverz_batch: photo worker %d could not start its writer (no DSM segment left); it runs its transactions itself",
+						index)));
+		return NULL;
+	}
 	dsm_pin_mapping(seg);
 	channel = dsm_segment_address(seg);
+	memset(channel, 0, sizeof(WriterChannel));
+	SpinLockInit(&channel->mutex);
 	channel->worker_index = index;
+	channel->worker_pid = MyProcPid;
+	channel->claim_token = claim_token;
 	shm_mq_set_sender(shm_mq_create(CHANNEL_TO_WRITER(channel), TO_WRITER_BYTES), MyProc);
 	shm_mq_set_receiver(shm_mq_create(CHANNEL_TO_WORKER(channel), TO_WORKER_BYTES), MyProc);
+	/* attached first: if this worker dies from here on, the writer sees it */
+	out = shm_mq_attach(CHANNEL_TO_WRITER(channel), seg, NULL);
+	in = shm_mq_attach(CHANNEL_TO_WORKER(channel), seg, NULL);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -155,13 +196,16 @@ writer_start(int index)
 		return NULL;
 	}
 
+	shm_mq_set_handle(out, handle);
+	shm_mq_set_handle(in, handle);
 	link = MemoryContextAllocZero(TopMemoryContext, sizeof(WriterLink));
 	link->seg = seg;
+	link->channel = channel;
 	link->index = index;
 	link->cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch writer messages",
 									  ALLOCSET_DEFAULT_SIZES);
-	link->out = shm_mq_attach(CHANNEL_TO_WRITER(channel), seg, handle);
-	link->in = shm_mq_attach(CHANNEL_TO_WORKER(channel), seg, handle);
+	link->out = out;
+	link->in = in;
 	return link;
 }
 
@@ -298,8 +342,7 @@ take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowai
 	const char *p;
 	shm_mq_result res;
 
-	if (link->lost)
-		return false;
+	/* what the writer sent before it went away is still there to read */
 	res = shm_mq_receive(link->in, &nbytes, &data, nowait);
 	if (res == SHM_MQ_WOULD_BLOCK)
 		return false;
@@ -331,6 +374,7 @@ take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowai
 		}
 		claim_push_ready(claims, values, attempt);
 	}
+	link->answers_taken++;
 	return true;
 }
 
@@ -345,32 +389,56 @@ writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
 }
 
 /*
- * writer_wait_claim
- *		Wait up to timeout_ms for the answer to the claim asked (at
- *		shutdown, so that its photos can be handed back).  False when it
- *		did not come, or the writer is gone.
+ * writer_close
+ *		The worker is going: hand the writer what is queued for it (for up
+ *		to timeout_ms), then close the channel and take the answer to the
+ *		claim asked, if the writer had begun to send it; its photos join
+ *		the ready queue, to be handed back.  *asked is set to 0 once no
+ *		answer can come any more.
  */
-bool
-writer_wait_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer,
-				  long timeout_ms)
+void
+writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	WriterClaim answer;
+	bool		sending;
 
-	for (;;)
+	while (!link->lost)
 	{
 		long		secs;
 		int			usecs;
 
 		writer_flush(link);
-		if (link->pending == NIL && take_claim(link, claims, answer, true))
-			return true;
+		while (take_claim(link, claims, &answer, true))
+			*asked = 0;
 		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
-		if (link->lost || (secs == 0 && usecs == 0))
-			return false;
+		if ((link->pending == NIL && *asked == 0) || (secs == 0 && usecs == 0))
+			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 secs * 1000 + usecs / 1000 + 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+	SpinLockAcquire(&link->channel->mutex);
+	link->channel->closing = true;
+	SpinLockRelease(&link->channel->mutex);
+	/* from now on no answer starts; read those sent or being sent */
+	for (;;)
+	{
+		uint64		sent;
+
+		SpinLockAcquire(&link->channel->mutex);
+		sending = link->channel->sending;
+		sent = link->channel->answers_sent;
+		SpinLockRelease(&link->channel->mutex);
+		if (take_claim(link, claims, &answer, true))
+			continue;
+		if (link->lost || (!sending && link->answers_taken >= sent))
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	*asked = 0;
 }
 
 /* ---------------------------------------------------------------- writer */
@@ -397,18 +465,38 @@ put_photo(StringInfo msg, const AiPhoto *photo)
 }
 
 /*
+ * worker_gone
+ *		Is the worker gone, or going (no claim is made for it then)?
+ */
+static bool
+worker_gone(WriterState *ws)
+{
+	bool		closing;
+
+	SpinLockAcquire(&ws->channel->mutex);
+	closing = ws->channel->closing;
+	SpinLockRelease(&ws->channel->mutex);
+	return closing || ws->detached ||
+		moverz_photo_slot(ws->channel->worker_index)->pid != ws->channel->worker_pid;
+}
+
+/*
  * writer_claim
- *		Claim what the worker asked for and send it the photos.  Photos the
- *		worker can no longer take go back unsent.
+ *		Claim what the worker asked for and send it the photos; when
+ *		stopping, or the worker is going, answer without claiming.  Photos
+ *		the worker can no longer take go back unsent.
  */
 static void
 writer_claim(WriterState *ws)
 {
 	StringInfoData msg;
-	AiPhoto   **photos;
+	AiPhoto   **photos = NULL;
 	uint64		epoch = moverz_recall_epoch();
-	int			n = claim_fetch(ws->claims, ws->want, &photos);
+	int			n = 0;
+	bool		deliver;
 
+	if (ws->stop_by == 0 && !worker_gone(ws))
+		n = claim_fetch(ws->claims, ws->want, &photos);
 	initStringInfo(&msg);
 	appendStringInfoChar(&msg, 'P');
 	appendBinaryStringInfo(&msg, (char *) &epoch, sizeof(epoch));
@@ -417,13 +505,22 @@ writer_claim(WriterState *ws)
 	for (int i = 0; i < n; i++)
 		put_photo(&msg, photos[i]);
 	ws->want = 0;
+
 	/* committed: the photos reach the worker, or go back unsent */
 	HOLD_INTERRUPTS();
-	if (mq_send(ws->out, &msg, false) != SHM_MQ_SUCCESS)
-	{
-		ws->detached = true;
+	SpinLockAcquire(&ws->channel->mutex);
+	deliver = !ws->channel->closing;
+	ws->channel->sending = deliver;
+	SpinLockRelease(&ws->channel->mutex);
+	if (deliver)
+		deliver = (mq_send(ws->out, &msg, false) == SHM_MQ_SUCCESS);
+	SpinLockAcquire(&ws->channel->mutex);
+	ws->channel->sending = false;
+	if (deliver)
+		ws->channel->answers_sent++;
+	SpinLockRelease(&ws->channel->mutex);
+	if (!deliver)
 		(void) claim_unclaim(ws->claims, photos, n);
-	}
 	else
 	{
 		for (int i = 0; i < n; i++)
@@ -532,6 +629,8 @@ moverz_photo_writer_main(Datum main_arg)
 	int			index;
 
 	moverz_worker_setup("starting");
+	/* SIGTERM: answer, write back what came, then go (writer_stop) */
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
 		proc_exit(0);			/* the worker is already gone */
@@ -543,7 +642,8 @@ moverz_photo_writer_main(Datum main_arg)
 	shm_mq_set_sender(CHANNEL_TO_WORKER(channel), MyProc);
 	ws.in = shm_mq_attach(CHANNEL_TO_WRITER(channel), seg, NULL);
 	ws.out = shm_mq_attach(CHANNEL_TO_WORKER(channel), seg, NULL);
-	ws.claims = claim_state_create(moverz_photo_slot(index), index, NULL);
+	ws.channel = channel;
+	ws.claims = claim_state_create(moverz_photo_slot(index), index, channel->claim_token, NULL);
 	ws.results_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch results to write",
 										   ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo writer loop",
@@ -551,9 +651,14 @@ moverz_photo_writer_main(Datum main_arg)
 
 	for (;;)
 	{
+		TimestampTz now;
+
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
 		(void) moverz_process_interrupts();
+		now = GetCurrentTimestamp();
+		if (ShutdownRequestPending && ws.stop_by == 0)
+			ws.stop_by = TimestampTzPlusMilliseconds(now, WRITER_DRAIN_MS);
 		writer_receive(&ws);
 		/* claims first, unless the results kept pile up */
 		if (ws.want > 0 && !ws.detached && ws.nresults < WRITER_MAX_KEPT)
@@ -562,12 +667,19 @@ moverz_photo_writer_main(Datum main_arg)
 			writer_write_back(&ws);
 		else if (ws.want > 0 && !ws.detached)
 			writer_claim(&ws);
-		else if (ws.detached)
+		else if (ws.detached || (ws.stop_by != 0 && now >= ws.stop_by))
 			break;
 		else
 		{
+			long		secs = 0;
+			int			usecs = 0;
+
+			if (ws.stop_by != 0)
+				TimestampDifference(now, ws.stop_by, &secs, &usecs);
 			pgstat_report_activity(STATE_IDLE, "waiting for work from its photo worker");
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1,
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+							 (ws.stop_by != 0 ? WL_TIMEOUT : 0),
+							 ws.stop_by != 0 ? secs * 1000 + usecs / 1000 + 1 : -1,
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 		}
