@@ -114,7 +114,15 @@ typedef struct WriterState
 	int			maxresults;
 	bool		detached;		/* the worker is gone */
 	TimestampTz stop_by;		/* SIGTERM: exit by then; 0 = running */
+	TimestampTz last_result;	/* when results last came */
 } WriterState;
+
+/*
+ * Fewer than moverz_batch.writeback_batch results wait for more until none
+ * has come for this long: answers come in bursts, and one transaction of
+ * 64 results costs much less than six of ten.
+ */
+#define WRITER_QUIET_MS		1
 
 /* How long a writer told to stop still takes results from its worker. */
 #define WRITER_DRAIN_MS		2000
@@ -593,7 +601,10 @@ writer_receive(WriterState *ws)
 			ws->want = Max(ws->want, want);
 		}
 		else if (nbytes >= 1 + sizeof(int32) && p[0] == 'R')
+		{
 			writer_keep_results(ws, p + 1);
+			ws->last_result = GetCurrentTimestamp();
+		}
 		else
 			elog(ERROR, "moverz_batch: unexpected message from the photo worker");
 	}
@@ -652,6 +663,8 @@ moverz_photo_writer_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now;
+		TimestampTz quiet;
+		bool		full;
 
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
@@ -660,26 +673,32 @@ moverz_photo_writer_main(Datum main_arg)
 		if (ShutdownRequestPending && ws.stop_by == 0)
 			ws.stop_by = TimestampTzPlusMilliseconds(now, WRITER_DRAIN_MS);
 		writer_receive(&ws);
+		now = GetCurrentTimestamp();
+		quiet = TimestampTzPlusMilliseconds(ws.last_result, WRITER_QUIET_MS);
+		full = ws.nresults >= moverz_writeback_batch || now >= quiet ||
+			ws.detached || ws.stop_by != 0;
 		/* claims first, unless the results kept pile up */
 		if (ws.want > 0 && !ws.detached && ws.nresults < WRITER_MAX_KEPT)
 			writer_claim(&ws);
-		else if (ws.nresults > 0)
+		else if (ws.nresults > 0 && full)
 			writer_write_back(&ws);
 		else if (ws.want > 0 && !ws.detached)
 			writer_claim(&ws);
-		else if (ws.detached || (ws.stop_by != 0 && now >= ws.stop_by))
+		else if (ws.nresults == 0 && (ws.detached || (ws.stop_by != 0 && now >= ws.stop_by)))
 			break;
 		else
 		{
+			TimestampTz until = ws.nresults > 0 ? quiet : ws.stop_by;
 			long		secs = 0;
 			int			usecs = 0;
 
-			if (ws.stop_by != 0)
-				TimestampDifference(now, ws.stop_by, &secs, &usecs);
-			pgstat_report_activity(STATE_IDLE, "waiting for work from its photo worker");
+			if (until != 0)
+				TimestampDifference(now, until, &secs, &usecs);
+			if (ws.nresults == 0)
+				pgstat_report_activity(STATE_IDLE, "waiting for work from its photo worker");
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
-							 (ws.stop_by != 0 ? WL_TIMEOUT : 0),
-							 ws.stop_by != 0 ? secs * 1000 + usecs / 1000 + 1 : -1,
+							 (until != 0 ? WL_TIMEOUT : 0),
+							 until != 0 ? secs * 1000 + usecs / 1000 + 1 : -1,
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 		}
