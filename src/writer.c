@@ -9,10 +9,12 @@
  * and no request leaves.  So each photo worker starts a writer (a dynamic
  * background worker) and talks to it through two message queues in a DSM
  * segment: claim requests and finished results go to the writer, claimed
- * photos come back.  The worker never waits on a queue (what the queue
- * cannot take yet stays with the worker, in order); the writer does, and
- * runs its transactions while the worker keeps its requests moving.  Claims
- * go before write-backs: they are what the free request slots wait for.
+ * photos come back.  The worker does not wait on a queue while it runs
+ * (what the queue cannot take yet stays with the worker, in order; only a
+ * worker that goes waits, a bounded time, see writer_close); the writer
+ * does, and runs its transactions while the worker keeps its requests
+ * moving.  Claims go before write-backs: they are what the free request
+ * slots wait for.
  *
  * The writer lives and dies with its worker.  It exits once the worker has
  * detached, after writing back every result it received; photos it claimed
