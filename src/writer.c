@@ -267,13 +267,34 @@ put_int32(StringInfo msg, int32 v)
 	appendBinaryStringInfo(msg, (char *) &v, sizeof(v));
 }
 
+/* Reading a message: every read is checked against its end. */
+typedef struct MsgReader
+{
+	const char *p;
+	const char *end;
+} MsgReader;
+
+/*
+ * get_bytes
+ *		The next len bytes of the message (an error if it is shorter).
+ */
+static const char *
+get_bytes(MsgReader *r, Size len)
+{
+	const char *at = r->p;
+
+	if ((Size) (r->end - r->p) < len)
+		elog(ERROR, "moverz_batch: truncated message between a photo worker and its writer");
+	r->p += len;
+	return at;
+}
+
 static int32
-get_int32(const char **p)
+get_int32(MsgReader *r)
 {
 	int32		v;
 
-	memcpy(&v, *p, sizeof(v));
-	*p += sizeof(v);
+	memcpy(&v, get_bytes(r, sizeof(v)), sizeof(v));
 	return v;
 }
 
@@ -349,7 +370,7 @@ take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowai
 {
 	Size		nbytes;
 	void	   *data;
-	const char *p;
+	MsgReader	r;
 	shm_mq_result res;
 
 	/* what the writer sent before it went away is still there to read */
@@ -361,26 +382,27 @@ take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowai
 		link->lost = true;
 		return false;
 	}
-	p = data;
-	if (nbytes < 1 + sizeof(uint64) + 2 * sizeof(int32) || *p != 'P')
+	r.p = data;
+	r.end = r.p + nbytes;
+	if (*get_bytes(&r, 1) != 'P')
 		elog(ERROR, "moverz_batch: unexpected message from the photo writer");
-	p++;
-	memcpy(&answer->epoch, p, sizeof(uint64));
-	p += sizeof(uint64);
-	answer->asked = get_int32(&p);
-	answer->claimed = get_int32(&p);
+	memcpy(&answer->epoch, get_bytes(&r, sizeof(uint64)), sizeof(uint64));
+	answer->asked = get_int32(&r);
+	answer->claimed = get_int32(&r);
 	for (int i = 0; i < answer->claimed; i++)
 	{
 		const char *values[7];
-		int			attempt = get_int32(&p);
+		int			attempt = get_int32(&r);
 
 		for (int f = 0; f < 7; f++)
 		{
-			int32		len = get_int32(&p);
+			int32		len = get_int32(&r);
 
 			/* the strings are sent with their terminating NUL */
-			values[f] = len < 0 ? NULL : p;
-			p += Max(len, 0);
+			values[f] = len <= 0 ? NULL : get_bytes(&r, len);
+			/* only room_type (the last) may be NULL */
+			if (values[f] == NULL ? f < 6 : values[f][len - 1] != '\0')
+				elog(ERROR, "moverz_batch: malformed photo from the photo writer");
 		}
 		claim_push_ready(claims, values, attempt);
 	}
@@ -547,9 +569,9 @@ writer_claim(WriterState *ws)
  *		Keep the results of one 'R' message until they are written back.
  */
 static void
-writer_keep_results(WriterState *ws, const char *p)
+writer_keep_results(WriterState *ws, MsgReader *m)
 {
-	int			n = get_int32(&p);
+	int			n = get_int32(m);
 
 	if (ws->nresults + n > ws->maxresults)
 	{
@@ -563,12 +585,13 @@ writer_keep_results(WriterState *ws, const char *p)
 		AiResult   *r = &ws->results[ws->nresults++];
 		int			len;
 
-		r->head_len = get_int32(&p);
-		len = get_int32(&p);
+		r->head_len = get_int32(m);
+		len = get_int32(m);
+		if (len < 0 || r->head_len < 0 || r->head_len > len)
+			elog(ERROR, "moverz_batch: malformed result from the photo worker");
 		r->json = MemoryContextAlloc(ws->results_cxt, len + 1);
-		memcpy(r->json, p, len);
+		memcpy(r->json, get_bytes(m, len), len);
 		r->json[len] = '\0';
-		p += len;
 	}
 }
 
@@ -583,7 +606,8 @@ writer_receive(WriterState *ws)
 	{
 		Size		nbytes;
 		void	   *data;
-		const char *p;
+		MsgReader	m;
+		char		kind;
 		shm_mq_result res = shm_mq_receive(ws->in, &nbytes, &data, true);
 
 		if (res == SHM_MQ_WOULD_BLOCK)
@@ -593,18 +617,18 @@ writer_receive(WriterState *ws)
 			ws->detached = true;
 			return;
 		}
-		p = data;
-		if (nbytes >= 1 + sizeof(int32) && p[0] == 'C')
+		m.p = data;
+		m.end = m.p + nbytes;
+		kind = *get_bytes(&m, 1);
+		if (kind == 'C')
 		{
-			int32		want;
+			int32		want = get_int32(&m);
 
-			p++;
-			want = get_int32(&p);
 			ws->want = Max(ws->want, want);
 		}
-		else if (nbytes >= 1 + sizeof(int32) && p[0] == 'R')
+		else if (kind == 'R')
 		{
-			writer_keep_results(ws, p + 1);
+			writer_keep_results(ws, &m);
 			ws->last_result = GetCurrentTimestamp();
 		}
 		else
