@@ -183,7 +183,8 @@ claim_fetch(ClaimState *state, int limit, AiPhoto ***photos)
 		if (call.photos)
 			pfree(call.photos);
 		if (err)
-			moverz_slot_report(state->slot, state->client ? ai_client_inflight(state->client) : -1,
+			moverz_slot_report(state->slot, state->claim_token,
+							   state->client ? ai_client_inflight(state->client) : -1,
 							   0, 0, err);
 		return -1;
 	}
@@ -446,7 +447,8 @@ claim_write_back(ClaimState *state, AiResult *results, int n)
 		for (int i = 0; i < n; i++)
 			write_one(state, &results[i], &done);
 	}
-	moverz_slot_report(state->slot, state->client ? ai_client_inflight(state->client) : -1,
+	moverz_slot_report(state->slot, state->claim_token,
+					   state->client ? ai_client_inflight(state->client) : -1,
 					   done, n - done, NULL);
 	for (int i = 0; i < n; i++)
 		pfree(results[i].json);

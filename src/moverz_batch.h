@@ -86,7 +86,7 @@ extern void moverz_shmem_request(void);
 extern void moverz_shmem_startup(void);
 extern MoverzWorkerSlot *moverz_attach_slot(int index, bool inventory);
 extern MoverzWorkerSlot *moverz_photo_slot(int index);
-extern void moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
+extern void moverz_slot_report(MoverzWorkerSlot *slot, int64 claim_token, int inflight,
 							   int64 done_delta, int64 failed_delta,
 							   const char *error);
 extern int	moverz_rate_take(int want, long *wait_ms);

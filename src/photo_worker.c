@@ -257,7 +257,7 @@ report_activity(PhotoLoop *loop)
 	if (inflight != loop->reported_inflight)
 	{
 		loop->reported_inflight = inflight;
-		moverz_slot_report(loop->slot, inflight, 0, 0, NULL);
+		moverz_slot_report(loop->slot, 0, inflight, 0, 0, NULL);
 	}
 	/* the transactions of this turn replaced the text: set it again */
 	if (ready > 0 || loop->reported_ready > 0)

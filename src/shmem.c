@@ -132,13 +132,20 @@ moverz_photo_slot(int index)
 /*
  * moverz_slot_report
  *		Publish a worker's counters (inflight < 0: unchanged); error, when
- *		not NULL, becomes its last error.
+ *		not NULL, becomes its last error.  With claim_token not 0, only while
+ *		the slot is still that incarnation's (a writer that outlives its
+ *		worker does not count into the restarted worker's figures).
  */
 void
-moverz_slot_report(MoverzWorkerSlot *slot, int inflight, int64 done_delta,
-				   int64 failed_delta, const char *error)
+moverz_slot_report(MoverzWorkerSlot *slot, int64 claim_token, int inflight,
+				   int64 done_delta, int64 failed_delta, const char *error)
 {
 	SpinLockAcquire(&moverz_shared->mutex);
+	if (claim_token != 0 && slot->claim_token != claim_token)
+	{
+		SpinLockRelease(&moverz_shared->mutex);
+		return;
+	}
 	if (inflight >= 0)
 		slot->inflight = inflight;
 	slot->done += done_delta;
