@@ -49,12 +49,10 @@ typedef struct PhotoLoop
 	TimestampTz next_poll;		/* fallback claim */
 	TimestampTz next_reap;		/* expired leases */
 	TimestampTz rate_wait_until;	/* no request token before then */
-	uint64		recall_epoch;	/* last recall honoured */
-	bool		force_recall;	/* photos claimed before that recall came */
+	uint64		recall_epoch;	/* last recall honoured (or, set back, due) */
 	WriterLink *writer;			/* NULL: the transactions run here */
 	int			claim_asked;	/* photos asked of the writer, not answered */
 	uint64		wakes;			/* wake-ups seen */
-	uint64		wakes_at_ask;	/* wake-ups seen when the claim was asked */
 	int			reported_inflight;
 	int			reported_ready;
 } PhotoLoop;
@@ -85,11 +83,9 @@ send_ready(PhotoLoop *loop)
 	uint64		epoch = moverz_recall_epoch();
 	int			ready = claim_ready_count(loop->claims);
 
-	if (epoch != loop->recall_epoch || loop->force_recall ||
-		(ready > 0 && moverz_rate_held_ms() > 0))
+	if (epoch != loop->recall_epoch || (ready > 0 && moverz_rate_held_ms() > 0))
 	{
 		loop->recall_epoch = epoch;
-		loop->force_recall = false;
 		loop->want_claim = true;
 		claim_recall_ready(loop->claims);
 		return;
@@ -121,9 +117,11 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 	}
 	if (loop->writer != NULL)
 	{
-		/* the answer comes later (take_claims) */
+		/*
+		 * The answer comes later (take_claims); a wake-up meanwhile sets
+		 * want_claim again.
+		 */
 		loop->claim_asked = granted;
-		loop->wakes_at_ask = moverz_photo_wakes();
 		loop->want_claim = false;
 		loop->rate_wait_until = 0;
 		loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
@@ -144,7 +142,8 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
  * take_claims
  *		Queue the photos of the writer's answers as ready.  An answer to a
  *		claim that read the recall epoch before the last recall honoured
- *		may hold photos that recall should have handed back: so they go.
+ *		may hold photos that recall should have handed back: the epoch is
+ *		set back to it, so send_ready recalls them.
  */
 static void
 take_claims(PhotoLoop *loop)
@@ -155,11 +154,11 @@ take_claims(PhotoLoop *loop)
 	{
 		moverz_rate_give_back(answer.asked - Max(answer.claimed, 0));
 		loop->claim_asked = 0;
-		/* a full claim: there may be more; or work came since it was asked */
-		loop->want_claim = answer.claimed == answer.asked ||
-			moverz_photo_wakes() != loop->wakes_at_ask;
+		/* a full claim: there may be more (a wake-up may have said so too) */
+		if (answer.claimed == answer.asked)
+			loop->want_claim = true;
 		if (answer.epoch < loop->recall_epoch)
-			loop->force_recall = true;
+			loop->recall_epoch = answer.epoch;
 	}
 }
 
@@ -257,7 +256,7 @@ report_activity(PhotoLoop *loop)
 	if (inflight != loop->reported_inflight)
 	{
 		loop->reported_inflight = inflight;
-		moverz_slot_report(loop->slot, 0, inflight, 0, 0, NULL);
+		moverz_slot_report(loop->slot, loop->slot->claim_token, inflight, 0, 0, NULL);
 	}
 	/* the transactions of this turn replaced the text: set it again */
 	if (ready > 0 || loop->reported_ready > 0)

@@ -131,17 +131,17 @@ moverz_photo_slot(int index)
 
 /*
  * moverz_slot_report
- *		Publish a worker's counters (inflight < 0: unchanged); error, when
- *		not NULL, becomes its last error.  With claim_token not 0, only while
- *		the slot is still that incarnation's (a writer that outlives its
- *		worker does not count into the restarted worker's figures).
+ *		Publish the counters of worker incarnation claim_token (inflight
+ *		< 0: unchanged); error, when not NULL, becomes its last error.  Only
+ *		while the slot is still that incarnation's: a writer that outlives
+ *		its worker does not count into the restarted worker's figures.
  */
 void
 moverz_slot_report(MoverzWorkerSlot *slot, int64 claim_token, int inflight,
 				   int64 done_delta, int64 failed_delta, const char *error)
 {
 	SpinLockAcquire(&moverz_shared->mutex);
-	if (claim_token != 0 && slot->claim_token != claim_token)
+	if (slot->claim_token != claim_token)
 	{
 		SpinLockRelease(&moverz_shared->mutex);
 		return;

@@ -91,7 +91,6 @@ typedef struct WriterChannel
 /* The photo worker's end. */
 struct WriterLink
 {
-	dsm_segment *seg;
 	WriterChannel *channel;
 	shm_mq_handle *out;			/* to the writer */
 	shm_mq_handle *in;			/* from the writer */
@@ -209,7 +208,6 @@ writer_start(int index, int64 claim_token)
 	shm_mq_set_handle(out, handle);
 	shm_mq_set_handle(in, handle);
 	link = MemoryContextAllocZero(TopMemoryContext, sizeof(WriterLink));
-	link->seg = seg;
 	link->channel = channel;
 	link->index = index;
 	link->cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch writer messages",
@@ -361,12 +359,12 @@ writer_send_results(WriterLink *link, AiResult *results, int n)
 }
 
 /*
- * take_claim
- *		Take the next answer to a claim (waiting for it unless nowait): its
- *		photos join the ready queue of claims.  False when none came.
+ * writer_take_claim
+ *		Take the next answer to a claim, if one came: its photos join the
+ *		ready queue of claims.  False when none is there.
  */
-static bool
-take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowait)
+bool
+writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
 {
 	Size		nbytes;
 	void	   *data;
@@ -374,7 +372,7 @@ take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowai
 	shm_mq_result res;
 
 	/* what the writer sent before it went away is still there to read */
-	res = shm_mq_receive(link->in, &nbytes, &data, nowait);
+	res = shm_mq_receive(link->in, &nbytes, &data, true);
 	if (res == SHM_MQ_WOULD_BLOCK)
 		return false;
 	if (res != SHM_MQ_SUCCESS)
@@ -411,16 +409,6 @@ take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer, bool nowai
 }
 
 /*
- * writer_take_claim
- *		Take the next answer to a claim, if one came (see take_claim).
- */
-bool
-writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
-{
-	return take_claim(link, claims, answer, true);
-}
-
-/*
  * writer_close
  *		The worker is going: hand the writer what is queued for it (for up
  *		to timeout_ms), then close the channel and take the answer to the
@@ -441,7 +429,7 @@ writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms)
 		int			usecs;
 
 		writer_flush(link);
-		while (take_claim(link, claims, &answer, true))
+		while (writer_take_claim(link, claims, &answer))
 			*asked = 0;
 		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
 		if ((link->pending == NIL && *asked == 0) || (secs == 0 && usecs == 0))
@@ -462,7 +450,7 @@ writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms)
 		sending = link->channel->sending;
 		sent = link->channel->answers_sent;
 		SpinLockRelease(&link->channel->mutex);
-		if (take_claim(link, claims, &answer, true))
+		if (writer_take_claim(link, claims, &answer))
 			continue;
 		if (link->lost || (!sending && link->answers_taken >= sent))
 			break;
