@@ -9,7 +9,10 @@
  * epoll set of our own, whose single descriptor the worker waits on next to
  * its latch and postmaster death: so the worker reacts to SIGTERM, SIGHUP
  * and new work at all times, also with a thousand requests in flight.
- * Connections are kept alive and reused by the multi handle.
+ * Connections are kept alive and reused by the multi handle.  A socket is
+ * watched one-shot and stays in the epoll set while its connection waits
+ * in curl's cache: one epoll_ctl() per request (to arm it when the request
+ * is sent) instead of three (add, and remove when the answer is read).
  *
  * A finished request becomes one JSON result object (see complete_photos()
  * in sql/src/60_worker.sql); classifying the answer by the contract is done
@@ -40,12 +43,20 @@
 /* Socket events handled per drive call. */
 #define AI_MAX_EVENTS		256
 
+/* What we know of a socket (AiClient.sockets, indexed by descriptor). */
+#define SOCK_IN_SET		0x01	/* added to the epoll set */
+#define SOCK_ARMED		0x02	/* one-shot event armed, not yet fired */
+#define SOCK_WANT_IN	0x04	/* curl wants to read */
+#define SOCK_WANT_OUT	0x08	/* curl wants to write */
+
 /* One request in flight. */
 typedef struct AiRequest
 {
 	dlist_node	node;
 	CURL	   *easy;
-	struct curl_slist *headers;
+	struct curl_slist headers[5];	/* linked here: no allocation per request */
+	char		idempotency[64];	/* "Idempotency-Key: <photo id>" */
+	char	   *authorization;	/* a copy of the client's, or NULL */
 	StringInfoData payload;		/* the request body */
 	StringInfoData response;	/* the answer, as received */
 	bool		too_large;
@@ -64,6 +75,8 @@ struct AiClient
 	CURLM	   *multi;
 	int			epfd;			/* epoll set of curl's sockets */
 	TimestampTz timer_due;		/* curl's next timeout; 0 = none */
+	uint8	   *sockets;		/* SOCK_* flags, by descriptor */
+	int			nsockets;		/* entries allocated */
 	dlist_head	inflight;
 	int			ninflight;
 	CURL	   *idle[64];		/* easy handles kept for reuse */
@@ -76,32 +89,89 @@ struct AiClient
 };
 
 /*
+ * socket_flags
+ *		The SOCK_* flags of descriptor s, the table grown to hold it; NULL
+ *		when it cannot grow.  malloc(), not palloc(): curl calls us, and an
+ *		error must not jump out through it.
+ */
+static uint8 *
+socket_flags(AiClient *client, curl_socket_t s)
+{
+	if (s < 0)
+		return NULL;
+	if (s >= client->nsockets)
+	{
+		int			n = Max(client->nsockets * 2, 1024);
+		uint8	   *grown;
+
+		while (n <= s)
+			n *= 2;
+		grown = realloc(client->sockets, n);
+		if (grown == NULL)
+			return NULL;
+		memset(grown + client->nsockets, 0, n - client->nsockets);
+		client->sockets = grown;
+		client->nsockets = n;
+	}
+	return &client->sockets[s];
+}
+
+/*
+ * arm_socket
+ *		Watch s, one-shot, for what curl wants of it.  A descriptor we
+ *		believe in the set may be a new socket with the number of a closed
+ *		one (closing took it out of the set): then it is added.
+ */
+static int
+arm_socket(AiClient *client, curl_socket_t s, uint8 *flags)
+{
+	struct epoll_event ev;
+	bool		in_set = (*flags & SOCK_IN_SET) != 0;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	ev.events = EPOLLONESHOT | ((*flags & SOCK_WANT_IN) ? EPOLLIN : 0) |
+		((*flags & SOCK_WANT_OUT) ? EPOLLOUT : 0);
+	if (epoll_ctl(client->epfd, in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0 &&
+		(errno != (in_set ? ENOENT : EEXIST) ||
+		 epoll_ctl(client->epfd, in_set ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev) != 0))
+	{
+		elog(LOG, "moverz_batch: epoll_ctl failed for socket %d: %m", (int) s);
+		*flags &= ~(SOCK_IN_SET | SOCK_ARMED);
+		return -1;
+	}
+	*flags |= SOCK_IN_SET | SOCK_ARMED;
+	return 0;
+}
+
+/*
  * socket_callback
- *		curl asks us to watch (or stop watching) socket s.
+ *		curl asks us to watch (or stop watching) socket s.  A socket curl
+ *		stops watching stays in the set, disarmed or armed: an event on it
+ *		fires at most once, and curl ignores a socket it does not watch.
  */
 static int
 socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	AiClient   *client = (AiClient *) userp;
-	struct epoll_event ev;
+	uint8	   *flags = socket_flags(client, s);
+	uint8		want = ((what & CURL_POLL_IN) ? SOCK_WANT_IN : 0) |
+		((what & CURL_POLL_OUT) ? SOCK_WANT_OUT : 0);
 
-	if (what == CURL_POLL_REMOVE)
+	if (flags == NULL)
 	{
-		/* the socket may already be closed: nothing to report then */
-		(void) epoll_ctl(client->epfd, EPOLL_CTL_DEL, s, NULL);
-		return 0;
-	}
-	memset(&ev, 0, sizeof(ev));
-	ev.data.fd = s;
-	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
-		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-	if (epoll_ctl(client->epfd, EPOLL_CTL_MOD, s, &ev) != 0 &&
-		(errno != ENOENT || epoll_ctl(client->epfd, EPOLL_CTL_ADD, s, &ev) != 0))
-	{
-		elog(LOG, "moverz_batch: epoll_ctl failed for socket %d: %m", (int) s);
+		elog(LOG, "moverz_batch: no memory to watch socket %d", (int) s);
 		return -1;
 	}
-	return 0;
+	if (what == CURL_POLL_REMOVE)
+	{
+		*flags &= ~(SOCK_WANT_IN | SOCK_WANT_OUT);
+		return 0;
+	}
+	if ((*flags & SOCK_ARMED) && (*flags & (SOCK_WANT_IN | SOCK_WANT_OUT)) == want)
+		return 0;
+	*flags = (*flags & ~(SOCK_WANT_IN | SOCK_WANT_OUT)) | want;
+	return arm_socket(client, s, flags);
 }
 
 /*
@@ -435,7 +505,8 @@ release_request(AiClient *client, AiRequest *req)
 		else
 			curl_easy_cleanup(req->easy);
 	}
-	curl_slist_free_all(req->headers);
+	if (req->authorization != NULL)
+		pfree(req->authorization);
 	pfree(req->payload.data);
 	pfree(req->response.data);
 	pfree(req->user_id);
@@ -488,6 +559,35 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 	} while (0)
 
 /*
+ * link_headers
+ *		The request's header list, in its own nodes (curl only reads it).
+ */
+static struct curl_slist *
+link_headers(AiClient *client, AiRequest *req)
+{
+	const char *lines[] = {req->idempotency, "Content-Type: application/json",
+	"Accept: application/json", "Expect:", req->authorization};
+	int			n = 0;
+
+	snprintf(req->idempotency, sizeof(req->idempotency), "Idempotency-Key: %s", req->id);
+	/* a SIGHUP may replace the client's before curl has read the list */
+	if (client->auth_header != NULL && req->authorization == NULL)
+		req->authorization = MemoryContextStrdup(client->cxt, client->auth_header);
+	lines[4] = req->authorization;
+	for (int i = 0; i < (int) lengthof(lines); i++)
+	{
+		if (lines[i] == NULL)
+			continue;
+		req->headers[n].data = unconstify(char *, lines[i]);
+		req->headers[n].next = NULL;
+		if (n > 0)
+			req->headers[n - 1].next = &req->headers[n];
+		n++;
+	}
+	return req->headers;
+}
+
+/*
  * setup_easy
  *		Prepare the transfer of one request.  On failure, req->errbuf says
  *		why and false is returned.
@@ -495,10 +595,6 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 static bool
 setup_easy(AiClient *client, AiRequest *req)
 {
-	const char *fixed[] = {"Content-Type: application/json", "Accept: application/json",
-	"Expect:", client->auth_header};
-	char		idem[80];
-
 	req->easy = client->nidle > 0 ? client->idle[--client->nidle] : curl_easy_init();
 	if (req->easy == NULL)
 	{
@@ -506,25 +602,8 @@ setup_easy(AiClient *client, AiRequest *req)
 		return false;
 	}
 	curl_easy_reset(req->easy);
-	snprintf(idem, sizeof(idem), "Idempotency-Key: %s", req->id);
-	req->headers = curl_slist_append(NULL, idem);
-	for (int i = 0; i < (int) lengthof(fixed) && req->headers != NULL; i++)
-	{
-		struct curl_slist *h = fixed[i] ? curl_slist_append(req->headers, fixed[i]) : req->headers;
-
-		if (h == NULL)
-		{
-			curl_slist_free_all(req->headers);
-			req->headers = NULL;
-		}
-	}
-	if (req->headers == NULL)
-	{
-		strlcpy(req->errbuf, "curl_slist_append failed", CURL_ERROR_SIZE);
-		return false;
-	}
 	SETOPT(req, CURLOPT_URL, client->endpoint);
-	SETOPT(req, CURLOPT_HTTPHEADER, req->headers);
+	SETOPT(req, CURLOPT_HTTPHEADER, link_headers(client, req));
 	SETOPT(req, CURLOPT_POSTFIELDSIZE, (long) req->payload.len);
 	SETOPT(req, CURLOPT_POSTFIELDS, req->payload.data);
 	SETOPT(req, CURLOPT_WRITEFUNCTION, write_callback);
@@ -633,6 +712,8 @@ ai_client_drive(AiClient *client, bool socket_ready)
 		{
 			int			flags = 0;
 
+			/* the event fired: the socket is disarmed (it is in the table) */
+			client->sockets[evs[i].data.fd] &= ~SOCK_ARMED;
 			if (evs[i].events & EPOLLIN)
 				flags |= CURL_CSELECT_IN;
 			if (evs[i].events & EPOLLOUT)
@@ -641,6 +722,14 @@ ai_client_drive(AiClient *client, bool socket_ready)
 				flags |= CURL_CSELECT_ERR;
 			check_multi(curl_multi_socket_action(client->multi, evs[i].data.fd, flags, &running),
 						"curl_multi_socket_action");
+		}
+		/* arm again the sockets curl still watches (it said nothing new) */
+		for (int i = 0; i < n; i++)
+		{
+			uint8	   *flags = &client->sockets[evs[i].data.fd];
+
+			if ((*flags & (SOCK_WANT_IN | SOCK_WANT_OUT)) && !(*flags & SOCK_ARMED))
+				(void) arm_socket(client, evs[i].data.fd, flags);
 		}
 	}
 	if (client->timer_due != 0 && client->timer_due <= GetCurrentTimestamp())

@@ -74,26 +74,13 @@ claim_state_create(MoverzWorkerSlot *slot, int worker_index, int64 claim_token,
 }
 
 /*
- * build_photo
- *		A photo from its seven strings (id, batch_id, project_id, user_id,
- *		url, filename, room_type; only room_type may be NULL) and its
- *		attempt, in one chunk of cxt.
+ * ai_photo_fields
+ *		Where each text field of photo is, in claim_photos()'s column order:
+ *		id, batch_id, project_id, user_id, url, filename, room_type.
  */
-static AiPhoto *
-build_photo(MemoryContext cxt, const char *const values[7], int attempt)
+void
+ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS])
 {
-	Size		lens[7];
-	Size		total = sizeof(AiPhoto);
-	AiPhoto    *photo;
-	const char **fields[7];
-	char	   *dst;
-
-	for (int i = 0; i < 7; i++)
-	{
-		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
-		total += lens[i];
-	}
-	photo = MemoryContextAlloc(cxt, total);
 	fields[0] = &photo->id;
 	fields[1] = &photo->batch_id;
 	fields[2] = &photo->project_id;
@@ -101,8 +88,31 @@ build_photo(MemoryContext cxt, const char *const values[7], int attempt)
 	fields[4] = &photo->url;
 	fields[5] = &photo->filename;
 	fields[6] = &photo->room_type;
+}
+
+/*
+ * build_photo
+ *		A photo from its text fields (in ai_photo_fields() order; only
+ *		room_type may be NULL) and its attempt, in one chunk of cxt.
+ */
+static AiPhoto *
+build_photo(MemoryContext cxt, const char *const values[AI_PHOTO_NFIELDS], int attempt)
+{
+	Size		lens[AI_PHOTO_NFIELDS];
+	Size		total = sizeof(AiPhoto);
+	AiPhoto    *photo;
+	const char **fields[AI_PHOTO_NFIELDS];
+	char	   *dst;
+
+	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
+	{
+		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
+		total += lens[i];
+	}
+	photo = MemoryContextAlloc(cxt, total);
+	ai_photo_fields(photo, fields);
 	dst = (char *) (photo + 1);
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
 	{
 		*fields[i] = values[i] ? memcpy(dst, values[i], lens[i]) : NULL;
 		dst += lens[i];
@@ -119,10 +129,10 @@ build_photo(MemoryContext cxt, const char *const values[7], int attempt)
 static AiPhoto *
 copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 {
-	const char *values[7];
-	char	   *attempt = SPI_getvalue(row, desc, 8);
+	const char *values[AI_PHOTO_NFIELDS];
+	char	   *attempt = SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 1);
 
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
 		values[i] = SPI_getvalue(row, desc, i + 1);
 	return build_photo(cxt, values, attempt ? pg_strtoint32(attempt) : 1);
 }
@@ -235,7 +245,7 @@ claim_photos(ClaimState *state, int limit)
  *		to send; values as for build_photo().
  */
 void
-claim_push_ready(ClaimState *state, const char *const values[7], int attempt)
+claim_push_ready(ClaimState *state, const char *const values[AI_PHOTO_NFIELDS], int attempt)
 {
 	make_room(state, 1);
 	state->ready[state->nready++] = build_photo(state->ready_cxt, values, attempt);

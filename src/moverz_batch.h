@@ -123,6 +123,13 @@ typedef struct AiPhoto
 } AiPhoto;
 
 /*
+ * The text fields of an AiPhoto, in the order of claim_photos()'s columns
+ * (and of the photos the writer passes on): ai_photo_fields() says which.
+ */
+#define AI_PHOTO_NFIELDS	7
+extern void ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS]);
+
+/*
  * A finished request: one JSON object for complete_photos().  Its first
  * head_len bytes name the call (id, batch_id, user_id, attempt, latency_ms)
  * without closing the object, so a result that cannot be stored can be
@@ -150,7 +157,8 @@ extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
 									  int64 claim_token, AiClient *client);
 extern int	claim_fetch(ClaimState *state, int limit, AiPhoto ***photos);
 extern int	claim_photos(ClaimState *state, int limit);
-extern void claim_push_ready(ClaimState *state, const char *const values[7], int attempt);
+extern void claim_push_ready(ClaimState *state, const char *const values[AI_PHOTO_NFIELDS],
+							 int attempt);
 extern int	claim_ready_count(ClaimState *state);
 extern int	claim_send_ready(ClaimState *state, int max);
 extern int	claim_unclaim(ClaimState *state, AiPhoto **photos, int n);

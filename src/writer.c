@@ -389,10 +389,10 @@ writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
 	answer->claimed = get_int32(&r);
 	for (int i = 0; i < answer->claimed; i++)
 	{
-		const char *values[7];
+		const char *values[AI_PHOTO_NFIELDS];
 		int			attempt = get_int32(&r);
 
-		for (int f = 0; f < 7; f++)
+		for (int f = 0; f < AI_PHOTO_NFIELDS; f++)
 		{
 			int32		len = get_int32(&r);
 
@@ -470,17 +470,18 @@ writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms)
 static void
 put_photo(StringInfo msg, const AiPhoto *photo)
 {
-	const char *values[7] = {photo->id, photo->batch_id, photo->project_id, photo->user_id,
-	photo->url, photo->filename, photo->room_type};
+	const char **fields[AI_PHOTO_NFIELDS];
 
+	ai_photo_fields(unconstify(AiPhoto *, photo), fields);
 	put_int32(msg, photo->attempt);
-	for (int f = 0; f < 7; f++)
+	for (int f = 0; f < AI_PHOTO_NFIELDS; f++)
 	{
-		int32		len = values[f] ? (int32) strlen(values[f]) + 1 : -1;
+		const char *value = *fields[f];
+		int32		len = value ? (int32) strlen(value) + 1 : -1;
 
 		put_int32(msg, len);
 		if (len > 0)
-			appendBinaryStringInfo(msg, values[f], len);
+			appendBinaryStringInfo(msg, value, len);
 	}
 }
 
