@@ -202,13 +202,15 @@ cpu_delta() {
         }' <(echo "$1") <(echo "$2")
 }
 
-# run_batch KEY: submit the stored payload KEY as one batch, wait for its
-# inventory, check it.  Prints one JSON object: batch, n, wall_s (from just
-# before create_batch to the inventory being visible), create_ms,
-# last_to_ready_ms (max(photos.finished_at) to inventory visible), check,
-# fake (the fake AI service's /stats).
+# run_batch KEY [MARK]: submit the stored payload KEY as one batch, wait for
+# its inventory, check it.  Prints one JSON object: batch, n, wall_s (from
+# just before create_batch to the inventory being visible), create_ms,
+# t1_us and ready_us (create_batch's return and the inventory visible, µs
+# since the epoch, the fake's clock), last_to_ready_ms
+# (max(photos.finished_at) to inventory visible), check, fake (the fake AI
+# service's /stats; with MARK, it times the MARK-th request).
 run_batch() {
-    fake /reset -X POST >/dev/null
+    fake "/reset?mark=${2:-0}" -X POST >/dev/null
     local res c0 c1
     c0=$(cpu_snapshot)
     res=$(psql -qAtX -v ON_ERROR_STOP=1 -v key="$1" <<'SQL'
@@ -228,6 +230,8 @@ SELECT json_build_object(
     'batch', :'b', 'n', :n,
     'wall_s', extract(epoch FROM :'t2'::timestamptz - :'t0'::timestamptz),
     'create_ms', bench.ms(:'t1'::timestamptz - :'t0'::timestamptz),
+    't1_us', (extract(epoch FROM :'t1'::timestamptz) * 1e6)::bigint,
+    'ready_us', (extract(epoch FROM :'t2'::timestamptz) * 1e6)::bigint,
     'last_to_ready_ms', bench.ms(:'t2'::timestamptz - (SELECT max(finished_at) FROM moverz_batch.photos WHERE batch_id = :'b')),
     'last_to_synced_ms', bench.ms((SELECT synced_at FROM moverz_batch.inventory_summaries WHERE batch_id = :'b')
                                    - (SELECT max(finished_at) FROM moverz_batch.photos WHERE batch_id = :'b')),
@@ -261,6 +265,26 @@ scenario_a() {   # KEY N WORKERS INFLIGHT FIGURE [RUN]: RUNS runs, or only run R
     done
 }
 
+# b_timeline FIGURE INFLIGHT RUN OK RESULT: where a B run's time above the
+# ideal went (ms, no bar), from the run's times and the fake's (same clock):
+# create_batch; its return -> the first request received; the first round
+# (first -> INFLIGHT-th request received); the refill lag (the last request
+# received, less the first round's end and the latency of the rounds
+# between); the last answer -> the inventory visible.  wall = the ideal +
+# these five + the fake's own delay on the last request (~0).
+b_timeline() {
+    local fig=$1 inf=$2 r=$3 ok=$4 res=$5 part
+    for part in create:'.create_ms' \
+                commit_to_first_request:'(.fake.first_request_us - .t1_us) / 1000' \
+                first_round:'(.fake.mark_request_us - .fake.first_request_us) / 1000' \
+                refill_lag:'(.fake.last_request_us - .fake.mark_request_us) / 1000 - ((.n / $i | ceil) - 1) * $l' \
+                last_answer_to_inventory:'(.ready_us - .fake.last_answer_us) / 1000'; do
+        record B "${fig}_${part%%:*}_ms" "workers=1 max_inflight=$inf" "$r" \
+            "$(jq -r --argjson i "$inf" --argjson l "$B_LATENCY_MS" "${part#*:} | . * 10 | round / 10" <<<"$res")" \
+            ms "$ok"
+    done
+}
+
 # B: latency-bound wall time, KEY of N photos at B_LATENCY_MS, INFLIGHT.
 scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
     local key=$1 n=$2 inf=$3 fig=$4 rss=${5:-} r res wall ok ideal pids extra
@@ -275,9 +299,10 @@ scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
             bench/rss_sampler.sh "$WORK/wrss.$r" $(worker_pids "photo writer") &
             WSAMPLER_PID=$!
         fi
-        res=$(run_batch "$key")
+        res=$(run_batch "$key" "$inf")
         wall=$(jq -r .wall_s <<<"$res"); ok=$(jq -r .check <<<"$res")
         extra=$(jq -c --argjson i "$ideal" '{wall_s, ideal_s: $i, fake_max_inflight: .fake.max_inflight, fake_total: .fake.total, foreign_cpu_pct, own_ms_per_photo, own_ms}' <<<"$res")
+        b_timeline "$fig" "$inf" "$r" "$ok" "$res"
         record B "$fig" "workers=1 max_inflight=$inf" "$r" \
             "$(jq -rn --argjson w "$wall" --argjson i "$ideal" '$w / $i * 1000 | round / 1000')" \
             "x ideal" "$ok" "$extra"

@@ -340,8 +340,8 @@ claim_unclaim(ClaimState *state, AiPhoto **photos, int n)
 
 /*
  * claim_recall_ready
- *		Hand back every ready photo unsent (claim_unclaim).  The queue is
- *		empty afterwards.
+ *		Hand back every ready photo unsent (claim_unclaim), and the request
+ *		tokens their claim took.  The queue is empty afterwards.
  */
 int
 claim_recall_ready(ClaimState *state)
@@ -349,6 +349,7 @@ claim_recall_ready(ClaimState *state)
 	int			n = state->nready;
 
 	state->nready = 0;
+	moverz_rate_give_back(n);
 	return claim_unclaim(state, state->ready, n);
 }
 

@@ -152,7 +152,6 @@ take_claims(PhotoLoop *loop)
 
 	while (loop->writer != NULL && writer_take_claim(loop->writer, loop->claims, &answer))
 	{
-		moverz_rate_give_back(answer.asked - Max(answer.claimed, 0));
 		loop->claim_asked = 0;
 		/* a full claim: there may be more (a wake-up may have said so too) */
 		if (answer.claimed == answer.asked)

@@ -361,7 +361,8 @@ writer_send_results(WriterLink *link, AiResult *results, int n)
 /*
  * writer_take_claim
  *		Take the next answer to a claim, if one came: its photos join the
- *		ready queue of claims.  False when none is there.
+ *		ready queue of claims, the request tokens of those asked for and
+ *		not claimed go back.  False when none is there.
  */
 bool
 writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
@@ -404,6 +405,7 @@ writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer)
 		}
 		claim_push_ready(claims, values, attempt);
 	}
+	moverz_rate_give_back(answer->asked - Max(answer->claimed, 0));
 	link->answers_taken++;
 	return true;
 }

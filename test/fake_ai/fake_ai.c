@@ -157,9 +157,12 @@ route(struct MHD_Connection *conn, const char *url, const char *method,
 	else if (strcmp(url, "/reset") == 0)
 	{
 		if (post)
-			stats_reset();
-		if (post)
+		{
+			const char *m = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "mark");
+
+			stats_reset(m ? strtol(m, NULL, 10) : 0);
 			reply_static(&r, 200, JSON_CT, "{\"ok\":true}");
+		}
 	}
 	else if (strcmp(url, "/health") == 0)
 	{

@@ -88,7 +88,7 @@ extern long photo_calls(const char *id, int add);
 extern void stats_begin(void);
 extern void stats_answered(unsigned int status);
 extern void stats_end(void);
-extern void stats_reset(void);
+extern void stats_reset(long new_mark);
 extern void handle_stats(struct MHD_Connection *conn, const char *url,
 						 Reply *r);
 

@@ -4,9 +4,9 @@
  *		Call counters of the fake AI service and its /stats endpoints.
  *
  * The per-photo counters are a striped, mutex-protected open-addressing
- * hash table; the global counters are atomics.  The times of the first and
- * last analyze requests and the highest rate per second are kept under
- * rate_lock.
+ * hash table; the global counters are atomics.  The times of the first,
+ * last and "mark"-th analyze requests, of the last answer, and the highest
+ * rate per second are kept under rate_lock.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,9 +42,14 @@ typedef struct Stripe
 static atomic_long st_total, st_ok, st_errors, st_distinct, st_max_calls,
 			st_inflight, st_max_inflight;
 
-/* Times of the first and last analyze requests, and their rate. */
+/*
+ * Times of the first and last analyze requests, and their rate; the number
+ * of requests since the reset, the time the mark-th came, and the time of
+ * the last answer.
+ */
 static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t first_us, last_us, cur_sec, cur_count, max_rps;
+static int64_t received, mark, mark_us, last_answer_us;
 
 static Stripe stripes[NSTRIPES];
 
@@ -178,6 +183,8 @@ stats_begin(void)
 	if (first_us == 0)
 		first_us = now;
 	last_us = now;
+	if (++received == mark)
+		mark_us = now;
 	if (now / 1000000 != cur_sec)
 	{
 		cur_sec = now / 1000000;
@@ -193,6 +200,9 @@ void
 stats_answered(unsigned int status)
 {
 	atomic_fetch_add(status == 200 ? &st_ok : &st_errors, 1);
+	pthread_mutex_lock(&rate_lock);
+	last_answer_us = now_us();
+	pthread_mutex_unlock(&rate_lock);
 }
 
 /* stats_end: account for an analyze request whose answer is queued. */
@@ -204,10 +214,11 @@ stats_end(void)
 
 /*
  * stats_reset: zero the counters and forget the photos.  inflight is a
- * gauge of the requests being served, so it is kept.
+ * gauge of the requests being served, so it is kept.  The arrival time of
+ * request number new_mark (counted from now; 0: none) will be recorded.
  */
 void
-stats_reset(void)
+stats_reset(long new_mark)
 {
 	atomic_store(&st_total, 0);
 	atomic_store(&st_ok, 0);
@@ -217,6 +228,8 @@ stats_reset(void)
 	atomic_store(&st_max_inflight, atomic_load(&st_inflight));
 	pthread_mutex_lock(&rate_lock);
 	first_us = last_us = cur_sec = cur_count = max_rps = 0;
+	received = mark_us = last_answer_us = 0;
+	mark = new_mark;
 	pthread_mutex_unlock(&rate_lock);
 	for (int s = 0; s < NSTRIPES; s++)
 	{
@@ -258,11 +271,13 @@ handle_stats(struct MHD_Connection *conn, const char *url, Reply *r)
 			  "\"distinct_photos\": %ld, \"max_calls_per_photo\": %ld, "
 			  "\"inflight\": %ld, \"max_inflight\": %ld, "
 			  "\"first_request_us\": %lld, \"last_request_us\": %lld, "
-			  "\"max_rps_1s\": %lld}",
+			  "\"max_rps_1s\": %lld, \"mark_request_us\": %lld, "
+			  "\"last_answer_us\": %lld}",
 			  atomic_load(&st_total), atomic_load(&st_ok),
 			  atomic_load(&st_errors), atomic_load(&st_distinct),
 			  atomic_load(&st_max_calls), atomic_load(&st_inflight),
 			  atomic_load(&st_max_inflight), (long long) first_us,
-			  (long long) last_us, (long long) max_rps);
+			  (long long) last_us, (long long) max_rps, (long long) mark_us,
+			  (long long) last_answer_us);
 	pthread_mutex_unlock(&rate_lock);
 }

@@ -209,7 +209,13 @@ ok "stats first <= last, max_rps_1s > 0" "1 1" \
     "$(($(json_num first_request_us) <= $(json_num last_request_us) && $(json_num first_request_us) > 0)) $(($(json_num max_rps_1s) > 0))"
 req POST /reset
 req GET /stats
-ok "stats after reset" '{"total": 0, "ok": 0, "errors": 0, "distinct_photos": 0, "max_calls_per_photo": 0, "inflight": 1, "max_inflight": 1, "first_request_us": 0, "last_request_us": 0, "max_rps_1s": 0}' "$BODY"
+ok "stats after reset" '{"total": 0, "ok": 0, "errors": 0, "distinct_photos": 0, "max_calls_per_photo": 0, "inflight": 1, "max_inflight": 1, "first_request_us": 0, "last_request_us": 0, "max_rps_1s": 0, "mark_request_us": 0, "last_answer_us": 0}' "$BODY"
+req POST '/reset?mark=2'
+analyze m1 "http://x/m1.jpg"; analyze m2 "http://x/m2.jpg"; analyze m3 "http://x/m3.jpg"
+req GET /stats
+first=$(json_num first_request_us); mark=$(json_num mark_request_us); last=$(json_num last_request_us)
+ok "reset?mark=2: the 2nd request's time, between the first and the last; last answer after it" "1 1 1" \
+    "$((first > 0 && first <= mark)) $((mark <= last)) $(($(json_num last_answer_us) >= last))"
 ok "log has lines" "1" "$(($(wc -l <"$TMP/log") > 50))"
 
 # --- SIGTERM with a hanging request in flight
