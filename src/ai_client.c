@@ -148,7 +148,7 @@ arm_socket(AiClient *client, curl_socket_t s, uint8 *flags)
  * socket_callback
  *		curl asks us to watch (or stop watching) socket s.  A socket curl
  *		stops watching stays in the set, disarmed or armed: an event on it
- *		fires at most once, and curl ignores a socket it does not watch.
+ *		fires at most once, and is not passed on (ai_client_drive).
  */
 static int
 socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -168,8 +168,6 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 		*flags &= ~(SOCK_WANT_IN | SOCK_WANT_OUT);
 		return 0;
 	}
-	if ((*flags & SOCK_ARMED) && (*flags & (SOCK_WANT_IN | SOCK_WANT_OUT)) == want)
-		return 0;
 	*flags = (*flags & ~(SOCK_WANT_IN | SOCK_WANT_OUT)) | want;
 	return arm_socket(client, s, flags);
 }
@@ -565,14 +563,17 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 static struct curl_slist *
 link_headers(AiClient *client, AiRequest *req)
 {
-	const char *lines[] = {req->idempotency, "Content-Type: application/json",
-	"Accept: application/json", "Expect:", req->authorization};
+	const char *lines[5];
 	int			n = 0;
 
 	snprintf(req->idempotency, sizeof(req->idempotency), "Idempotency-Key: %s", req->id);
 	/* a SIGHUP may replace the client's before curl has read the list */
 	if (client->auth_header != NULL && req->authorization == NULL)
 		req->authorization = MemoryContextStrdup(client->cxt, client->auth_header);
+	lines[0] = req->idempotency;
+	lines[1] = "Content-Type: application/json";
+	lines[2] = "Accept: application/json";
+	lines[3] = "Expect:";
 	lines[4] = req->authorization;
 	for (int i = 0; i < (int) lengthof(lines); i++)
 	{
@@ -714,6 +715,9 @@ ai_client_drive(AiClient *client, bool socket_ready)
 
 			/* the event fired: the socket is disarmed (it is in the table) */
 			client->sockets[evs[i].data.fd] &= ~SOCK_ARMED;
+			/* a connection waiting in curl's cache (closed by the server?) */
+			if (!(client->sockets[evs[i].data.fd] & (SOCK_WANT_IN | SOCK_WANT_OUT)))
+				continue;
 			if (evs[i].events & EPOLLIN)
 				flags |= CURL_CSELECT_IN;
 			if (evs[i].events & EPOLLOUT)
@@ -728,8 +732,12 @@ ai_client_drive(AiClient *client, bool socket_ready)
 		{
 			uint8	   *flags = &client->sockets[evs[i].data.fd];
 
-			if ((*flags & (SOCK_WANT_IN | SOCK_WANT_OUT)) && !(*flags & SOCK_ARMED))
-				(void) arm_socket(client, evs[i].data.fd, flags);
+			if ((*flags & (SOCK_WANT_IN | SOCK_WANT_OUT)) && !(*flags & SOCK_ARMED) &&
+				arm_socket(client, evs[i].data.fd, flags) != 0)
+				ereport(ERROR,
+						(errcode_for_socket_access(),
+						 errmsg("moverz_batch: could not watch socket %d of a request in flight",
+								evs[i].data.fd)));
 		}
 	}
 	if (client->timer_due != 0 && client->timer_due <= GetCurrentTimestamp())

@@ -370,7 +370,8 @@ moverz_rate_held_ms(void)
 
 /*
  * moverz_rate_give_back
- *		Return tokens taken for photos that could not be claimed.
+ *		Return tokens taken for photos that were not sent (not claimed, or
+ *		handed back).  The bucket's cap applies at the next take.
  */
 void
 moverz_rate_give_back(int n)

@@ -453,13 +453,18 @@ writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms)
 		sent = link->channel->answers_sent;
 		SpinLockRelease(&link->channel->mutex);
 		if (writer_take_claim(link, claims, &answer))
+		{
+			*asked = 0;
 			continue;
+		}
 		if (link->lost || (!sending && link->answers_taken >= sent))
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+	/* a claim never answered sent nothing: its request tokens go back */
+	moverz_rate_give_back(*asked);
 	*asked = 0;
 }
 
