@@ -265,7 +265,7 @@ scenario_a() {   # KEY N WORKERS INFLIGHT FIGURE [RUN]: RUNS runs, or only run R
     done
 }
 
-# b_timeline FIGURE INFLIGHT RUN OK RESULT: where a B run's time above the
+# b_timeline FIGURE INFLIGHT IDEAL_S RUN OK RESULT: where a B run's time above the
 # ideal went (ms, no bar), from the run's times and the fake's (same clock):
 # create_batch; its return -> the first request received; the first round
 # (first -> INFLIGHT-th request received); the refill lag (the last request
@@ -273,14 +273,14 @@ scenario_a() {   # KEY N WORKERS INFLIGHT FIGURE [RUN]: RUNS runs, or only run R
 # between); the last answer -> the inventory visible.  wall = the ideal +
 # these five + the fake's own delay on the last request (~0).
 b_timeline() {
-    local fig=$1 inf=$2 r=$3 ok=$4 res=$5 part
+    local fig=$1 inf=$2 ideal=$3 r=$4 ok=$5 res=$6 part
     for part in create:'.create_ms' \
                 commit_to_first_request:'(.fake.first_request_us - .t1_us) / 1000' \
                 first_round:'(.fake.mark_request_us - .fake.first_request_us) / 1000' \
-                refill_lag:'(.fake.last_request_us - .fake.mark_request_us) / 1000 - ((.n / $i | ceil) - 1) * $l' \
+                refill_lag:'(.fake.last_request_us - .fake.mark_request_us) / 1000 - ($ideal * 1000 - $l)' \
                 last_answer_to_inventory:'(.ready_us - .fake.last_answer_us) / 1000'; do
         record B "${fig}_${part%%:*}_ms" "workers=1 max_inflight=$inf" "$r" \
-            "$(jq -r --argjson i "$inf" --argjson l "$B_LATENCY_MS" "${part#*:} | . * 10 | round / 10" <<<"$res")" \
+            "$(jq -r --argjson ideal "$ideal" --argjson l "$B_LATENCY_MS" "${part#*:} | . * 10 | round / 10" <<<"$res")" \
             ms "$ok"
     done
 }
@@ -302,7 +302,7 @@ scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
         res=$(run_batch "$key" "$inf")
         wall=$(jq -r .wall_s <<<"$res"); ok=$(jq -r .check <<<"$res")
         extra=$(jq -c --argjson i "$ideal" '{wall_s, ideal_s: $i, fake_max_inflight: .fake.max_inflight, fake_total: .fake.total, foreign_cpu_pct, own_ms_per_photo, own_ms}' <<<"$res")
-        b_timeline "$fig" "$inf" "$r" "$ok" "$res"
+        b_timeline "$fig" "$inf" "$ideal" "$r" "$ok" "$res"
         record B "$fig" "workers=1 max_inflight=$inf" "$r" \
             "$(jq -rn --argjson w "$wall" --argjson i "$ideal" '$w / $i * 1000 | round / 1000')" \
             "x ideal" "$ok" "$extra"

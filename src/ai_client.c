@@ -48,13 +48,20 @@
 #define SOCK_ARMED		0x02	/* one-shot event armed, not yet fired */
 #define SOCK_WANT_IN	0x04	/* curl wants to read */
 #define SOCK_WANT_OUT	0x08	/* curl wants to write */
+#define SOCK_WANT		(SOCK_WANT_IN | SOCK_WANT_OUT)
+
+/*
+ * Header lines of a request: Idempotency-Key, Content-Type, Accept, Expect
+ * and, with an API key, Authorization.
+ */
+#define AI_HEADER_LINES		5
 
 /* One request in flight. */
 typedef struct AiRequest
 {
 	dlist_node	node;
 	CURL	   *easy;
-	struct curl_slist headers[5];	/* linked here: no allocation per request */
+	struct curl_slist headers[AI_HEADER_LINES];	/* linked here: no allocation */
 	char		idempotency[64];	/* "Idempotency-Key: <photo id>" */
 	char	   *authorization;	/* a copy of the client's, or NULL */
 	StringInfoData payload;		/* the request body */
@@ -165,10 +172,10 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 	}
 	if (what == CURL_POLL_REMOVE)
 	{
-		*flags &= ~(SOCK_WANT_IN | SOCK_WANT_OUT);
+		*flags &= ~SOCK_WANT;
 		return 0;
 	}
-	*flags = (*flags & ~(SOCK_WANT_IN | SOCK_WANT_OUT)) | want;
+	*flags = (*flags & ~SOCK_WANT) | want;
 	return arm_socket(client, s, flags);
 }
 
@@ -563,12 +570,12 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 static struct curl_slist *
 link_headers(AiClient *client, AiRequest *req)
 {
-	const char *lines[5];
+	const char *lines[AI_HEADER_LINES];
 	int			n = 0;
 
 	snprintf(req->idempotency, sizeof(req->idempotency), "Idempotency-Key: %s", req->id);
 	/* a SIGHUP may replace the client's before curl has read the list */
-	if (client->auth_header != NULL && req->authorization == NULL)
+	if (client->auth_header != NULL)
 		req->authorization = MemoryContextStrdup(client->cxt, client->auth_header);
 	lines[0] = req->idempotency;
 	lines[1] = "Content-Type: application/json";
@@ -716,7 +723,7 @@ ai_client_drive(AiClient *client, bool socket_ready)
 			/* the event fired: the socket is disarmed (it is in the table) */
 			client->sockets[evs[i].data.fd] &= ~SOCK_ARMED;
 			/* a connection waiting in curl's cache (closed by the server?) */
-			if (!(client->sockets[evs[i].data.fd] & (SOCK_WANT_IN | SOCK_WANT_OUT)))
+			if (!(client->sockets[evs[i].data.fd] & SOCK_WANT))
 				continue;
 			if (evs[i].events & EPOLLIN)
 				flags |= CURL_CSELECT_IN;
@@ -732,7 +739,7 @@ ai_client_drive(AiClient *client, bool socket_ready)
 		{
 			uint8	   *flags = &client->sockets[evs[i].data.fd];
 
-			if ((*flags & (SOCK_WANT_IN | SOCK_WANT_OUT)) && !(*flags & SOCK_ARMED) &&
+			if ((*flags & SOCK_WANT) && !(*flags & SOCK_ARMED) &&
 				arm_socket(client, evs[i].data.fd, flags) != 0)
 				ereport(ERROR,
 						(errcode_for_socket_access(),
