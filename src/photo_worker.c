@@ -195,10 +195,13 @@ maintain_claims(PhotoLoop *loop)
 		claim_ready_count(loop->claims);
 	if (loop->writer != NULL)
 	{
+		/* asked before the ready photos leave: count them as sent */
+		int			free_slots = moverz_max_inflight - ai_client_inflight(loop->client);
+		int			unsent = Max(claim_ready_count(loop->claims) - Max(free_slots, 0), 0);
 		int			want = Max(uncovered, 0);
 
-		if (claim_ready_count(loop->claims) < (ahead + 1) / 2)
-			want += ahead - claim_ready_count(loop->claims);
+		if (unsent < (ahead + 1) / 2)
+			want += ahead - unsent;
 		if (want > 0)
 			(void) claim_into_queue(loop, Min(want, WRITER_CLAIM_MAX), now);
 		return;
@@ -208,6 +211,26 @@ maintain_claims(PhotoLoop *loop)
 	/* claim ahead in bulk, not photo by photo */
 	if (claim_ready_count(loop->claims) < (ahead + 1) / 2)
 		(void) claim_into_queue(loop, ahead - claim_ready_count(loop->claims), now);
+}
+
+/*
+ * refill_slots
+ *		Send the ready photos and claim more.  A writer is asked for the next
+ *		claim first, so that it claims while these requests leave (sending
+ *		256 takes about as long as claiming them).  Without one, the ready
+ *		photos leave first, then the loop claims (and sends) more itself.
+ */
+static void
+refill_slots(PhotoLoop *loop)
+{
+	if (loop->writer != NULL)
+	{
+		maintain_claims(loop);
+		send_ready(loop);
+		return;
+	}
+	send_ready(loop);
+	maintain_claims(loop);
 }
 
 /*
@@ -372,8 +395,7 @@ moverz_photo_worker_main(Datum main_arg)
 		ai_client_drive(loop.client, socket_ready);
 		/* refill the free slots first: the requests leave, then we write */
 		take_claims(&loop);
-		send_ready(&loop);
-		maintain_claims(&loop);
+		refill_slots(&loop);
 		ai_client_drive(loop.client, false);
 		write_back_results(&loop);
 		report_activity(&loop);
