@@ -343,6 +343,21 @@ decide_analysis(Reply *r, const AnalyzeReq *req, long calls, long *hang_ms)
 }
 
 /*
+ * log_id: the photo id as the log shows it, one field on one line: "-" when
+ * there is none, "?" when it has a space or a control character.
+ */
+static const char *
+log_id(const char *photo_id)
+{
+	if (photo_id == NULL)
+		return "-";
+	for (const unsigned char *c = (const unsigned char *) photo_id; *c; c++)
+		if (*c <= ' ' || *c == 0x7f)
+			return "?";
+	return photo_id;
+}
+
+/*
  * handle_analyze: POST /v1/analyze-photo.  Waits (without locks) for the
  * latency and hang of the request, then answers.
  */
@@ -356,6 +371,7 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 				hang_ms = 0,
 				extra_ms = 0;
 	enum MHD_Result ret;
+	long long	received_us = now_us();
 
 	stats_begin();
 	if (!auth_ok(conn))
@@ -372,8 +388,8 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 	}
 	sleep_ms(base_latency_ms + extra_ms + hang_ms);
 	if (log_file != NULL)
-		fprintf(log_file, "%lld %s %u %ld\n", (long long) now_us(),
-				req.photo_id ? req.photo_id : "-", r.status, calls);
+		fprintf(log_file, "%lld %s %u %ld %lld\n", (long long) now_us(),
+				log_id(req.photo_id), r.status, calls, received_us);
 	stats_answered(r.status);
 	ret = send_reply(conn, &r);
 	stats_end();

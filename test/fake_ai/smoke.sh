@@ -217,6 +217,8 @@ first=$(json_num first_request_us); mark=$(json_num mark_request_us); last=$(jso
 ok "reset?mark=2: the 2nd request's time, between the first and the last; last answer after it" "1 1 1" \
     "$((first > 0 && first <= mark)) $((mark <= last)) $(($(json_num last_answer_us) >= last))"
 ok "log has lines" "1" "$(($(wc -l <"$TMP/log") > 50))"
+ok "log: each request answered after it arrived" "0" \
+    "$(awk 'NF != 5 || $5 > $1 || $5 < 1000000000000000 { bad++ } END { print bad + 0 }' "$TMP/log")"
 
 # --- SIGTERM with a hanging request in flight
 start=$(date +%s%N)
