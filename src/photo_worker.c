@@ -195,9 +195,11 @@ maintain_claims(PhotoLoop *loop)
 		claim_ready_count(loop->claims);
 	if (loop->writer != NULL)
 	{
-		/* asked before the ready photos leave: count them as sent */
-		int			free_slots = moverz_max_inflight - ai_client_inflight(loop->client);
-		int			unsent = Max(claim_ready_count(loop->claims) - Max(free_slots, 0), 0);
+		/*
+		 * Asked before the ready photos leave: those the free slots take
+		 * count as sent, the rest (-uncovered, at most all) stay ready.
+		 */
+		int			unsent = Min(Max(-uncovered, 0), claim_ready_count(loop->claims));
 		int			want = Max(uncovered, 0);
 
 		if (unsent < (ahead + 1) / 2)
