@@ -85,8 +85,8 @@ extern bool auth_ok(struct MHD_Connection *conn);
 extern uint64_t fnv1a(const char *s);
 extern void stats_init(void);
 extern long photo_calls(const char *id, int add);
-extern void stats_begin(void);
-extern void stats_answered(unsigned int status);
+extern int64_t stats_begin(void);
+extern int64_t stats_answered(unsigned int status);
 extern void stats_end(void);
 extern void stats_reset(long new_mark);
 extern void handle_stats(struct MHD_Connection *conn, const char *url,

@@ -371,9 +371,9 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 				hang_ms = 0,
 				extra_ms = 0;
 	enum MHD_Result ret;
-	long long	received_us = now_us();
+	int64_t		received_us = stats_begin();
+	int64_t		answered_us;
 
-	stats_begin();
 	if (!auth_ok(conn))
 		reply_error(&r, 401, "AI_ERROR", "invalid api key", false);
 	else if (rq->too_big)
@@ -387,10 +387,10 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 		decide_analysis(&r, &req, calls, &hang_ms);
 	}
 	sleep_ms(base_latency_ms + extra_ms + hang_ms);
+	answered_us = stats_answered(r.status);
 	if (log_file != NULL)
-		fprintf(log_file, "%lld %s %u %ld %lld\n", (long long) now_us(),
-				log_id(req.photo_id), r.status, calls, received_us);
-	stats_answered(r.status);
+		fprintf(log_file, "%lld %s %u %ld %lld\n", (long long) answered_us,
+				log_id(req.photo_id), r.status, calls, (long long) received_us);
 	ret = send_reply(conn, &r);
 	stats_end();
 	free(req.arena);

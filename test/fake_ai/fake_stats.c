@@ -170,8 +170,11 @@ photos_dump(StrBuf *sb)
 	}
 }
 
-/* stats_begin: account for an analyze request just received. */
-void
+/*
+ * stats_begin: account for an analyze request just received.  Returns the
+ * time it was counted at (CLOCK_REALTIME µs).
+ */
+int64_t
 stats_begin(void)
 {
 	int64_t		now;
@@ -193,16 +196,23 @@ stats_begin(void)
 	if (++cur_count > max_rps)
 		max_rps = cur_count;
 	pthread_mutex_unlock(&rate_lock);
+	return now;
 }
 
-/* stats_answered: count an analyze answer of status as ok or an error. */
-void
+/*
+ * stats_answered: count an analyze answer of status as ok or an error.
+ * Returns the time it was counted at, as last_answer_us.
+ */
+int64_t
 stats_answered(unsigned int status)
 {
+	int64_t		now = now_us();
+
 	atomic_fetch_add(status == 200 ? &st_ok : &st_errors, 1);
 	pthread_mutex_lock(&rate_lock);
-	last_answer_us = now_us();
+	last_answer_us = now;
 	pthread_mutex_unlock(&rate_lock);
+	return now;
 }
 
 /* stats_end: account for an analyze request whose answer is queued. */
