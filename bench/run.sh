@@ -114,19 +114,6 @@ build() {
     return 1
 }
 
-start_fake() {
-    test/fake_ai/fake_ai --port 0 --pidfile "$WORK/fake_ai.pid" >"$WORK/fake_ai.out" 2>&1 &
-    FAKE_AI_PID=$!
-    local i port=
-    for i in $(seq 50); do
-        port=$(sed -nE 's/.*listening on [0-9.]+:([0-9]+).*/\1/p' "$WORK/fake_ai.out")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || { cat "$WORK/fake_ai.out"; return 1; }
-    FAKE_AI_URL="http://127.0.0.1:$port"
-}
-
 # start_cluster WORKERS: a fresh throwaway cluster with WORKERS photo workers
 # (a restart keeps the data: see restart_cluster).
 CLUSTER_SETTINGS=()
@@ -497,7 +484,7 @@ fi
 [ -x test/fake_ai/fake_ai ] || make -s fake_ai >/dev/null || exit 1
 CODE_START=$(code_version)
 log "code: $CODE_START"
-start_fake || { echo "cannot start the fake AI service" >&2; exit 1; }
+mb_fake_start "$WORK/fake_ai.out" || exit 1
 log "fake AI service on $FAKE_AI_URL"
 start_cluster 1 || { echo "cannot start the cluster" >&2; exit 1; }
 log "cluster on $PGHOST:$PGPORT ($(q "SHOW server_version"))"

@@ -3,8 +3,8 @@
 # benchmarks: dependencies, build, and a throwaway PostgreSQL cluster owned
 # by an unprivileged user, on a unix socket and a private port.
 #
-# Source it, then: mb_install_deps; mb_build; mb_cluster_start; ...;
-# mb_cluster_stop (the caller traps EXIT to always stop it).
+# Source it, then: mb_install_deps; mb_build; mb_fake_start; mb_cluster_start;
+# ...; mb_cluster_stop (the caller traps EXIT to always stop them).
 
 MB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MB_PG_VERSION=${MB_PG_VERSION:-15}
@@ -95,4 +95,30 @@ mb_wait_for() {
         sleep 0.1
     done
     return 1
+}
+
+# mb_fake_start OUTFILE [FAKE-OPTION...]: start the fake AI service on a port
+# the kernel picks (never one another process holds), its output in OUTFILE;
+# wait until it listens.  Sets FAKE_AI_PID, FAKE_AI_PORT and FAKE_AI_URL.
+# Fails, printing OUTFILE, when it does not listen within 10 s.
+mb_fake_start() {
+    local out=$1 i
+    shift
+    FAKE_AI_PORT=
+    "$MB_ROOT/test/fake_ai/fake_ai" --port 0 "$@" >"$out" 2>&1 &
+    FAKE_AI_PID=$!
+    for i in $(seq 100); do
+        FAKE_AI_PORT=$(sed -nE 's/^fake_ai listening on 127\.0\.0\.1:([0-9]+)$/\1/p' "$out")
+        [ -n "$FAKE_AI_PORT" ] && break
+        kill -0 "$FAKE_AI_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$FAKE_AI_PORT" ]; then
+        echo "the fake AI service did not start:" >&2
+        sed 's/^/  /' "$out" >&2
+        kill "$FAKE_AI_PID" 2>/dev/null
+        return 1
+    fi
+    FAKE_AI_URL="http://127.0.0.1:$FAKE_AI_PORT"
+    export FAKE_AI_PID FAKE_AI_PORT FAKE_AI_URL
 }

@@ -29,7 +29,13 @@ count() {
 cleanup() {
     [ -n "${FAKE_AI_PID:-}" ] && kill "$FAKE_AI_PID" 2>/dev/null
     if [ "$failed" -gt 0 ] && [ -n "${MB_DIR:-}" ] && [ -f "$MB_DIR/server.log" ]; then
-        echo "== last lines of the server log"; tail -n 40 "$MB_DIR/server.log"
+        echo "== the workers' last lines in the server log"
+        grep -E ' moverz_batch [a-z ]+ (LOG|WARNING|ERROR|FATAL|PANIC):|(FATAL|PANIC):|terminated by signal' \
+            "$MB_DIR/server.log" | tail -n 40
+        echo "== last lines of the server log"; tail -n 20 "$MB_DIR/server.log"
+    fi
+    if [ "$failed" -gt 0 ] && [ -n "${FAKE_AI_OUT:-}" ]; then
+        echo "== the fake AI service's output"; head -n 20 "$FAKE_AI_OUT"
     fi
     mb_cluster_stop
 }
@@ -40,10 +46,8 @@ mb_install_deps || { echo "0 passed, 1 failed"; exit 1; }
 mb_build || { echo "0 passed, 1 failed"; exit 1; }
 make -s fake_ai >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 
-export FAKE_AI_PORT=$((40000 + RANDOM % 10000))
-test/fake_ai/fake_ai --port "$FAKE_AI_PORT" >/tmp/fake_ai.$$.log 2>&1 &
-FAKE_AI_PID=$!
-export FAKE_AI_URL="http://127.0.0.1:$FAKE_AI_PORT"
+FAKE_AI_OUT=/tmp/fake_ai.$$.log
+mb_fake_start "$FAKE_AI_OUT" || { echo "0 passed, 1 failed"; exit 1; }
 
 mb_cluster_start \
     "moverz_batch.workers = 2" \
@@ -84,6 +88,11 @@ for f in test/e2e/[0-9]*.sh; do
     if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
     prove --exec bash -v "$f"
     count $? "e2e $name"
+    if ! kill -0 "$FAKE_AI_PID" 2>/dev/null; then
+        echo "# the fake AI service exited during $name:"; sed 's/^/#   /' "$FAKE_AI_OUT"
+        count 1 "the fake AI service outlives e2e $name"
+        break
+    fi
 done
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done

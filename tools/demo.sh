@@ -11,6 +11,7 @@ source test/lib.sh
 
 cleanup() {
     [ -n "${FAKE_AI_PID:-}" ] && kill "$FAKE_AI_PID" 2>/dev/null
+    [ -n "${FAKE_OUT:-}" ] && rm -f "$FAKE_OUT"
     mb_cluster_stop
 }
 trap cleanup EXIT
@@ -20,12 +21,11 @@ mb_install_deps
 mb_build
 make -s fake_ai >/dev/null
 
-port=$((40000 + RANDOM % 10000))
+FAKE_OUT=$(mktemp /tmp/moverz_demo_fake.XXXXXX)
 # 300 ms per analysis, as a (fast) real model would take seconds
-test/fake_ai/fake_ai --port "$port" --latency-ms 300 >/dev/null 2>&1 &
-FAKE_AI_PID=$!
-echo "== starting a throwaway cluster with moverz_batch and the fake AI service on :$port"
-mb_cluster_start "moverz_batch.ai_service_url = 'http://127.0.0.1:$port'" \
+mb_fake_start "$FAKE_OUT" --latency-ms 300
+echo "== starting a throwaway cluster with moverz_batch and the fake AI service on :$FAKE_AI_PORT"
+mb_cluster_start "moverz_batch.ai_service_url = '$FAKE_AI_URL'" \
                  "moverz_batch.max_inflight = 4" "moverz_batch.retry_backoff = '500ms'"
 psql -qX -c "CREATE EXTENSION moverz_batch"
 

@@ -7,12 +7,14 @@
 # the API key is hidden from non-superusers and sent as a Bearer token.
 source "$(dirname "$0")/common.sh"
 KEYED_PID=
+KEYED_OUT=
 cleanup() {
     reset_conf moverz_batch.ai_service_url
     reset_conf moverz_batch.ai_api_key
     reset_conf moverz_batch.max_attempts
     reset_conf moverz_batch.photo_writer
     [ -n "$KEYED_PID" ] && kill "$KEYED_PID" 2>/dev/null
+    [ -n "$KEYED_OUT" ] && rm -f "$KEYED_OUT"
     q "DROP ROLE IF EXISTS moverz_e2e_plain" >/dev/null 2>&1
 }
 trap cleanup EXIT
@@ -114,11 +116,15 @@ is "$(psql -qAtX -U moverz_e2e_plain -c "SELECT count(*) FROM pg_settings WHERE 
    "pg_settings hides ai_api_key from a plain role"
 is "$(psql -qAtX -U moverz_e2e_plain -c "SELECT coalesce(current_setting('moverz_batch.ai_api_key', true), 'hidden')" 2>&1 | head -1 | grep -c s3cret)" 0 \
    "current_setting does not reveal it"
-kport=$((50000 + RANDOM % 10000))
-"$MB_ROOT/test/fake_ai/fake_ai" --port "$kport" --api-key s3cret-key >/dev/null 2>&1 &
-KEYED_PID=$!
-sleep 0.3
-set_conf moverz_batch.ai_service_url "http://127.0.0.1:$kport"
+# a second fake AI service, that wants the key (the main one's variables kept)
+main_fake=("$FAKE_AI_PID" "$FAKE_AI_PORT" "$FAKE_AI_URL")
+KEYED_OUT=$(mktemp /tmp/moverz_keyed_fake.XXXXXX)
+mb_fake_start "$KEYED_OUT" --api-key s3cret-key
+ok $? "a fake AI service that wants the key starts"
+KEYED_PID=$FAKE_AI_PID
+keyed_url=$FAKE_AI_URL
+FAKE_AI_PID=${main_fake[0]} FAKE_AI_PORT=${main_fake[1]} FAKE_AI_URL=${main_fake[2]}
+set_conf moverz_batch.ai_service_url "$keyed_url"
 keyed=$(submit "$project" life-user "[{\"filename\": \"k.jpg\", \"url\": \"$u/k.jpg?items=sofa:1:1\"}]")
 wait_finished "$keyed" 20; is "$(progress "$keyed" '{status}')" COMPLETED "the right key is accepted"
 set_conf moverz_batch.ai_api_key "wrong"

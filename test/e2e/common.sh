@@ -33,10 +33,22 @@ ok() {
     is "$([ "$1" = 0 ] && echo pass || echo fail)" pass "$2"
 }
 
-# done_testing: the TAP plan; exit status tells failures.
+# done_testing: the TAP plan; exit status tells failures.  After a failure,
+# what explains most of them, as TAP comments: how the last photos to fail
+# failed, whether the fake AI service still answers, the workers' last errors.
 done_testing() {
     echo "1..$TAP_N"
-    [ "$TAP_FAILED" = 0 ]
+    [ "$TAP_FAILED" = 0 ] && return 0
+    {
+        echo "the last photos in ERROR (error_code, attempts, error_message):"
+        q "SELECT error_code || ' ' || attempts || ' ' || left(coalesce(error_message, ''), 120)
+             FROM moverz_batch.photos WHERE status = 'ERROR' ORDER BY finished_at DESC LIMIT 8" 2>&1
+        echo "the fake AI service ($FAKE_AI_URL): $(curl -s -m 5 "$FAKE_AI_URL/stats" 2>&1 | head -c 300 || echo "no answer")"
+        echo "the workers (kind, pid, in flight, done, failed, last error):"
+        q "SELECT kind || ' ' || pid || ' ' || inflight || ' ' || done || ' ' || failed || ' ' ||
+                  coalesce(last_error, '-') FROM moverz_batch.worker_status" 2>&1
+    } | sed 's/^/# /'
+    return 1
 }
 
 # new_project USER: a fresh project of USER; prints its id.
