@@ -37,6 +37,7 @@ cleanup() {
     if [ "$failed" -gt 0 ] && [ -n "${FAKE_AI_OUT:-}" ]; then
         echo "== the fake AI service's output"; head -n 20 "$FAKE_AI_OUT"
     fi
+    rm -f "${FAKE_AI_OUT:-}" /tmp/regress.$$.out
     mb_cluster_stop
 }
 trap cleanup EXIT
