@@ -89,8 +89,8 @@ for f in test/e2e/[0-9]*.sh; do
     if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
     prove --exec bash -v "$f"
     count $? "e2e $name"
+    # (its output is printed at exit, with the other failures' evidence)
     if ! kill -0 "$FAKE_AI_PID" 2>/dev/null; then
-        echo "# the fake AI service exited during $name:"; sed 's/^/#   /' "$FAKE_AI_OUT"
         count 1 "the fake AI service outlives e2e $name"
         break
     fi
