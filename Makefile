@@ -10,11 +10,11 @@
 # script from each to the next (sql/moverz_batch--A--B.sql).
 
 EXTENSION   = moverz_batch
-EXTVERSION  = 0.4.0
+EXTVERSION  = 0.5.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
-              src/claim.o src/writer.o src/ai_client.o src/ai_contract.o src/progress.o src/assets.o \
+              src/claim.o src/writer.o src/ai_client.o src/ai_provider.o src/ai_contract.o src/ai_answer.o src/progress.o src/assets.o \
               src/inventory_worker.o
 
 SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))

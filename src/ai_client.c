@@ -52,9 +52,9 @@
 
 /*
  * Header lines of a request: Idempotency-Key, Content-Type, Accept, Expect
- * and, with an API key, Authorization.
+ * and the provider's (its key, its API version).
  */
-#define AI_HEADER_LINES		5
+#define AI_HEADER_LINES		(4 + AI_AUTH_LINES)
 
 /* One request in flight. */
 typedef struct AiRequest
@@ -63,7 +63,9 @@ typedef struct AiRequest
 	CURL	   *easy;
 	struct curl_slist headers[AI_HEADER_LINES];	/* linked here: no allocation */
 	char		idempotency[64];	/* "Idempotency-Key: <photo id>" */
-	char	   *authorization;	/* a copy of the client's, or NULL */
+	char	   *auth[AI_AUTH_LINES];	/* copies of the shape's, or NULL */
+	int			provider;		/* the provider it was sent to */
+	char		prompt_version[32];	/* and the prompt, for a model API */
 	StringInfoData payload;		/* the request body */
 	StringInfoData response;	/* the answer, as received */
 	bool		too_large;
@@ -78,7 +80,7 @@ typedef struct AiRequest
 struct AiClient
 {
 	MemoryContext cxt;			/* requests and results live here */
-	MemoryContext parse_cxt;	/* scratch of storable_json(), reset per call */
+	MemoryContext parse_cxt;	/* scratch of moverz_json_parses(), reset per call */
 	CURLM	   *multi;
 	int			epfd;			/* epoll set of curl's sockets */
 	TimestampTz timer_due;		/* curl's next timeout; 0 = none */
@@ -91,8 +93,7 @@ struct AiClient
 	AiResult   *results;		/* finished, not yet written back */
 	int			nresults;
 	int			maxresults;
-	char	   *endpoint;		/* <ai_service_url>/v1/analyze-photo */
-	char	   *auth_header;	/* "Authorization: Bearer ..." or NULL */
+	AiShape		shape;			/* where and how requests are sent */
 };
 
 /*
@@ -292,29 +293,37 @@ ai_client_create(void)
 
 /*
  * ai_client_configure
- *		(Re)read the settings: endpoint, key, connection cache size.
+ *		(Re)read the settings: provider, endpoint, key, connection cache
+ *		size.  A model API's prompt is read again next (ai_client_load).
  */
 void
 ai_client_configure(AiClient *client)
 {
-	const char *base = moverz_ai_service_url ? moverz_ai_service_url : "";
-	int			len = strlen(base);
-
-	while (len > 0 && base[len - 1] == '/')
-		len--;
-	if (client->endpoint)
-		pfree(client->endpoint);
-	client->endpoint = MemoryContextStrdup(client->cxt,
-										   psprintf("%.*s/v1/analyze-photo", len, base));
-	if (client->auth_header)
-		pfree(client->auth_header);
-	client->auth_header = NULL;
-	if (moverz_ai_api_key && moverz_ai_api_key[0] != '\0')
-		client->auth_header = MemoryContextStrdup(client->cxt,
-												  psprintf("Authorization: Bearer %s", moverz_ai_api_key));
+	ai_shape_configure(&client->shape, client->cxt);
 	check_multi(curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
 								  (long) moverz_max_inflight),
 				"CURLMOPT_MAXCONNECTS");
+}
+
+/*
+ * ai_client_needs_prompt
+ *		Must the prompt be read (ai_client_load) before photos are sent?
+ */
+bool
+ai_client_needs_prompt(AiClient *client)
+{
+	return ai_shape_needs_frame(&client->shape);
+}
+
+/*
+ * ai_client_load
+ *		Read the prompt and schema of a model API (a short transaction);
+ *		false when they could not be read.
+ */
+bool
+ai_client_load(AiClient *client)
+{
+	return ai_shape_load(&client->shape, client->cxt);
 }
 
 /* Accessors for the wait loop. */
@@ -350,51 +359,6 @@ ai_client_timeout_ms(AiClient *client)
 		return -1;
 	TimestampDifference(GetCurrentTimestamp(), client->timer_due, &secs, &usecs);
 	return secs * 1000 + (usecs + 999) / 1000;
-}
-
-/*
- * storable_json
- *		Is this answer JSON that jsonb will take?  Valid in the database
- *		encoding, no NUL byte, and parsed by PostgreSQL's own JSON parser
- *		(which also rejects \u0000 and excessive nesting).
- */
-static bool
-storable_json(AiClient *client, char *data, int len)
-{
-	MemoryContext oldcxt;
-	volatile bool ok = false;
-
-	if (len == 0 || memchr(data, '\0', len) != NULL ||
-		!pg_verify_mbstr(GetDatabaseEncoding(), data, len, true))
-		return false;
-	/* the lexer allocates as it goes: in a context of its own, reset here */
-	oldcxt = MemoryContextSwitchTo(client->parse_cxt);
-	PG_TRY();
-	{
-#if PG_VERSION_NUM >= 170000
-		JsonLexContext lexbuf;
-		JsonLexContext *lex = makeJsonLexContextCstringLen(&lexbuf, data, len,
-														   GetDatabaseEncoding(), true);
-
-		ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
-		freeJsonLexContext(lex);
-#else
-		JsonLexContext *lex = makeJsonLexContextCstringLen(data, len,
-														   GetDatabaseEncoding(), true);
-
-		ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
-#endif
-	}
-	PG_CATCH();
-	{
-		/* e.g. stack depth exceeded on absurd nesting: not storable */
-		FlushErrorState();
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextReset(client->parse_cxt);
-	return ok;
 }
 
 /*
@@ -440,8 +404,13 @@ add_result(AiClient *client, AiRequest *req, long http_status,
 	appendStringInfo(&buf, "{\"id\":\"%s\",\"batch_id\":\"%s\",\"user_id\":",
 					 req->id, req->batch_id);
 	escape_json(&buf, req->user_id);
-	appendStringInfo(&buf, ",\"attempt\":%d,\"latency_ms\":%ld",
-					 req->attempt, secs * 1000 + usecs / 1000);
+	appendStringInfo(&buf, ",\"attempt\":%d,\"latency_ms\":%ld,\"provider\":\"%s\"",
+					 req->attempt, secs * 1000 + usecs / 1000, ai_provider_name(req->provider));
+	if (req->prompt_version[0] != '\0')
+	{
+		appendStringInfoString(&buf, ",\"prompt_version\":");
+		escape_json(&buf, req->prompt_version);
+	}
 	head_len = buf.len;
 	if (tcode != NULL)
 	{
@@ -455,7 +424,7 @@ add_result(AiClient *client, AiRequest *req, long http_status,
 		appendStringInfo(&buf, ",\"http_status\":%ld", http_status);
 		if (retry_after_ms > 0)
 			appendStringInfo(&buf, ",\"retry_after_ms\":%ld", retry_after_ms);
-		if (storable_json(client, req->response.data, req->response.len))
+		if (moverz_json_parses(req->response.data, req->response.len, client->parse_cxt))
 		{
 			appendStringInfoString(&buf, ",\"body\":");
 			appendBinaryStringInfo(&buf, req->response.data, req->response.len);
@@ -510,8 +479,14 @@ release_request(AiClient *client, AiRequest *req)
 		else
 			curl_easy_cleanup(req->easy);
 	}
-	if (req->authorization != NULL)
-		pfree(req->authorization);
+	for (int i = 0; i < AI_AUTH_LINES; i++)
+	{
+		if (req->auth[i] != NULL)
+		{
+			explicit_bzero(req->auth[i], strlen(req->auth[i]));
+			pfree(req->auth[i]);
+		}
+	}
 	pfree(req->payload.data);
 	pfree(req->response.data);
 	pfree(req->user_id);
@@ -574,14 +549,17 @@ link_headers(AiClient *client, AiRequest *req)
 	int			n = 0;
 
 	snprintf(req->idempotency, sizeof(req->idempotency), "Idempotency-Key: %s", req->id);
-	/* a SIGHUP may replace the client's before curl has read the list */
-	if (client->auth_header != NULL)
-		req->authorization = MemoryContextStrdup(client->cxt, client->auth_header);
 	lines[0] = req->idempotency;
 	lines[1] = "Content-Type: application/json";
 	lines[2] = "Accept: application/json";
 	lines[3] = "Expect:";
-	lines[4] = req->authorization;
+	/* a SIGHUP may replace the shape's before curl has read the list */
+	for (int i = 0; i < AI_AUTH_LINES; i++)
+	{
+		if (client->shape.auth[i] != NULL)
+			req->auth[i] = MemoryContextStrdup(client->cxt, client->shape.auth[i]);
+		lines[4 + i] = req->auth[i];
+	}
 	for (int i = 0; i < (int) lengthof(lines); i++)
 	{
 		if (lines[i] == NULL)
@@ -610,7 +588,7 @@ setup_easy(AiClient *client, AiRequest *req)
 		return false;
 	}
 	curl_easy_reset(req->easy);
-	SETOPT(req, CURLOPT_URL, client->endpoint);
+	SETOPT(req, CURLOPT_URL, client->shape.endpoint);
 	SETOPT(req, CURLOPT_HTTPHEADER, link_headers(client, req));
 	SETOPT(req, CURLOPT_POSTFIELDSIZE, (long) req->payload.len);
 	SETOPT(req, CURLOPT_POSTFIELDS, req->payload.data);
@@ -634,27 +612,6 @@ setup_easy(AiClient *client, AiRequest *req)
 }
 
 /*
- * build_payload
- *		The request body of the contract.
- */
-static void
-build_payload(StringInfo buf, const AiPhoto *photo)
-{
-	appendStringInfo(buf, "{\"photo_id\":\"%s\",\"batch_id\":\"%s\",\"project_id\":\"%s\"",
-					 photo->id, photo->batch_id, photo->project_id);
-	appendStringInfoString(buf, ",\"image_url\":");
-	escape_json(buf, photo->url);
-	appendStringInfoString(buf, ",\"filename\":");
-	escape_json(buf, photo->filename);
-	appendStringInfoString(buf, ",\"room_type\":");
-	if (photo->room_type)
-		escape_json(buf, photo->room_type);
-	else
-		appendStringInfoString(buf, "null");
-	appendStringInfo(buf, ",\"attempt\":%d}", photo->attempt);
-}
-
-/*
  * ai_client_start
  *		Send one photo to the AI service.  Never loses it: a request that
  *		cannot even start becomes a failed result at once.
@@ -670,15 +627,21 @@ ai_client_start(AiClient *client, const AiPhoto *photo)
 	strlcpy(req->batch_id, photo->batch_id, sizeof(req->batch_id));
 	req->user_id = pstrdup(photo->user_id);
 	req->attempt = photo->attempt;
+	req->provider = client->shape.provider;
 	initStringInfo(&req->payload);
-	build_payload(&req->payload, photo);
+	if (!ai_shape_needs_frame(&client->shape))
+		ai_shape_body(&client->shape, &req->payload, photo);
+	if (client->shape.provider != AI_PROVIDER_MOVERZ && client->shape.prompt_version != NULL)
+		strlcpy(req->prompt_version, client->shape.prompt_version, sizeof(req->prompt_version));
 	initStringInfo(&req->response);
 	req->started = GetCurrentTimestamp();
 	MemoryContextSwitchTo(oldcxt);
 
 	dlist_push_tail(&client->inflight, &req->node);
 	client->ninflight++;
-	if (!setup_easy(client, req))
+	if (req->payload.len == 0)
+		strlcpy(req->errbuf, "the AI prompt could not be read from the database", CURL_ERROR_SIZE);
+	if (req->payload.len == 0 || !setup_easy(client, req))
 	{
 		add_result(client, req, 0, "NETWORK_ERROR", req->errbuf, 0);
 		dlist_delete(&req->node);

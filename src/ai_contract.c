@@ -3,7 +3,8 @@
  * ai_contract.c
  *		The AI service contract as SQL-callable C functions: the shape of
  *		an analysis (analysis_error) and the classification of an answer
- *		(classify_result).
+ *		(classify_result): the moverz-ai contract here, the answers of the
+ *		model APIs in ai_answer.c.
  *
  * Both run once or twice per analysed photo (the write-back, and the CHECK
  * constraint of photos.analysis), so they walk the jsonb directly instead
@@ -17,10 +18,13 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "access/htup_details.h"
+#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 PG_FUNCTION_INFO_V1(moverz_analysis_error);
@@ -125,7 +129,7 @@ item_rule(const JsonbValue *item)
  *		Why an analysis is not of the shape {room_type?, items: [{label,
  *		quantity, volume_m3}]}, or NULL when it is.  a may be NULL.
  */
-static char *
+char *
 analysis_rule(Jsonb *a)
 {
 	JsonbValue	items;
@@ -173,7 +177,7 @@ moverz_analysis_error(PG_FUNCTION_ARGS)
  * clip_chars
  *		s cut to at most n characters.
  */
-static char *
+char *
 clip_chars(const char *s, int n)
 {
 	int			len = strlen(s);
@@ -194,22 +198,13 @@ known_code(const char *code, int len)
 	return false;
 }
 
-/* One classification. */
-typedef struct Verdict
-{
-	bool		ok;
-	const char *code;			/* NULL when ok */
-	char	   *message;		/* NULL when ok */
-	bool		retryable;
-} Verdict;
-
 /*
  * error_object
  *		An answer carrying {"error": {"code", "message", "retryable"}} with
  *		a known code: taken at its word.  Returns false when there is none.
  */
 static bool
-error_object(Jsonb *body, int status, Verdict *v)
+error_object(Jsonb *body, int status, AiVerdict *v)
 {
 	JsonbValue	err;
 	JsonbValue	x;
@@ -242,11 +237,128 @@ error_object(Jsonb *body, int status, Verdict *v)
  *		transfer (NULL when an HTTP answer arrived); body is the answer when
  *		it parsed as JSON, else body_text may hold it.
  */
-static Verdict
-classify(int status, const char *transport_code, const char *transport_message,
-		 Jsonb *body, const char *body_text)
+/*
+ * ai_status_verdict
+ *		The class of an HTTP error status when the body says no better:
+ *		408 and 504 TIMEOUT, 429 RATE_LIMIT (all retried), other 5xx a
+ *		retried AI_ERROR, anything else a final AI_ERROR.  The message is
+ *		"HTTP <status>[: <body, clipped>]".
+ */
+void
+ai_status_verdict(int status, Jsonb *body, const char *body_text, AiVerdict *v)
 {
-	Verdict		v = {false, NULL, NULL, false};
+	v->ok = false;
+	v->code = (status == 408 || status == 504) ? "TIMEOUT" :
+		status == 429 ? "RATE_LIMIT" : "AI_ERROR";
+	v->retryable = status == 408 || status == 429 || status >= 500;
+	if (body_text == NULL && body != NULL)
+		body_text = JsonbToCString(NULL, &body->root, VARSIZE(body));
+	if (body_text != NULL && body_text[0] != '\0')
+		v->message = psprintf("HTTP %d: %s", status, clip_chars(body_text, 200));
+	else
+		v->message = psprintf("HTTP %d", status);
+}
+
+/*
+ * ai_analysis_verdict
+ *		A structured answer that arrived (analysis NULL: it was not JSON):
+ *		ok when it has the shape of an analysis, else a retried AI_ERROR
+ *		naming the rule it breaks.
+ */
+void
+ai_analysis_verdict(Jsonb *analysis, AiVerdict *v)
+{
+	char	   *shape = analysis ? analysis_rule(analysis) : "response is not valid JSON";
+
+	v->ok = shape == NULL;
+	v->code = v->ok ? NULL : "AI_ERROR";
+	v->message = v->ok ? NULL : psprintf("invalid AI response: %s", shape);
+	v->retryable = !v->ok;
+	v->analysis = v->ok ? analysis : NULL;
+}
+
+/*
+ * ai_json_count
+ *		A token count of an answer: a jsonb integer between 0 and 2^31 - 1,
+ *		else -1 (unknown: out-of-range metadata is not stored).
+ */
+int64
+ai_json_count(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (obj == NULL || !moverz_json_key(obj, key, &v) || v.type != jbvNumeric ||
+		!numeric_is_integer(v.val.numeric) || !numeric_between(v.val.numeric, 0, PG_INT32_MAX))
+		return -1;
+	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v.val.numeric)));
+}
+
+/*
+ * ai_json_string
+ *		A string member of a jsonb object, copied, clipped to n characters;
+ *		NULL when absent or not a string.
+ */
+char *
+ai_json_string(JsonbContainer *obj, const char *key, int n)
+{
+	JsonbValue	v;
+
+	if (obj == NULL || !moverz_json_key(obj, key, &v) || v.type != jbvString)
+		return NULL;
+	return clip_chars(pnstrdup(v.val.string.val, v.val.string.len), n);
+}
+
+/*
+ * ai_json_object
+ *		An object member of a jsonb object (its container), or NULL.
+ */
+JsonbContainer *
+ai_json_object(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (obj == NULL || !moverz_json_key(obj, key, &v) || !moverz_json_is_container(&v, true))
+		return NULL;
+	return v.val.binary.data;
+}
+
+/*
+ * read_moverz
+ *		An HTTP answer of the moverz-ai contract: a 2xx is the analysis
+ *		itself (with model, usage and cost_usd beside it); an error object
+ *		with a known code is taken at its word.
+ */
+static void
+read_moverz(int status, Jsonb *body, const char *body_text, AiVerdict *v)
+{
+	JsonbContainer *root = (body && JB_ROOT_IS_OBJECT(body) && !JB_ROOT_IS_SCALAR(body))
+		? &body->root : NULL;
+
+	if (status >= 200 && status <= 299)
+	{
+		JsonbContainer *usage = ai_json_object(root, "usage");
+
+		ai_analysis_verdict(body, v);
+		v->model = ai_json_string(root, "model", 200);
+		v->tokens_in = ai_json_count(usage, "input_tokens");
+		v->tokens_out = ai_json_count(usage, "output_tokens");
+		return;
+	}
+	if (!error_object(body, status, v))
+		ai_status_verdict(status, body, body_text, v);
+}
+
+/*
+ * classify
+ *		The contract of provider applied to one answer.  transport_code
+ *		names a failed transfer (NULL when an HTTP answer arrived); body is
+ *		the answer when it parsed as JSON, else body_text may hold it.
+ */
+static AiVerdict
+classify(const char *provider, int status, const char *transport_code,
+		 const char *transport_message, Jsonb *body, const char *body_text)
+{
+	AiVerdict	v = {false, NULL, NULL, false, NULL, NULL, -1, -1};
 
 	if (transport_code != NULL)
 	{
@@ -256,28 +368,58 @@ classify(int status, const char *transport_code, const char *transport_message,
 		v.retryable = strcmp(v.code, "AI_ERROR") != 0;
 		return v;
 	}
-	if (status >= 200 && status <= 299)
-	{
-		char	   *shape = body ? analysis_rule(body) : "response is not valid JSON";
-
-		v.ok = shape == NULL;
-		v.code = v.ok ? NULL : "AI_ERROR";
-		v.message = v.ok ? NULL : psprintf("invalid AI response: %s", shape);
-		v.retryable = !v.ok;
-		return v;
-	}
-	if (error_object(body, status, &v))
-		return v;
-	v.code = (status == 408 || status == 504) ? "TIMEOUT" :
-		status == 429 ? "RATE_LIMIT" : "AI_ERROR";
-	v.retryable = status == 408 || status == 429 || status >= 500;
-	if (body_text == NULL && body != NULL)
-		body_text = JsonbToCString(NULL, &body->root, VARSIZE(body));
-	if (body_text != NULL && body_text[0] != '\0')
-		v.message = psprintf("HTTP %d: %s", status, clip_chars(body_text, 200));
+	if (provider != NULL && strcmp(provider, "anthropic") == 0)
+		ai_read_anthropic(status, body, body_text, &v);
+	else if (provider != NULL && strcmp(provider, "openai") == 0)
+		ai_read_openai(status, body, body_text, &v);
 	else
-		v.message = psprintf("HTTP %d", status);
+		read_moverz(status, body, body_text, &v);
 	return v;
+}
+
+/*
+ * moverz_json_parses
+ *		Is this text JSON that jsonb will take?  Valid in the database
+ *		encoding, no NUL byte, and parsed by PostgreSQL's own JSON parser
+ *		(which also rejects \u0000 and excessive nesting).  The parser's
+ *		allocations go to scratch, reset here.
+ */
+bool
+moverz_json_parses(const char *data, int len, MemoryContext scratch)
+{
+	MemoryContext oldcxt;
+	volatile bool ok = false;
+
+	if (len == 0 || memchr(data, '\0', len) != NULL ||
+		!pg_verify_mbstr(GetDatabaseEncoding(), data, len, true))
+		return false;
+	oldcxt = MemoryContextSwitchTo(scratch);
+	PG_TRY();
+	{
+#if PG_VERSION_NUM >= 170000
+		JsonLexContext lexbuf;
+		JsonLexContext *lex = makeJsonLexContextCstringLen(&lexbuf, unconstify(char *, data), len,
+														   GetDatabaseEncoding(), true);
+
+		ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
+		freeJsonLexContext(lex);
+#else
+		JsonLexContext *lex = makeJsonLexContextCstringLen(unconstify(char *, data), len,
+														   GetDatabaseEncoding(), true);
+
+		ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
+#endif
+	}
+	PG_CATCH();
+	{
+		/* e.g. stack depth exceeded on absurd nesting: not storable */
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(scratch);
+	return ok;
 }
 
 /*
@@ -292,26 +434,43 @@ text_arg(FunctionCallInfo fcinfo, int n)
 
 /*
  * moverz_classify_result
- *		SQL classify_result(http_status, transport_code, transport_message,
- *		body, body_text) -> (ok, code, message, retryable).
+ *		SQL classify_result(provider, http_status, transport_code,
+ *		transport_message, body, body_text) -> (ok, code, message,
+ *		retryable, analysis, model, tokens_in, tokens_out).
+ *		The install scripts before 0.5.0 declare it without provider and
+ *		with the first four results: a worker of this library writing back
+ *		through them (between "make install" and ALTER EXTENSION UPDATE)
+ *		gets the moverz-ai verdict in that shape.
  */
 Datum
 moverz_classify_result(PG_FUNCTION_ARGS)
 {
+	int			a = PG_NARGS() == 6 ? 1 : 0;	/* the first argument after provider */
 	TupleDesc	desc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	Verdict		v;
+	Datum		values[8];
+	bool		nulls[8];
+	AiVerdict	v;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	v = classify(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0), text_arg(fcinfo, 1), text_arg(fcinfo, 2),
-				 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), text_arg(fcinfo, 4));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE ||
+		(desc->natts != 4 && desc->natts != 8) || PG_NARGS() < 5)
+		elog(ERROR, "classify_result declared with an unexpected signature");
+	v = classify(a ? text_arg(fcinfo, 0) : "moverz-ai", PG_ARGISNULL(a) ? 0 : PG_GETARG_INT32(a),
+				 text_arg(fcinfo, a + 1), text_arg(fcinfo, a + 2),
+				 PG_ARGISNULL(a + 3) ? NULL : PG_GETARG_JSONB_P(a + 3), text_arg(fcinfo, a + 4));
+	memset(nulls, 0, sizeof(nulls));
 	values[0] = BoolGetDatum(v.ok);
 	values[1] = v.code ? CStringGetTextDatum(v.code) : (Datum) 0;
 	nulls[1] = v.code == NULL;
 	values[2] = v.message ? CStringGetTextDatum(v.message) : (Datum) 0;
 	nulls[2] = v.message == NULL;
 	values[3] = BoolGetDatum(v.retryable);
+	values[4] = v.analysis ? JsonbPGetDatum(v.analysis) : (Datum) 0;
+	nulls[4] = v.analysis == NULL;
+	values[5] = v.model ? CStringGetTextDatum(v.model) : (Datum) 0;
+	nulls[5] = v.model == NULL;
+	values[6] = Int32GetDatum((int32) v.tokens_in);
+	nulls[6] = v.tokens_in < 0;
+	values[7] = Int32GetDatum((int32) v.tokens_out);
+	nulls[7] = v.tokens_out < 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -374,7 +374,7 @@ write_back_txn(void *arg)
 	values[1] = CStringGetTextDatum(call->results);
 	values[2] = Int32GetDatum(moverz_max_attempts);
 	values[3] = Int32GetDatum(moverz_retry_backoff_ms);
-	values[4] = CStringGetTextDatum(moverz_ai_provider);
+	values[4] = CStringGetTextDatum(ai_provider_name(moverz_ai_provider));
 	rc = SPI_execute_plan(state->complete_plan, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "moverz_batch: write-back failed: %s", SPI_result_code_string(rc));

@@ -25,7 +25,13 @@ char	   *moverz_database = NULL;
 int			moverz_workers = 1;
 char	   *moverz_ai_service_url = NULL;
 char	   *moverz_ai_api_key = NULL;
-char	   *moverz_ai_provider = NULL;
+char	   *moverz_ai_api_key_file = NULL;
+int			moverz_ai_provider = AI_PROVIDER_MOVERZ;
+char	   *moverz_ai_model = NULL;
+int			moverz_ai_max_tokens = 1024;
+char	   *moverz_anthropic_version = NULL;
+int			moverz_openai_max_tokens_field = 0;
+char	   *moverz_ai_system_prompt = NULL;
 int			moverz_max_inflight = 64;
 int			moverz_request_timeout_ms = 60000;
 int			moverz_connect_timeout_ms = 10000;
@@ -62,19 +68,51 @@ define_guc_settings(void)
 							"Number of photo workers (0 disables all background processing).",
 							NULL, &moverz_workers, 1, 0, MOVERZ_MAX_PHOTO_WORKERS,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("moverz_batch.ai_provider",
+							 "The AI API the photos are sent to.",
+							 "moverz-ai: POST <url>/v1/analyze-photo; anthropic: POST <url>/v1/messages; "
+							 "openai: POST <url>/chat/completions (OpenAI-compatible).",
+							 &moverz_ai_provider, AI_PROVIDER_MOVERZ, moverz_ai_provider_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("moverz_batch.ai_service_url",
-							   "Base URL of the AI service (POST <url>/v1/analyze-photo).",
-							   NULL, &moverz_ai_service_url, "http://127.0.0.1:8000",
+							   "Base URL of the AI API (empty: the provider's own).",
+							   "Empty: http://127.0.0.1:8000 (moverz-ai), https://api.anthropic.com "
+							   "(anthropic), https://api.openai.com/v1 (openai).",
+							   &moverz_ai_service_url, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("moverz_batch.ai_api_key",
-							   "API key sent to the AI service as Authorization: Bearer.",
+							   "API key of the AI API (x-api-key for anthropic, else Authorization: Bearer).",
 							   "Visible to superusers only.", &moverz_ai_api_key, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
-	DefineCustomStringVariable("moverz_batch.ai_provider",
-							   "Provider name recorded in ai_metrics.",
-							   NULL, &moverz_ai_provider, "moverz-ai",
+	DefineCustomStringVariable("moverz_batch.ai_api_key_file",
+							   "File whose first line is the API key of the AI API (replaces ai_api_key).",
+							   "Visible to superusers only.  Preferred to ai_api_key: PostgreSQL logs "
+							   "the new value of a setting changed by a reload, never a file's content.",
+							   &moverz_ai_api_key_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.ai_model",
+							   "Model asked for by the anthropic and openai providers (empty: a default).",
+							   "Empty: claude-sonnet-4-5 (anthropic), gpt-4.1-mini (openai).",
+							   &moverz_ai_model, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.ai_max_tokens",
+							"Most output tokens of one answer (anthropic and openai providers).",
+							NULL, &moverz_ai_max_tokens, 1024, 16, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.anthropic_version",
+							   "The anthropic-version header of the anthropic provider.",
+							   NULL, &moverz_anthropic_version, "2023-06-01",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("moverz_batch.openai_max_tokens_field",
+							 "The field the openai provider sends ai_max_tokens in.",
+							 "max_completion_tokens (OpenAI, Azure OpenAI, vLLM) or max_tokens "
+							 "(older OpenAI-compatible servers).",
+							 &moverz_openai_max_tokens_field, 0, moverz_max_tokens_field_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.ai_system_prompt",
+							   "System prompt of the anthropic and openai providers (empty: the built-in one).",
+							   "{room_types} in it is replaced by the accepted room types.",
+							   &moverz_ai_system_prompt, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("moverz_batch.max_inflight",
 							"Maximum AI requests in flight per photo worker.",
 							NULL, &moverz_max_inflight, 64, 1, 10000,

@@ -23,6 +23,7 @@
 #include "storage/latch.h"
 #include "port.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 
 /* Upper bound of moverz_batch.workers. */
@@ -36,7 +37,13 @@ extern char *moverz_database;
 extern int	moverz_workers;
 extern char *moverz_ai_service_url;
 extern char *moverz_ai_api_key;
-extern char *moverz_ai_provider;
+extern char *moverz_ai_api_key_file;
+extern int	moverz_ai_provider;
+extern char *moverz_ai_model;
+extern int	moverz_ai_max_tokens;
+extern char *moverz_anthropic_version;
+extern int	moverz_openai_max_tokens_field;
+extern char *moverz_ai_system_prompt;
 extern int	moverz_max_inflight;
 extern int	moverz_request_timeout_ms;
 extern int	moverz_connect_timeout_ms;
@@ -106,11 +113,46 @@ extern SPIPlanPtr moverz_saved_plan(SPIPlanPtr *plan, const char *sql, int nargs
 extern bool moverz_process_interrupts(void);
 extern WaitEventSet *moverz_wait_set(pgsocket fd);
 
+/* ai_provider.c: what is sent to which AI provider. */
+typedef enum AiProviderKind
+{
+	AI_PROVIDER_MOVERZ,			/* moverz_batch's own contract */
+	AI_PROVIDER_ANTHROPIC,		/* Anthropic Messages API */
+	AI_PROVIDER_OPENAI			/* OpenAI-compatible Chat Completions API */
+} AiProviderKind;
+
+/* Header lines a provider adds: its key, its API version. */
+#define AI_AUTH_LINES	2
+
+/* Where and how the requests go, from the settings and ai_request_config(). */
+typedef struct AiShape
+{
+	int			provider;		/* AiProviderKind */
+	char	   *endpoint;		/* the URL requests are POSTed to */
+	char	   *auth[AI_AUTH_LINES];	/* header lines, or NULL */
+	bool		loaded;			/* head and tail built (model APIs) */
+	char	   *prompt_version; /* of the prompt in head */
+	char	   *head;			/* a model API body, up to the photo's part */
+	char	   *tail;			/* and after it */
+} AiShape;
+
+extern const struct config_enum_entry moverz_ai_provider_options[];
+extern const struct config_enum_entry moverz_max_tokens_field_options[];
+extern const char *ai_provider_name(int provider);
+
+typedef struct AiPhoto AiPhoto;
+extern void ai_shape_configure(AiShape *shape, MemoryContext cxt);
+extern bool ai_shape_needs_frame(const AiShape *shape);
+extern void ai_shape_set_frame(AiShape *shape, MemoryContext cxt, const char *version,
+							   const char *prompt, const char *schema);
+extern bool ai_shape_load(AiShape *shape, MemoryContext cxt);
+extern void ai_shape_body(const AiShape *shape, struct StringInfoData *buf, const AiPhoto *photo);
+
 /* ai_client.c: the AI service contract over libcurl multi. */
 typedef struct AiClient AiClient;
 
 /* One claimed photo, as the AI request needs it (strings are copied). */
-typedef struct AiPhoto
+struct AiPhoto
 {
 	const char *id;
 	const char *batch_id;
@@ -120,7 +162,7 @@ typedef struct AiPhoto
 	const char *filename;
 	const char *room_type;		/* NULL when the photo has none */
 	int			attempt;
-} AiPhoto;
+};
 
 /*
  * The text fields of an AiPhoto, in the order of claim_photos()'s columns
@@ -143,6 +185,8 @@ typedef struct AiResult
 
 extern AiClient *ai_client_create(void);
 extern void ai_client_configure(AiClient *client);
+extern bool ai_client_needs_prompt(AiClient *client);
+extern bool ai_client_load(AiClient *client);
 extern int	ai_client_event_fd(AiClient *client);
 extern void ai_client_start(AiClient *client, const AiPhoto *photo);
 extern void ai_client_drive(AiClient *client, bool socket_ready);
@@ -191,10 +235,37 @@ extern void writer_exit(WriterLink *link);
 
 /*
  * ai_contract.c: reading jsonb values, shared by the SQL-callable C
- * functions (ai_contract.c, assets.c).
+ * functions (ai_contract.c, ai_answer.c, assets.c), and the verdict on one
+ * answer of an AI API (ai_contract.c for moverz-ai, ai_answer.c for the
+ * model APIs).
  */
 extern bool moverz_json_key(JsonbContainer *obj, const char *key, JsonbValue *out);
 extern bool moverz_json_is_container(const JsonbValue *v, bool want_object);
+extern bool moverz_json_parses(const char *data, int len, MemoryContext scratch);
+
+typedef struct AiVerdict
+{
+	bool		ok;
+	const char *code;			/* NULL when ok */
+	char	   *message;		/* NULL when ok */
+	bool		retryable;
+	Jsonb	   *analysis;		/* the analysis, when ok */
+	char	   *model;			/* the model that answered, or NULL */
+	int64		tokens_in;		/* -1: unknown */
+	int64		tokens_out;
+} AiVerdict;
+
+extern char *analysis_rule(Jsonb *a);
+extern char *clip_chars(const char *s, int n);
+extern void ai_status_verdict(int status, Jsonb *body, const char *body_text, AiVerdict *v);
+extern void ai_analysis_verdict(Jsonb *analysis, AiVerdict *v);
+extern int64 ai_json_count(JsonbContainer *obj, const char *key);
+extern char *ai_json_string(JsonbContainer *obj, const char *key, int n);
+extern JsonbContainer *ai_json_object(JsonbContainer *obj, const char *key);
+
+/* ai_answer.c */
+extern void ai_read_anthropic(int status, Jsonb *body, const char *body_text, AiVerdict *v);
+extern void ai_read_openai(int status, Jsonb *body, const char *body_text, AiVerdict *v);
 
 /* Entry points of the background workers. */
 extern PGDLLEXPORT void moverz_photo_worker_main(Datum main_arg);

@@ -188,6 +188,13 @@ maintain_claims(PhotoLoop *loop)
 			return;
 		}
 	}
+	if (ai_client_needs_prompt(loop->client) && !ai_client_load(loop->client))
+	{
+		/* a model API without its prompt: no claim; recover and read again on poll */
+		loop->recovered = false;
+		loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+		return;
+	}
 	if ((!loop->want_claim && now < loop->next_poll) || loop->claim_asked > 0)
 		return;
 	/* slots no ready photo will fill */
@@ -392,7 +399,12 @@ moverz_photo_worker_main(Datum main_arg)
 		if (ProcDiePending || (loop.writer != NULL && writer_lost(loop.writer)))
 			hand_back_and_exit(&loop);
 		if (moverz_process_interrupts())
+		{
+			/* the prompt too: the photos claimed ahead leave with the new one */
 			ai_client_configure(loop.client);
+			if (ai_client_needs_prompt(loop.client))
+				(void) ai_client_load(loop.client);
+		}
 
 		ai_client_drive(loop.client, socket_ready);
 		/* refill the free slots first: the requests leave, then we write */

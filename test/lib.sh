@@ -11,7 +11,7 @@ MB_PG_VERSION=${MB_PG_VERSION:-15}
 MB_PGBIN=${MB_PGBIN:-/usr/lib/postgresql/$MB_PG_VERSION/bin}
 MB_DEBS=(make gcc pkg-config curl ca-certificates "postgresql-$MB_PG_VERSION"
          "postgresql-server-dev-$MB_PG_VERSION" libcurl4-openssl-dev libmicrohttpd-dev
-         libpq-dev jq nginx "postgresql-$MB_PG_VERSION-pgtap" pgtap)
+         libpq-dev jq nginx "postgresql-$MB_PG_VERSION-pgtap" pgtap nodejs)
 
 # mb_as_root CMD...: run CMD as root (directly, or through sudo).
 mb_as_root() {
@@ -97,28 +97,55 @@ mb_wait_for() {
     return 1
 }
 
-# mb_fake_start OUTFILE [FAKE-OPTION...]: start the fake AI service on a port
-# the kernel picks (never one another process holds), its output in OUTFILE;
-# wait until it listens.  Sets FAKE_AI_PID, FAKE_AI_PORT and FAKE_AI_URL.
-# Fails, printing OUTFILE, when it does not listen within 10 s.
-mb_fake_start() {
-    local out=$1 i
-    shift
-    FAKE_AI_PORT=
-    "$MB_ROOT/test/fake_ai/fake_ai" --port 0 "$@" >"$out" 2>&1 &
-    FAKE_AI_PID=$!
+# mb_listen_start OUTFILE NAME CMD...: start a test server (its output in
+# OUTFILE) that prints "NAME listening on 127.0.0.1:P" once it listens on the
+# port the kernel picked (never one another process holds); wait until it
+# does.  Sets LISTEN_PID and LISTEN_PORT.  Fails, printing OUTFILE, when it
+# does not listen within 10 s.
+mb_listen_start() {
+    local out=$1 name=$2 i
+    shift 2
+    LISTEN_PORT=
+    "$@" >"$out" 2>&1 &
+    LISTEN_PID=$!
     for i in $(seq 100); do
-        FAKE_AI_PORT=$(sed -nE 's/^fake_ai listening on 127\.0\.0\.1:([0-9]+)$/\1/p' "$out")
-        [ -n "$FAKE_AI_PORT" ] && break
-        kill -0 "$FAKE_AI_PID" 2>/dev/null || break
+        LISTEN_PORT=$(sed -nE "s/^$name listening on 127\.0\.0\.1:([0-9]+)\$/\1/p" "$out")
+        [ -n "$LISTEN_PORT" ] && break
+        kill -0 "$LISTEN_PID" 2>/dev/null || break
         sleep 0.1
     done
-    if [ -z "$FAKE_AI_PORT" ]; then
-        echo "the fake AI service did not start:" >&2
+    if [ -z "$LISTEN_PORT" ]; then
+        echo "$name did not start:" >&2
         sed 's/^/  /' "$out" >&2
-        kill "$FAKE_AI_PID" 2>/dev/null
+        kill "$LISTEN_PID" 2>/dev/null
         return 1
     fi
+}
+
+# mb_fake_start OUTFILE [FAKE-OPTION...]: start the fake AI service (the
+# moverz-ai contract, test/fake_ai).  Sets FAKE_AI_PID, FAKE_AI_PORT and
+# FAKE_AI_URL.
+mb_fake_start() {
+    local out=$1
+    shift
+    mb_listen_start "$out" fake_ai "$MB_ROOT/test/fake_ai/fake_ai" --port 0 "$@" || return 1
+    FAKE_AI_PID=$LISTEN_PID
+    FAKE_AI_PORT=$LISTEN_PORT
     FAKE_AI_URL="http://127.0.0.1:$FAKE_AI_PORT"
     export FAKE_AI_PID FAKE_AI_PORT FAKE_AI_URL
+}
+
+# mb_provider_start OUTFILE API [OPTION...]: start the fake of a model API
+# (anthropic or openai, test/fake_providers).  Sets PROVIDER_PID and
+# PROVIDER_URL (the base URL moverz_batch.ai_service_url takes: with /v1
+# for openai, as OpenAI's SDKs take it).
+mb_provider_start() {
+    local out=$1 api=$2
+    shift 2
+    mb_listen_start "$out" fake_provider node "$MB_ROOT/test/fake_providers/fake_provider.js" \
+        --api "$api" --port 0 "$@" || return 1
+    PROVIDER_PID=$LISTEN_PID
+    PROVIDER_URL="http://127.0.0.1:$LISTEN_PORT"
+    [ "$api" = openai ] && PROVIDER_URL="$PROVIDER_URL/v1"
+    export PROVIDER_PID PROVIDER_URL
 }

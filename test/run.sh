@@ -6,13 +6,15 @@
 # as root) and the fake AI service, then runs:
 #   1. the pg_regress suite (sql/ + expected/), in database moverz_regress;
 #   2. the pgTAP suite (test/pgtap/*.sql, pg_prove), in database moverz_tap;
-#   3. the end-to-end scenarios (test/e2e/[0-9]*.sh, TAP), against the background
+#   3. the fakes of the model APIs (test/fake_providers), checked with the
+#      providers' official npm SDKs (pinned in its package-lock.json);
+#   4. the end-to-end scenarios (test/e2e/[0-9]*.sh, TAP), against the background
 #      workers, which serve database postgres.
 # Everything it started is stopped whatever happens.  Ends with a line
 # "N passed, N failed" (one per pg_regress test, pgTAP file and scenario) and
 # exits non-zero on any failure.
 #
-# Usage: test/run.sh [e2e-scenario-name...]   (names restrict step 3)
+# Usage: test/run.sh [e2e-scenario-name...]   (names restrict step 4)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
@@ -77,6 +79,15 @@ for f in test/pgtap/*.sql; do
     pg_prove -d moverz_tap "$f"
     count $? "pgTAP $f"
 done
+
+echo "== the fakes of the model APIs, checked with the providers' official SDKs"
+command -v npm >/dev/null || mb_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+if (cd test/fake_providers && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    prove --exec node test/fake_providers/sdk_check.js
+    count $? "fake providers: sdk_check.js"
+else
+    count 1 "fake providers: npm ci"
+fi
 
 echo "== end-to-end scenarios"
 if ! psql -qX -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION moverz_batch" >/dev/null; then

@@ -198,7 +198,8 @@ CREATE TABLE ai_metrics (
     tokens_in   int,
     tokens_out  int,
     meta        jsonb NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    model       text            -- the model that answered, when it said
 );
 CREATE INDEX ai_metrics_batch_idx ON ai_metrics ((meta ->> 'batchId'));
 CREATE INDEX ai_metrics_created_idx ON ai_metrics (created_at);

@@ -100,18 +100,25 @@ BEGIN
 END
 $$;
 
--- classify_result: the AI service contract applied to one answer.
+-- classify_result: the contract of a provider (moverz-ai, anthropic,
+-- openai) applied to one answer.
 --   transport_code: the worker's reading of a failed transfer (TIMEOUT or
 --   NETWORK_ERROR), NULL when an HTTP answer arrived;
 --   body: the answer as JSON when it parsed, else NULL and body_text.
--- A 2xx whose body is not an analysis is a retryable AI_ERROR.  A non-2xx
--- carrying {"error": {"code", "message", "retryable"}} with a known code is
--- taken at its word; otherwise 408/504 are TIMEOUT, 429 RATE_LIMIT, other 5xx
--- a retryable AI_ERROR, anything else a final AI_ERROR.
+-- moverz-ai: a 2xx whose body is not an analysis is a retryable AI_ERROR.
+-- A non-2xx carrying {"error": {"code", "message", "retryable"}} with a
+-- known code is taken at its word; otherwise 408/504 are TIMEOUT, 429
+-- RATE_LIMIT, other 5xx a retryable AI_ERROR, anything else a final AI_ERROR.
+-- anthropic and openai: the same by status (and 529 RATE_LIMIT), the
+-- provider's message kept; a 200 gives the analysis from the tool call or
+-- the JSON content, or says why not (src/ai_answer.c).
+-- Also returns the analysis to store, the model that answered and the token
+-- counts (NULL when absent or out of range).
 -- In C (src/ai_contract.c): it runs for every answer.
-CREATE FUNCTION classify_result(http_status int, transport_code text, transport_message text,
-                                body jsonb, body_text text,
-                                OUT ok boolean, OUT code text, OUT message text, OUT retryable boolean)
+CREATE FUNCTION classify_result(provider text, http_status int, transport_code text,
+                                transport_message text, body jsonb, body_text text,
+                                OUT ok boolean, OUT code text, OUT message text, OUT retryable boolean,
+                                OUT analysis jsonb, OUT model text, OUT tokens_in int, OUT tokens_out int)
 LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'moverz_classify_result';
 
@@ -152,10 +159,13 @@ $$;
 -- complete_photos: write back the results of finished requests, all in one
 -- statement (the count triggers then touch each batch once).  p_results is
 -- a JSON array of {id, batch_id, user_id, attempt, http_status, latency_ms,
--- transport_code, transport_message, retry_after_ms, body, body_text}.
+-- provider, transport_code, transport_message, retry_after_ms, body,
+-- body_text}; a result without provider was sent to p_provider.
 -- A result applies only to the claim it answers (same worker incarnation,
 -- same attempt, still PROCESSING): a late answer to a photo taken back by
--- crash recovery changes nothing.  Every call gets an ai_metrics row.
+-- crash recovery changes nothing.  Every call gets an ai_metrics row, with
+-- its cost: the service's own cost_usd (moverz-ai), else tokens x
+-- model_prices (ai_cost_usd).
 -- Duplicates waiting for a photo that ends DONE or ERROR take its outcome.
 -- Returns how many photos became DONE and, when the service answered
 -- RATE_LIMIT, how long the whole pool should hold back (ms).
@@ -175,34 +185,36 @@ BEGIN
         -- write-back, 0.5 ms per photo with 1,250 claimed.
         SELECT x.*, c.*, 'PROCESSING'::moverz_batch.photo_status AS claimed
           FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
-               http_status int, latency_ms int, transport_code text, transport_message text,
+               http_status int, latency_ms int, provider text, prompt_version text,
+               transport_code text, transport_message text,
                retry_after_ms int, body jsonb, body_text text)
-          CROSS JOIN LATERAL moverz_batch.classify_result(x.http_status, x.transport_code,
-               x.transport_message, x.body, x.body_text) AS c
+          CROSS JOIN LATERAL moverz_batch.classify_result(coalesce(x.provider, p_provider),
+               x.http_status, x.transport_code, x.transport_message, x.body, x.body_text) AS c
     ), metrics AS (
         INSERT INTO moverz_batch.ai_metrics (provider, operation, latency_ms, success, cost_usd,
-                                             tokens_in, tokens_out, meta)
-        SELECT p_provider, 'analyze_photo', greatest(r.latency_ms, 0), r.ok,
-               CASE WHEN jsonb_typeof(r.body -> 'cost_usd') = 'number' THEN (r.body ->> 'cost_usd')::numeric END,
-               CASE WHEN jsonb_typeof(r.body #> '{usage,input_tokens}') = 'number'
-                    THEN (r.body #>> '{usage,input_tokens}')::numeric::int END,
-               CASE WHEN jsonb_typeof(r.body #> '{usage,output_tokens}') = 'number'
-                    THEN (r.body #>> '{usage,output_tokens}')::numeric::int END,
+                                             tokens_in, tokens_out, model, meta)
+        SELECT coalesce(r.provider, p_provider), 'analyze_photo', greatest(r.latency_ms, 0), r.ok,
+               coalesce(CASE WHEN jsonb_typeof(r.body -> 'cost_usd') = 'number'
+                              AND coalesce(r.provider, p_provider) NOT IN ('anthropic', 'openai')
+                              AND (r.body ->> 'cost_usd')::numeric BETWEEN 0 AND 999999
+                             THEN round((r.body ->> 'cost_usd')::numeric, 6) END,
+                        moverz_batch.ai_cost_usd(r.model, r.tokens_in, r.tokens_out)),
+               r.tokens_in, r.tokens_out, r.model,
                jsonb_strip_nulls(jsonb_build_object(
                    'photoId', r.id, 'userId', r.user_id, 'batchId', r.batch_id,
-                   'itemsCount', CASE WHEN r.ok THEN jsonb_array_length(r.body -> 'items') END,
+                   'itemsCount', CASE WHEN r.ok THEN jsonb_array_length(r.analysis -> 'items') END,
                    'attempt', r.attempt, 'errorCode', r.code, 'httpStatus', r.http_status,
-                   'model', CASE WHEN r.ok THEN r.body ->> 'model' END))
+                   'model', r.model, 'promptVersion', r.prompt_version))
           FROM r
     ), u AS (
     UPDATE moverz_batch.photos p
        SET status = CASE WHEN r.ok THEN 'DONE'
                          WHEN r.retryable AND p.attempts < p_max_attempts THEN 'PENDING'
                          ELSE 'ERROR' END::moverz_batch.photo_status,
-           analysis = CASE WHEN r.ok THEN r.body END,
+           analysis = CASE WHEN r.ok THEN r.analysis END,
            room_type = CASE WHEN r.ok AND p.room_type IS NULL
                             THEN (SELECT t.room_type FROM moverz_batch.room_types t
-                                   WHERE t.room_type = r.body ->> 'room_type')
+                                   WHERE t.room_type = r.analysis ->> 'room_type')
                             ELSE p.room_type END,
            error_code = CASE WHEN NOT r.ok THEN r.code END,
            error_message = CASE WHEN NOT r.ok THEN r.message END,

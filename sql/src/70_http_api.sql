@@ -350,7 +350,7 @@ GRANT SELECT ON projects, batches, photos, inventory_summaries, inventory_items,
 GRANT EXECUTE ON FUNCTION wake_photo_workers(), wake_inventory_worker(), recall_claimed_photos() TO moverz_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON projects, batches, photos, inventory_summaries, inventory_items,
     inventory_sync_jobs TO moverz_app;
-GRANT SELECT ON ai_metrics, room_types TO moverz_app;
+GRANT SELECT ON ai_metrics, room_types, model_prices TO moverz_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA moverz_batch TO moverz_app;
 
 -- Row-level security on every table of user data (a user_id column, and

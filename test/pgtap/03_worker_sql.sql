@@ -95,7 +95,7 @@ SELECT has_function('moverz_batch', 'claim_photos', ARRAY['integer', 'bigint', '
 SELECT has_function('moverz_batch', 'complete_photos', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'text'], 'complete_photos(bigint, jsonb, int, int, text)');
 SELECT has_function('moverz_batch', 'release_claims', ARRAY['integer', 'bigint', 'integer', 'integer'], 'release_claims(int, bigint, int, int)');
 SELECT has_function('moverz_batch', 'run_next_inventory_job', '{}'::name[], 'run_next_inventory_job()');
-SELECT volatility_is('moverz_batch', 'classify_result', ARRAY['integer', 'text', 'text', 'jsonb', 'text'], 'immutable', 'classify_result is IMMUTABLE');
+SELECT volatility_is('moverz_batch', 'classify_result', ARRAY['text', 'integer', 'text', 'text', 'jsonb', 'text'], 'immutable', 'classify_result is IMMUTABLE');
 SELECT is(array(SELECT f || ' by ' || r
                   FROM unnest(ARRAY['moverz_batch.claim_photos(int, bigint, int, int, int)', 'moverz_batch.complete_photos(bigint, jsonb, int, int, text)',
                                     'moverz_batch.release_claims(int, bigint, int, int)', 'moverz_batch.run_next_inventory_job()']) AS f,
@@ -141,11 +141,13 @@ INSERT INTO cases VALUES
   ('answer over 1 MB', NULL, 'AI_ERROR', 'answer larger than 1 MB', NULL, NULL, '(f,AI_ERROR,"answer larger than 1 MB",f)'),
   ('unknown transport code', NULL, 'SSL', NULL, NULL, NULL, '(f,NETWORK_ERROR,network_error,t)'),
   ('transport failure wins over a status', 200, 'TIMEOUT', 'late', '{"items": []}', NULL, '(f,TIMEOUT,late,t)');
-SELECT is(moverz_batch.classify_result(http, tcode, tmsg, body, body_text)::text, expected, 'classify_result: ' || what)
+SELECT is((SELECT (c.ok, c.code, c.message, c.retryable)::text
+             FROM moverz_batch.classify_result('moverz-ai', http, tcode, tmsg, body, body_text) c),
+          expected, 'classify_result: ' || what)
   FROM cases ORDER BY what;
-SELECT is(length((moverz_batch.classify_result(500, NULL, NULL, NULL, repeat('x', 1000))).message), 210,
+SELECT is(length((moverz_batch.classify_result('moverz-ai', 500, NULL, NULL, NULL, repeat('x', 1000))).message), 210,
           'classify_result: a text body is cut to 200 characters in the message');
-SELECT is(length((moverz_batch.classify_result(500, NULL, NULL, jsonb_build_object('error', jsonb_build_object('code', 'AI_ERROR', 'message', repeat('m', 900))), NULL)).message),
+SELECT is(length((moverz_batch.classify_result('moverz-ai', 500, NULL, NULL, jsonb_build_object('error', jsonb_build_object('code', 'AI_ERROR', 'message', repeat('m', 900))), NULL)).message),
           500, 'classify_result: an error message is cut to 500 characters');
 
 ------------------------------------------------------------------------

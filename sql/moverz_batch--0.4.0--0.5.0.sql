@@ -1,0 +1,248 @@
+-- moverz_batch 0.4.0 -> 0.5.0
+--
+-- Real AI providers (issue #15): moverz_batch.ai_provider = anthropic or
+-- openai sends each photo to the Anthropic Messages API or an
+-- OpenAI-compatible Chat Completions API, with the system prompt and answer
+-- schema of ai_request_config(); classify_result reads each provider's
+-- answers; ai_metrics records the model that answered and the cost from
+-- model_prices.  test/e2e/70_upgrade.sh checks that an updated 0.4.0 (and
+-- every earlier release) has exactly the objects of a fresh 0.5.0.
+
+\echo Use "ALTER EXTENSION moverz_batch UPDATE TO '0.5.0'" to load this file. \quit
+
+ALTER TABLE ai_metrics ADD COLUMN model text;
+
+-- model_prices: what one million tokens cost, per model, as the operator
+-- sets them (providers change their prices: nothing is preset).  "model" is
+-- a model name or the prefix of one: the longest entry that starts the name
+-- the provider answered with wins ('claude-sonnet-4-5' prices
+-- 'claude-sonnet-4-5-20250929').  ai_metrics.cost_usd is computed from it
+-- when the call is written back; a model without a price has no cost.
+CREATE TABLE model_prices (
+    model                 text PRIMARY KEY CHECK (model <> '' AND octet_length(model) <= 200),
+    input_usd_per_mtok    numeric(12, 6) NOT NULL CHECK (input_usd_per_mtok >= 0),
+    output_usd_per_mtok   numeric(12, 6) NOT NULL CHECK (output_usd_per_mtok >= 0),
+    note                  text,
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('model_prices', '');
+
+-- ai_cost_usd: the cost of one call of model with these token counts, from
+-- model_prices; NULL when the model has no price or the cost does not fit
+-- ai_metrics.cost_usd (a paid answer is never lost for its metadata).
+CREATE FUNCTION ai_cost_usd(p_model text, p_tokens_in int, p_tokens_out int) RETURNS numeric
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN c < 1000000 THEN round(c, 6) END
+  FROM (SELECT (coalesce(p_tokens_in, 0) * p.input_usd_per_mtok
+                + coalesce(p_tokens_out, 0) * p.output_usd_per_mtok) / 1000000 AS c
+          FROM moverz_batch.model_prices p
+         WHERE p_model IS NOT NULL AND left(p_model, length(p.model)) = p.model
+         ORDER BY length(p.model) DESC
+         LIMIT 1) AS x
+$$;
+
+-- ai_prompt_version: the version of the built-in system prompt; recorded in
+-- ai_metrics.meta (promptVersion) of each call made with it.
+CREATE FUNCTION ai_prompt_version() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'moverz-1' $$;
+
+-- ai_room_type_list: the accepted room types, with their descriptions, as
+-- the prompt names them.
+CREATE FUNCTION ai_room_type_list() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT string_agg(t.room_type || ' (' || t.description || ')', ', ' ORDER BY t.room_type)
+  FROM moverz_batch.room_types t
+$$;
+
+-- ai_system_prompt: the system prompt sent with every photo:
+-- moverz_batch.ai_system_prompt when set, else the built-in one; in both,
+-- {room_types} is replaced by the accepted room types.
+CREATE FUNCTION ai_system_prompt() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT replace(coalesce(nullif(current_setting('moverz_batch.ai_system_prompt', true), ''),
+$prompt$You look at one photo of a room for a moving company, which prices a move by the volume of what it carries.
+List the furniture and the large objects a mover would carry: furniture, appliances, electronics, lamps, rugs, boxes, bicycles, plants in pots. Leave out what stays in the building (built-in cupboards, radiators, sinks, doors, windows, fitted kitchens) and small loose objects that go into boxes.
+For each kind of object give:
+- label: a short English noun phrase, singular ("sofa", "double bed", "wardrobe", "chair");
+- quantity: how many of them you can see, an integer;
+- volume_m3: the volume of ONE of them in cubic metres, as a mover estimates it for the truck (for example: chair 0.2, armchair 0.8, three-seat sofa 2.5, double bed with mattress 1.9, two-door wardrobe 1.1, fridge 1.0, dining table 0.6).
+Put identical objects in one entry with their quantity; never count one object twice, also when it appears twice in the photo.
+Say which room this is, as exactly one of these room types: {room_types}.
+If the photo shows no room or nothing to move, answer an empty list of items and the room type "other".
+Answer only with the structured result asked for, nothing else.$prompt$), '{room_types}', moverz_batch.ai_room_type_list())
+$$;
+
+-- ai_analysis_schema: the JSON schema of an analysis, as the model must
+-- answer it (Anthropic: the tool's input_schema; OpenAI: the strict
+-- response_format schema, hence every property required and no other
+-- allowed).  The stored analysis is checked again by analysis_error().
+CREATE FUNCTION ai_analysis_schema() RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT jsonb_build_object(
+    'type', 'object',
+    'properties', jsonb_build_object(
+        'room_type', jsonb_build_object(
+            'type', 'string',
+            'description', 'The room shown in the photo.',
+            'enum', (SELECT jsonb_agg(t.room_type ORDER BY t.room_type) FROM moverz_batch.room_types t)),
+        'items', jsonb_build_object(
+            'type', 'array',
+            'description', 'The objects to move, identical objects in one entry.',
+            'items', jsonb_build_object(
+                'type', 'object',
+                'properties', jsonb_build_object(
+                    'label', jsonb_build_object('type', 'string',
+                                                'description', 'Short English noun phrase, singular.'),
+                    'quantity', jsonb_build_object('type', 'integer',
+                                                   'description', 'How many of them, at least 1.'),
+                    'volume_m3', jsonb_build_object('type', 'number',
+                                                    'description', 'Volume of one of them in cubic metres.')),
+                'required', jsonb_build_array('label', 'quantity', 'volume_m3'),
+                'additionalProperties', false))),
+    'required', jsonb_build_array('room_type', 'items'),
+    'additionalProperties', false)
+$$;
+
+-- ai_request_config: what a worker needs to build its requests to a model
+-- API: the prompt, its version and the schema of the answer.
+CREATE FUNCTION ai_request_config(OUT prompt_version text, OUT system_prompt text,
+                                  OUT analysis_schema jsonb)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN nullif(current_setting('moverz_batch.ai_system_prompt', true), '') IS NULL
+            THEN moverz_batch.ai_prompt_version() ELSE 'custom' END,
+       moverz_batch.ai_system_prompt(), moverz_batch.ai_analysis_schema()
+$$;
+
+REVOKE ALL ON FUNCTION ai_request_config() FROM PUBLIC;
+
+-- The classification takes the provider and returns what to store.
+DROP FUNCTION classify_result(int, text, text, jsonb, text);
+-- classify_result: the contract of a provider (moverz-ai, anthropic,
+-- openai) applied to one answer.
+--   transport_code: the worker's reading of a failed transfer (TIMEOUT or
+--   NETWORK_ERROR), NULL when an HTTP answer arrived;
+--   body: the answer as JSON when it parsed, else NULL and body_text.
+-- moverz-ai: a 2xx whose body is not an analysis is a retryable AI_ERROR.
+-- A non-2xx carrying {"error": {"code", "message", "retryable"}} with a
+-- known code is taken at its word; otherwise 408/504 are TIMEOUT, 429
+-- RATE_LIMIT, other 5xx a retryable AI_ERROR, anything else a final AI_ERROR.
+-- anthropic and openai: the same by status (and 529 RATE_LIMIT), the
+-- provider's message kept; a 200 gives the analysis from the tool call or
+-- the JSON content, or says why not (src/ai_answer.c).
+-- Also returns the analysis to store, the model that answered and the token
+-- counts (NULL when absent or out of range).
+-- In C (src/ai_contract.c): it runs for every answer.
+CREATE FUNCTION classify_result(provider text, http_status int, transport_code text,
+                                transport_message text, body jsonb, body_text text,
+                                OUT ok boolean, OUT code text, OUT message text, OUT retryable boolean,
+                                OUT analysis jsonb, OUT model text, OUT tokens_in int, OUT tokens_out int)
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'moverz_classify_result';
+
+-- complete_photos: write back the results of finished requests, all in one
+-- statement (the count triggers then touch each batch once).  p_results is
+-- a JSON array of {id, batch_id, user_id, attempt, http_status, latency_ms,
+-- provider, transport_code, transport_message, retry_after_ms, body,
+-- body_text}; a result without provider was sent to p_provider.
+-- A result applies only to the claim it answers (same worker incarnation,
+-- same attempt, still PROCESSING): a late answer to a photo taken back by
+-- crash recovery changes nothing.  Every call gets an ai_metrics row, with
+-- its cost: the service's own cost_usd (moverz-ai), else tokens x
+-- model_prices (ai_cost_usd).
+-- Duplicates waiting for a photo that ends DONE or ERROR take its outcome.
+-- Returns how many photos became DONE and, when the service answered
+-- RATE_LIMIT, how long the whole pool should hold back (ms).
+CREATE OR REPLACE FUNCTION complete_photos(p_token bigint, p_results jsonb, p_max_attempts int,
+                                p_backoff_ms int, p_provider text,
+                                OUT done int, OUT rate_limit_ms int)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    v_final uuid[];
+BEGIN
+    WITH r AS (
+        -- claimed: the status a photo must still have.  Compared as a column
+        -- of r, not as a constant, so that the planner finds the photos by
+        -- primary key: "status = 'PROCESSING'" would let it scan the whole
+        -- in-flight partial index (every photo in flight and the dead
+        -- entries of those written back since the last VACUUM) at each
+        -- write-back, 0.5 ms per photo with 1,250 claimed.
+        SELECT x.*, c.*, 'PROCESSING'::moverz_batch.photo_status AS claimed
+          FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
+               http_status int, latency_ms int, provider text, prompt_version text,
+               transport_code text, transport_message text,
+               retry_after_ms int, body jsonb, body_text text)
+          CROSS JOIN LATERAL moverz_batch.classify_result(coalesce(x.provider, p_provider),
+               x.http_status, x.transport_code, x.transport_message, x.body, x.body_text) AS c
+    ), metrics AS (
+        INSERT INTO moverz_batch.ai_metrics (provider, operation, latency_ms, success, cost_usd,
+                                             tokens_in, tokens_out, model, meta)
+        SELECT coalesce(r.provider, p_provider), 'analyze_photo', greatest(r.latency_ms, 0), r.ok,
+               coalesce(CASE WHEN jsonb_typeof(r.body -> 'cost_usd') = 'number'
+                              AND coalesce(r.provider, p_provider) NOT IN ('anthropic', 'openai')
+                              AND (r.body ->> 'cost_usd')::numeric BETWEEN 0 AND 999999
+                             THEN round((r.body ->> 'cost_usd')::numeric, 6) END,
+                        moverz_batch.ai_cost_usd(r.model, r.tokens_in, r.tokens_out)),
+               r.tokens_in, r.tokens_out, r.model,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'photoId', r.id, 'userId', r.user_id, 'batchId', r.batch_id,
+                   'itemsCount', CASE WHEN r.ok THEN jsonb_array_length(r.analysis -> 'items') END,
+                   'attempt', r.attempt, 'errorCode', r.code, 'httpStatus', r.http_status,
+                   'model', r.model, 'promptVersion', r.prompt_version))
+          FROM r
+    ), u AS (
+    UPDATE moverz_batch.photos p
+       SET status = CASE WHEN r.ok THEN 'DONE'
+                         WHEN r.retryable AND p.attempts < p_max_attempts THEN 'PENDING'
+                         ELSE 'ERROR' END::moverz_batch.photo_status,
+           analysis = CASE WHEN r.ok THEN r.analysis END,
+           room_type = CASE WHEN r.ok AND p.room_type IS NULL
+                            THEN (SELECT t.room_type FROM moverz_batch.room_types t
+                                   WHERE t.room_type = r.analysis ->> 'room_type')
+                            ELSE p.room_type END,
+           error_code = CASE WHEN NOT r.ok THEN r.code END,
+           error_message = CASE WHEN NOT r.ok THEN r.message END,
+           next_attempt_at = CASE WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
+                                  THEN now() + moverz_batch.retry_delay_ms(p.attempts, p_backoff_ms, r.retry_after_ms)
+                                               * interval '1 millisecond'
+                                  ELSE p.next_attempt_at END,
+           finished_at = CASE WHEN r.ok OR NOT r.retryable OR p.attempts >= p_max_attempts
+                              THEN now() END,
+           claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
+      FROM r
+     WHERE p.id = r.id AND p.status = r.claimed AND p.claim_token = p_token
+       AND p.attempts = r.attempt
+       -- and an index condition that bounds the scan of photos to these rows,
+       -- whatever join the plan uses: a plan kept from when photos was small
+       -- hash-joined a scan of the whole primary key (13,000 rows read for
+       -- 22 results)
+       AND p.id = ANY (ARRAY(SELECT r2.id FROM r AS r2))
+    RETURNING p.id, p.status
+    )
+    SELECT count(*) FILTER (WHERE u.status = 'DONE'),
+           array_agg(u.id) FILTER (WHERE u.status IN ('DONE', 'ERROR')),
+           (SELECT coalesce(max(coalesce(r2.retry_after_ms, p_backoff_ms)), 0) FROM r AS r2
+             WHERE r2.code = 'RATE_LIMIT')
+      INTO done, v_final, rate_limit_ms
+      FROM u;
+    PERFORM moverz_batch.settle_duplicates(v_final);
+END
+$$;
+
+
+-- Privileges of the new functions, as a fresh install gives them
+-- (70_http_api.sql): moverz_app executes what PUBLIC could, PUBLIC nothing.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'moverz_batch'::regnamespace
+                AND (p.proacl IS NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) a
+                                 WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')) LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO moverz_app', f);
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;
+GRANT SELECT ON model_prices TO moverz_app;
