@@ -111,8 +111,10 @@ define_guc_settings(void)
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("moverz_batch.ai_system_prompt",
 							   "System prompt of the anthropic and openai providers (empty: the built-in one).",
-							   "{room_types} in it is replaced by the accepted room types.",
-							   &moverz_ai_system_prompt, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   "{room_types} in it is replaced by the accepted room types.  The workers "
+							   "read it at start and on reload; a superuser may SET it to preview "
+							   "ai_system_prompt().",
+							   &moverz_ai_system_prompt, "", PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("moverz_batch.max_inflight",
 							"Maximum AI requests in flight per photo worker.",
 							NULL, &moverz_max_inflight, 64, 1, 10000,

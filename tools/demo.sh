@@ -5,6 +5,13 @@
 # throwaway PostgreSQL cluster and the fake AI service, submits a realistic
 # batch (several rooms, one unreachable photo), shows its progress live,
 # prints the final batch_progress JSON and stops everything it started.
+#
+# With a real model instead of the fake (README, "AI providers"):
+#   MOVERZ_AI_PROVIDER=anthropic ANTHROPIC_API_KEY=sk-ant-... tools/demo.sh
+#   MOVERZ_AI_PROVIDER=openai OPENAI_API_KEY=sk-... [OPENAI_BASE_URL=http://localhost:11434/v1] tools/demo.sh
+# optionally MOVERZ_AI_MODEL=<model> and MOVERZ_DEMO_PHOTOS=<file of "URL [room_type]" lines>;
+# the batch is then made of public photos of rooms, and the demo prints what
+# the model found in each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
@@ -17,20 +24,90 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# die MESSAGE: stop with a clear message (everything started is stopped).
+die() {
+    echo "demo: $*" >&2
+    exit 1
+}
+
+# provider_check: for a real provider, the key is there and the API accepts
+# it (GET its model list, 20 s at most), before anything is started.  Sets
+# AI_BASE and AI_KEY.
+provider_check() {
+    local out status err hdr url
+    case "$PROVIDER" in
+        anthropic)
+            AI_KEY=${ANTHROPIC_API_KEY:-}; AI_BASE=${ANTHROPIC_BASE_URL:-https://api.anthropic.com}
+            [ -n "$AI_KEY" ] || die "ANTHROPIC_API_KEY is not set: export your Anthropic API key (console.anthropic.com, Settings > API keys)"
+            hdr="x-api-key: $AI_KEY"; url="${AI_BASE%/}/v1/models" ;;
+        openai)
+            AI_KEY=${OPENAI_API_KEY:-}; AI_BASE=${OPENAI_BASE_URL:-https://api.openai.com/v1}
+            [ -n "$AI_KEY" ] || die "OPENAI_API_KEY is not set: export your key (a local server such as Ollama takes any, e.g. OPENAI_API_KEY=none)"
+            hdr="Authorization: Bearer $AI_KEY"; url="${AI_BASE%/}/models" ;;
+        *) die "MOVERZ_AI_PROVIDER must be moverz-ai, anthropic or openai, not \"$PROVIDER\"" ;;
+    esac
+    out=$(mktemp)
+    # the key goes to curl on its standard input, not on its command line
+    status=$(curl -sS -m 20 -o "$out" -w '%{http_code}' -H @- -H 'anthropic-version: 2023-06-01' "$url" \
+             <<<"$hdr" 2>"$out.err") || { err=$(cat "$out.err"); rm -f "$out" "$out.err"; die "cannot reach $url: $err"; }
+    rm -f "$out.err"
+    case "$status" in
+        200) ;;
+        401|403) err=$(jq -r '.error.message // .error // .' "$out" 2>/dev/null | head -c 300)
+                 rm -f "$out"; die "$PROVIDER refused the API key (HTTP $status: $err)" ;;
+        *) echo "demo: note: $url answered HTTP $status; going on (some compatible servers have no model list)" ;;
+    esac
+    rm -f "$out"
+}
+
+PROVIDER=${MOVERZ_AI_PROVIDER:-moverz-ai}
+[ "$PROVIDER" = moverz-ai ] || provider_check
+
 mb_install_deps
 mb_build
 make -s fake_ai >/dev/null
 
-FAKE_OUT=$(mktemp /tmp/moverz_demo_fake.XXXXXX)
-# 300 ms per analysis, as a (fast) real model would take seconds
-mb_fake_start "$FAKE_OUT" --latency-ms 300
-echo "== starting a throwaway cluster with moverz_batch and the fake AI service on :$FAKE_AI_PORT"
-mb_cluster_start "moverz_batch.ai_service_url = '$FAKE_AI_URL'" \
-                 "moverz_batch.max_inflight = 4" "moverz_batch.retry_backoff = '500ms'"
+if [ "$PROVIDER" = moverz-ai ]; then
+    FAKE_OUT=$(mktemp /tmp/moverz_demo_fake.XXXXXX)
+    # 300 ms per analysis, as a (fast) real model would take seconds
+    mb_fake_start "$FAKE_OUT" --latency-ms 300
+    echo "== starting a throwaway cluster with moverz_batch and the fake AI service on :$FAKE_AI_PORT"
+    mb_cluster_start "moverz_batch.ai_service_url = '$FAKE_AI_URL'" \
+                     "moverz_batch.max_inflight = 4" "moverz_batch.retry_backoff = '500ms'"
+else
+    echo "== starting a throwaway cluster with moverz_batch and the $PROVIDER API at $AI_BASE"
+    mb_cluster_start "moverz_batch.ai_provider = '$PROVIDER'" "moverz_batch.ai_service_url = '$AI_BASE'" \
+                     "moverz_batch.ai_model = '${MOVERZ_AI_MODEL:-}'" \
+                     "moverz_batch.max_inflight = 4" "moverz_batch.retry_backoff = '2s'"
+    # the key in a file only the server's user reads: never in a setting, hence in no log
+    ( umask 077; printf '%s\n' "$AI_KEY" >"$MB_DIR/ai.key" )
+    [ "$(id -u)" = 0 ] && chown postgres: "$MB_DIR/ai.key"
+    mb_set moverz_batch.ai_api_key_file "$MB_DIR/ai.key"
+fi
 psql -qX -c "CREATE EXTENSION moverz_batch"
 
 img="https://photos.example.com/move-4521"
 project=$(psql -qAtX -c "SELECT moverz_batch.create_project('customer-42', 'Move Paris -> Lyon')")
+if [ "$PROVIDER" != moverz-ai ]; then
+    # public photos of rooms (Unsplash), or the user's own list
+    photos=${MOVERZ_DEMO_PHOTOS:-}
+    if [ -z "$photos" ]; then
+        photos=$(mktemp)
+        printf '%s\n' \
+            "https://images.unsplash.com/photo-1586023492125-27b2c045efd7?w=1024 living_room" \
+            "https://images.unsplash.com/photo-1505693416388-ac5ce068fe85?w=1024 bedroom" \
+            "https://images.unsplash.com/photo-1556911220-bff31c812dba?w=1024 kitchen" \
+            "https://images.unsplash.com/photo-1524758631624-e2822e304c36?w=1024" >"$photos"
+    fi
+    [ -r "$photos" ] || die "MOVERZ_DEMO_PHOTOS: cannot read $photos"
+    assets=$(jq -Rnc '[inputs | select(length > 0) | split(" ") | map(select(length > 0))
+                       | {url: .[0], roomType: .[1]} | with_entries(select(.value != null))]
+                      | to_entries | map(.value + {filename: "photo\(.key + 1).jpg"})' "$photos")
+    batch=$(psql -qAtX -v ON_ERROR_STOP=1 -v assets="$assets" -v project="$project" \
+                 <<<"SELECT moverz_batch.create_batch(:'project', 'customer-42', :'assets'::jsonb)") \
+        || die "the photo list was refused (above: the field and the rule)"
+    echo "== batch $batch submitted ($(jq length <<<"$assets") photos) to $PROVIDER"
+else
 batch=$(psql -qAtX -v ON_ERROR_STOP=1 <<SQL
 SELECT moverz_batch.create_batch('$project', 'customer-42', '[
   {"filename": "salon.jpg", "filePath": "/uploads/salon.jpg", "roomType": "living_room",
@@ -51,6 +128,7 @@ SELECT moverz_batch.create_batch('$project', 'customer-42', '[
 SQL
 )
 echo "== batch $batch submitted (7 photos; cave.jpg has an unreachable URL)"
+fi
 
 if [ -x tools/moverz-batch ]; then
     tools/moverz-batch watch "$batch" || [ $? -eq 2 ]   # 2: finished with failures
@@ -70,7 +148,15 @@ fi
 mb_wait_for 10 "SELECT moverz_batch.batch_progress('$batch') ? 'inventorySummary'"
 echo "== final batch_progress('$batch')"
 psql -qAtX -c "SELECT jsonb_pretty(moverz_batch.batch_progress('$batch'))"
+echo "== what the model found, photo by photo"
+psql -qX -c "SELECT p.filename, coalesce(p.room_type, '?') AS room,
+                    coalesce((SELECT string_agg((i->>'quantity') || ' x ' || (i->>'label') || ' (' || (i->>'volume_m3') || ' m3)', ', ')
+                                FROM jsonb_array_elements(p.analysis->'items') i),
+                             p.error_code || ': ' || left(p.error_message, 100)) AS found
+               FROM moverz_batch.photos p WHERE p.batch_id = '$batch' ORDER BY p.position"
 echo "== AI metrics of the batch"
 psql -qX -c "SELECT count(*) AS calls, round(avg(latency_ms)) AS avg_latency_ms,
-                    count(*) FILTER (WHERE success) AS successes, sum(cost_usd) AS total_cost_usd
+                    count(*) FILTER (WHERE success) AS successes, sum(tokens_in) AS tokens_in,
+                    sum(tokens_out) AS tokens_out, sum(cost_usd) AS total_cost_usd,
+                    string_agg(DISTINCT model, ', ') AS models
                FROM moverz_batch.ai_metrics WHERE meta->>'batchId' = '$batch'"
