@@ -71,7 +71,6 @@ log() { printf '%s [%4ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - T_START)) "$*" 
 
 cleanup() {
     [ -n "${SAMPLER_PID:-}" ] && kill "$SAMPLER_PID" 2>/dev/null
-    [ -n "${WSAMPLER_PID:-}" ] && kill "$WSAMPLER_PID" 2>/dev/null
     [ -n "${PERF_PID:-}" ] && kill -INT "$PERF_PID" 2>/dev/null
     [ -n "${FAKE_AI_PID:-}" ] && kill "$FAKE_AI_PID" 2>/dev/null
     mb_cluster_stop
@@ -145,9 +144,9 @@ restart_cluster() {
 
 payload() { q "SELECT bench.payload('$1', $2, ${3:-0})" >/dev/null; }
 
-worker_pids() {   # [TYPE]: photo worker (default) or photo writer
+worker_pids() {   # the photo workers' pids
     q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
-        WHERE backend_type = 'moverz_batch ${1:-photo worker}'"
+        WHERE backend_type = 'moverz_batch photo worker'"
 }
 
 # cpu_snapshot: the machine's CPU time (/proc/stat: "machine BUSY TOTAL",
@@ -161,7 +160,6 @@ cpu_snapshot() {
     while read -r pid name; do
         case "$name" in
             *"photo worker"*) name=photo_workers ;;
-            *"photo writer"*) name=photo_writers ;;
             *"inventory worker"*) name=inventory_worker ;;
             fake_ai) ;;
             *"postgres postgres"*|*"[local]"*) name=bench_client_backends ;;
@@ -283,8 +281,6 @@ scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
             pids=$(worker_pids)
             bench/rss_sampler.sh "$WORK/rss.$r" $pids &
             SAMPLER_PID=$!
-            bench/rss_sampler.sh "$WORK/wrss.$r" $(worker_pids "photo writer") &
-            WSAMPLER_PID=$!
         fi
         res=$(run_batch "$key" "$inf")
         wall=$(jq -r .wall_s <<<"$res"); ok=$(jq -r .check <<<"$res")
@@ -300,8 +296,8 @@ scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
                '($w - $c / 1000) / $i * 1000 | round / 1000')" "x ideal" "$ok"
         log "B $fig run $r: wall $wall s, ideal $ideal s, fake max in flight $(jq -r .fake.max_inflight <<<"$res"), other processes $(jq -r .foreign_cpu_pct <<<"$res")% CPU ($ok)"
         if [ -n "$rss" ]; then
-            kill "$SAMPLER_PID" "$WSAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" "$WSAMPLER_PID" 2>/dev/null
-            SAMPLER_PID= WSAMPLER_PID=
+            kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null
+            SAMPLER_PID=
             # file: peak VmRSS kB, peak RssAnon kB, VmHWM kB, peak RssShmem kB
             read -r vmrss anon hwm shmem <"$WORK/rss.$r"
             record D worker_private_rss_peak_${inf}_inflight "workers=1 max_inflight=$inf" "$r" \
@@ -310,11 +306,6 @@ scenario_b() {   # KEY N INFLIGHT FIGURE [sample-rss]
                    '{peak_vmrss_mb: ($a/1024|floor), vmhwm_mb: ($b/1024|floor), peak_rss_shmem_mb: ($c/1024|floor)}')"
             record D worker_vmhwm_${inf}_inflight "workers=1 max_inflight=$inf" "$r" \
                 "$(jq -rn --argjson a "$hwm" '$a / 1024 | . * 10 | round / 10')" MB "$ok"
-            # its writer (claims, write-backs), a process of its own: no bar
-            read -r vmrss anon hwm shmem <"$WORK/wrss.$r"
-            record D writer_private_rss_peak_${inf}_inflight "workers=1 max_inflight=$inf" "$r" \
-                "$(jq -rn --argjson a "$anon" '$a / 1024 | . * 10 | round / 10')" MB "$ok" \
-                "$(jq -cn --argjson a "$vmrss" --argjson b "$hwm" '{peak_vmrss_mb: ($a/1024|floor), vmhwm_mb: ($b/1024|floor)}')"
         fi
     done
 }
@@ -413,7 +404,7 @@ profile_pass() {
         PERF_PID=$!
         sleep 0.5
     fi
-    pids="$(worker_pids) $(worker_pids "photo writer")"
+    pids=$(worker_pids)
     before=$(cpu_snapshot)
     res=$(run_batch a_small)
     after=$(cpu_snapshot)
@@ -445,11 +436,11 @@ profile_pass() {
             perf report -i "$WORK/perf.data" --no-children --sort comm,pid -g none --stdio 2>/dev/null |
                 grep -E '^ +[0-9]' | head -15
             echo
-            echo "## perf: top symbols of the photo worker(s) and their writer(s) ($pids), % of all samples"
+            echo "## perf: top symbols of the photo worker(s) ($pids), % of all samples"
             perf report -i "$WORK/perf.data" --no-children --comm postgres --sort pid,dso,sym -g none --stdio 2>/dev/null |
                 grep -E "^ +[0-9.]+% +($(tr ' ' '|' <<<"$pids")):" | head -30
             echo
-            echo "## perf: inclusive time (children) of selected functions in the photo worker(s) and writer(s)"
+            echo "## perf: inclusive time (children) of selected functions in the photo worker(s)"
             perf report -i "$WORK/perf.data" --children --comm postgres --sort pid,sym -g none --stdio 2>/dev/null |
                 grep -E "^ +[0-9.]+% +[0-9.]+% +($(tr ' ' '|' <<<"$pids")):" |
                 grep -E "\] (SPI_execute_plan|ExecInsert|ExecUpdate|ExecInsertIndexTuples|RI_FKey|AfterTrigger|plpgsql|jsonb|json_|pg_parse_json|XLogFlush|XLogInsert|CommitTransaction|curl|Curl|exec_|pgss|fmgr_sql|numeric|ExecEvalWholeRowVar|heap_update|heap_insert|_bt_doinsert|GetSnapshotData|pg_plan_query|GetCachedPlan|BuildCachedPlan|standard_planner)" | head -40

@@ -86,13 +86,11 @@ json_type_name(const JsonbValue *v)
 
 /*
  * invalid
- *		Raise the error of one element's broken rule.
+ *		Raise the error of one element's broken rule: the element, the
+ *		field and the rule, in a translatable message.
  */
-static void
-invalid(int sqlstate, const char *msg)
-{
-	ereport(ERROR, (errcode(sqlstate), errmsg_internal("%s", msg)));
-}
+#define invalid(sqlstate, ...) \
+	ereport(ERROR, (errcode(sqlstate), errmsg(__VA_ARGS__)))
 
 /*
  * has_control
@@ -187,11 +185,11 @@ check_url(const JsonbValue *url, int idx)
 {
 	if (url->val.string.len > 2048)
 		invalid(ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-				psprintf("assets[%d].url must be at most 2048 bytes (got %d)", idx,
-						 url->val.string.len));
+				"assets[%d].url must be at most 2048 bytes (got %d)", idx,
+				url->val.string.len);
 	if (has_control(url) || !url_ok(url))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].url must be an absolute http or https URL", idx));
+				"assets[%d].url must be an absolute http or https URL", idx);
 }
 
 /*
@@ -206,37 +204,37 @@ read_asset(JsonbValue *elem, int idx, Asset *a)
 
 	if (!moverz_json_is_container(elem, true))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d] must be a JSON object, not %s", idx, json_type_name(elem)));
+				"assets[%d] must be a JSON object, not %s", idx, json_type_name(elem));
 	obj = elem->val.binary.data;
 
 	if (!moverz_json_key(obj, "filename", &a->filename) || a->filename.type != jbvString)
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].filename is required and must be a string", idx));
+				"assets[%d].filename is required and must be a string", idx);
 	if (is_blank(&a->filename))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].filename must not be empty", idx));
+				"assets[%d].filename must not be empty", idx);
 	if (a->filename.val.string.len > 255)
 		invalid(ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-				psprintf("assets[%d].filename must be at most 255 bytes (got %d)", idx,
-						 a->filename.val.string.len));
+				"assets[%d].filename must be at most 255 bytes (got %d)", idx,
+				a->filename.val.string.len);
 	if (has_control(&a->filename))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].filename must not contain control characters", idx));
+				"assets[%d].filename must not contain control characters", idx);
 
 	if (!moverz_json_key(obj, "url", &a->url) || a->url.type != jbvString)
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].url is required and must be a string", idx));
+				"assets[%d].url is required and must be a string", idx);
 	check_url(&a->url, idx);
 
 	if (!optional_string(obj, "filePath", &a->file_path))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].filePath must be a string", idx));
+				"assets[%d].filePath must be a string", idx);
 	if (a->file_path.type == jbvString && a->file_path.val.string.len > 1024)
 		invalid(ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-				psprintf("assets[%d].filePath must be at most 1024 bytes", idx));
+				"assets[%d].filePath must be at most 1024 bytes", idx);
 	if (!optional_string(obj, "roomType", &a->room_type))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				psprintf("assets[%d].roomType must be a string", idx));
+				"assets[%d].roomType must be a string", idx);
 }
 
 /*

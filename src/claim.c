@@ -2,14 +2,15 @@
  *
  * claim.c
  *		The photo worker's transactions: claim PENDING photos, write the AI
- *		results back, take back the claims of vanished workers.
+ *		results back, hand back photos claimed and never sent, take back
+ *		the claims of vanished workers.
  *
  * Each runs in a short transaction of its own (moverz_run_in_transaction)
  * through a saved, parameterised SPI plan calling the SQL side
- * (sql/src/60_worker.sql).  Claimed rows are copied out into the worker's
- * queue of ready photos once the transaction has committed; the wait loop
- * sends them as request slots free up.  Photos claimed ahead of free
- * slots wait there, and are handed back unsent (unclaim_photos) on recall.
+ * (sql/src/60_worker.sql), never while a request waits on the network in
+ * it: the worker runs them between the turns of its wait loop.  Claimed
+ * rows are copied out before the transaction ends; the loop keeps them
+ * (photo_worker.c) until it sends them.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,20 +25,22 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
+/* The kept plans, one per SQL function the worker calls. */
+typedef enum ClaimPlan
+{
+	PLAN_CLAIM,
+	PLAN_COMPLETE,
+	PLAN_RELEASE,
+	PLAN_UNCLAIM,
+	NUM_PLANS
+} ClaimPlan;
+
 struct ClaimState
 {
 	MoverzWorkerSlot *slot;
 	int			worker_index;
 	int64		claim_token;	/* the worker incarnation's */
-	AiClient   *client;
-	MemoryContext ready_cxt;	/* the ready photos and their queue */
-	AiPhoto   **ready;			/* claimed, not yet sent; oldest first */
-	int			nready;
-	int			maxready;
-	SPIPlanPtr	claim_plan;
-	SPIPlanPtr	complete_plan;
-	SPIPlanPtr	release_plan;
-	SPIPlanPtr	unclaim_plan;
+	SPIPlanPtr	plans[NUM_PLANS];
 };
 
 /* Arguments and results of one transaction. */
@@ -45,7 +48,8 @@ typedef struct ClaimCall
 {
 	ClaimState *state;
 	int			limit;			/* claim: how many */
-	AiPhoto   **photos;			/* claim: the claimed photos (ready_cxt) */
+	MemoryContext cxt;			/* claim: where the photos are copied */
+	AiPhoto   **photos;			/* claim: the claimed photos */
 	int			nphotos;
 	Datum		ids;			/* unclaim: uuid[] of the photos */
 	const char *results;		/* write-back: the JSON array */
@@ -56,29 +60,60 @@ typedef struct ClaimCall
 /*
  * claim_state_create
  *		The claim state of photo worker "worker_index", incarnation
- *		claim_token; client is NULL in its writer.
+ *		claim_token.
  */
 ClaimState *
-claim_state_create(MoverzWorkerSlot *slot, int worker_index, int64 claim_token,
-				   AiClient *client)
+claim_state_create(MoverzWorkerSlot *slot, int worker_index, int64 claim_token)
 {
 	ClaimState *state = MemoryContextAllocZero(TopMemoryContext, sizeof(ClaimState));
 
 	state->slot = slot;
 	state->worker_index = worker_index;
 	state->claim_token = claim_token;
-	state->client = client;
-	state->ready_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch ready photos",
-											 ALLOCSET_DEFAULT_SIZES);
 	return state;
 }
+
+/*
+ * run_plan
+ *		Execute the kept plan "which" (prepared from sql on first use) with
+ *		these arguments; every plan is a SELECT.  With one_row, exactly one
+ *		row must come back.  what names the call in errors.
+ */
+static void
+run_plan(ClaimState *state, ClaimPlan which, const char *sql, int nargs, Oid *types,
+		 Datum *values, bool one_row, const char *what)
+{
+	int			rc;
+
+	moverz_saved_plan(&state->plans[which], sql, nargs, types);
+	rc = SPI_execute_plan(state->plans[which], values, NULL, false, one_row ? 1 : 0);
+	if (rc != SPI_OK_SELECT || (one_row && SPI_processed != 1))
+		elog(ERROR, "moverz_batch: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/*
+ * result_int
+ *		Column col (from 1) of the first row of the last plan run, as an
+ *		int (0 when NULL).
+ */
+static int
+result_int(int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/* The text fields of an AiPhoto, in claim_photos()'s column order. */
+#define AI_PHOTO_NFIELDS	7
 
 /*
  * ai_photo_fields
  *		Where each text field of photo is, in claim_photos()'s column order:
  *		id, batch_id, project_id, user_id, url, filename, room_type.
  */
-void
+static void
 ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS])
 {
 	fields[0] = &photo->id;
@@ -91,21 +126,25 @@ ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS])
 }
 
 /*
- * build_photo
- *		A photo from its text fields (in ai_photo_fields() order; only
- *		room_type may be NULL) and its attempt, in one chunk of cxt.
+ * copy_photo
+ *		The claimed photo of SPI row "row" (id, batch_id, project_id,
+ *		user_id, url, filename, room_type, attempt), in one chunk of cxt
+ *		(freed with one pfree).
  */
 static AiPhoto *
-build_photo(MemoryContext cxt, const char *const values[AI_PHOTO_NFIELDS], int attempt)
+copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 {
+	const char *values[AI_PHOTO_NFIELDS];
 	Size		lens[AI_PHOTO_NFIELDS];
 	Size		total = sizeof(AiPhoto);
-	AiPhoto    *photo;
 	const char **fields[AI_PHOTO_NFIELDS];
+	char	   *attempt = SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 1);
+	AiPhoto    *photo;
 	char	   *dst;
 
 	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
 	{
+		values[i] = SPI_getvalue(row, desc, i + 1);
 		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
 		total += lens[i];
 	}
@@ -117,29 +156,13 @@ build_photo(MemoryContext cxt, const char *const values[AI_PHOTO_NFIELDS], int a
 		*fields[i] = values[i] ? memcpy(dst, values[i], lens[i]) : NULL;
 		dst += lens[i];
 	}
-	photo->attempt = attempt;
+	photo->attempt = attempt ? pg_strtoint32(attempt) : 1;
 	return photo;
 }
 
 /*
- * copy_photo
- *		The claimed photo of SPI row "row" (id, batch_id, project_id,
- *		user_id, url, filename, room_type, attempt), in one chunk of cxt.
- */
-static AiPhoto *
-copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
-{
-	const char *values[AI_PHOTO_NFIELDS];
-	char	   *attempt = SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 1);
-
-	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
-		values[i] = SPI_getvalue(row, desc, i + 1);
-	return build_photo(cxt, values, attempt ? pg_strtoint32(attempt) : 1);
-}
-
-/*
  * claim_txn
- *		Transaction body of claim_photos().
+ *		Transaction body of claim_fetch().
  */
 static void
 claim_txn(void *arg)
@@ -148,36 +171,33 @@ claim_txn(void *arg)
 	ClaimState *state = call->state;
 	Oid			types[5] = {INT4OID, INT8OID, INT4OID, INT4OID, INT4OID};
 	Datum		values[5];
-	int			rc;
 
-	moverz_saved_plan(&state->claim_plan,
-				 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
-				 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types);
 	values[0] = Int32GetDatum(state->worker_index);
 	values[1] = Int64GetDatum(state->claim_token);
 	values[2] = Int32GetDatum(call->limit);
 	values[3] = Int32GetDatum(moverz_lease_timeout_ms);
 	values[4] = Int32GetDatum(moverz_max_inflight_per_user);
-	rc = SPI_execute_plan(state->claim_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "moverz_batch: claim failed: %s", SPI_result_code_string(rc));
+	run_plan(state, PLAN_CLAIM,
+			 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
+			 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types, values,
+			 false, "claim");
 
 	/* copied row by row: a failure halfway frees what was copied */
-	call->photos = MemoryContextAlloc(state->ready_cxt, Max(1, SPI_processed) * sizeof(AiPhoto *));
+	call->photos = MemoryContextAlloc(call->cxt, Max(1, SPI_processed) * sizeof(AiPhoto *));
 	for (uint64 i = 0; i < SPI_processed; i++)
-		call->photos[call->nphotos++] = copy_photo(state->ready_cxt, SPI_tuptable->vals[i],
+		call->photos[call->nphotos++] = copy_photo(call->cxt, SPI_tuptable->vals[i],
 												   SPI_tuptable->tupdesc);
 }
 
 /*
  * claim_fetch
  *		Claim up to "limit" photos in a transaction of its own.  Returns how
- *		many were claimed, with the photos in *photos (each a chunk of the
- *		state's context, freed by the caller with pfree), or -1 when the
- *		extension is not installed or the claim failed.
+ *		many were claimed, the photos in *photos (an array of cxt, each photo
+ *		a chunk of cxt), or -1 when the extension is not installed or the
+ *		claim failed (the error is the worker's last error).
  */
 int
-claim_fetch(ClaimState *state, int limit, AiPhoto ***photos)
+claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos)
 {
 	ClaimCall	call;
 	char	   *err;
@@ -185,6 +205,7 @@ claim_fetch(ClaimState *state, int limit, AiPhoto ***photos)
 	memset(&call, 0, sizeof(call));
 	call.state = state;
 	call.limit = limit;
+	call.cxt = cxt;
 	*photos = NULL;
 	if (!moverz_run_in_transaction(claim_txn, &call, "claiming photos", &err))
 	{
@@ -193,9 +214,7 @@ claim_fetch(ClaimState *state, int limit, AiPhoto ***photos)
 		if (call.photos)
 			pfree(call.photos);
 		if (err)
-			moverz_slot_report(state->slot, state->claim_token,
-							   state->client ? ai_client_inflight(state->client) : -1,
-							   0, 0, err);
+			moverz_slot_report(state->slot, -1, 0, 0, err);
 		return -1;
 	}
 	*photos = call.photos;
@@ -203,109 +222,21 @@ claim_fetch(ClaimState *state, int limit, AiPhoto ***photos)
 }
 
 /*
- * make_room
- *		Room in the ready queue for n more photos.
- */
-static void
-make_room(ClaimState *state, int n)
-{
-	if (state->nready + n <= state->maxready)
-		return;
-	state->maxready = Max(64, 2 * (state->nready + n));
-	state->ready = state->ready == NULL ?
-		MemoryContextAlloc(state->ready_cxt, state->maxready * sizeof(AiPhoto *)) :
-		repalloc(state->ready, state->maxready * sizeof(AiPhoto *));
-}
-
-/*
- * claim_photos
- *		Claim up to "limit" photos and queue them as ready to send.
- *		Returns how many were claimed, or -1 (see claim_fetch).
- */
-int
-claim_photos(ClaimState *state, int limit)
-{
-	AiPhoto   **photos;
-	int			n = claim_fetch(state, limit, &photos);
-
-	if (n > 0)
-	{
-		make_room(state, n);
-		memcpy(state->ready + state->nready, photos, n * sizeof(AiPhoto *));
-		state->nready += n;
-	}
-	if (photos)
-		pfree(photos);
-	return n;
-}
-
-/*
- * claim_push_ready
- *		Queue one photo claimed elsewhere (by the worker's writer) as ready
- *		to send; values as for build_photo().
- */
-void
-claim_push_ready(ClaimState *state, const char *const values[AI_PHOTO_NFIELDS], int attempt)
-{
-	make_room(state, 1);
-	state->ready[state->nready++] = build_photo(state->ready_cxt, values, attempt);
-}
-
-/*
- * claim_ready_count
- *		Photos claimed and not yet sent.
- */
-int
-claim_ready_count(ClaimState *state)
-{
-	return state->nready;
-}
-
-/*
- * claim_send_ready
- *		Start the requests of up to "max" ready photos, oldest first.
- *		Returns how many were started.
- */
-int
-claim_send_ready(ClaimState *state, int max)
-{
-	int			n = Min(max, state->nready);
-
-	if (n <= 0)
-		return 0;
-	for (int i = 0; i < n; i++)
-	{
-		ai_client_start(state->client, state->ready[i]);
-		pfree(state->ready[i]);
-	}
-	state->nready -= n;
-	memmove(state->ready, state->ready + n, state->nready * sizeof(AiPhoto *));
-	return n;
-}
-
-/*
  * unclaim_txn
- *		Transaction body of claim_recall_ready().
+ *		Transaction body of claim_unclaim().
  */
 static void
 unclaim_txn(void *arg)
 {
 	ClaimCall  *call = (ClaimCall *) arg;
-	ClaimState *state = call->state;
 	Oid			types[2] = {INT8OID, UUIDARRAYOID};
 	Datum		values[2];
-	bool		isnull;
-	int			rc;
 
-	moverz_saved_plan(&state->unclaim_plan,
-				 "SELECT moverz_batch.unclaim_photos($1, $2)", 2, types);
-	values[0] = Int64GetDatum(state->claim_token);
+	values[0] = Int64GetDatum(call->state->claim_token);
 	values[1] = call->ids;
-	rc = SPI_execute_plan(state->unclaim_plan, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "moverz_batch: unclaim failed: %s", SPI_result_code_string(rc));
-	call->count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+	run_plan(call->state, PLAN_UNCLAIM, "SELECT moverz_batch.unclaim_photos($1, $2)",
+			 2, types, values, true, "unclaim");
+	call->count = result_int(1);
 }
 
 /*
@@ -339,21 +270,6 @@ claim_unclaim(ClaimState *state, AiPhoto **photos, int n)
 }
 
 /*
- * claim_recall_ready
- *		Hand back every ready photo unsent (claim_unclaim), and the request
- *		tokens their claim took.  The queue is empty afterwards.
- */
-int
-claim_recall_ready(ClaimState *state)
-{
-	int			n = state->nready;
-
-	state->nready = 0;
-	moverz_rate_give_back(n);
-	return claim_unclaim(state, state->ready, n);
-}
-
-/*
  * write_back_txn
  *		Transaction body of one write-back.
  */
@@ -361,27 +277,20 @@ static void
 write_back_txn(void *arg)
 {
 	ClaimCall  *call = (ClaimCall *) arg;
-	ClaimState *state = call->state;
 	Oid			types[5] = {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID};
 	Datum		values[5];
-	bool		isnull;
-	int			rc;
 
-	moverz_saved_plan(&state->complete_plan,
-				 "SELECT done, rate_limit_ms"
-				 "  FROM moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types);
-	values[0] = Int64GetDatum(state->claim_token);
+	values[0] = Int64GetDatum(call->state->claim_token);
 	values[1] = CStringGetTextDatum(call->results);
 	values[2] = Int32GetDatum(moverz_max_attempts);
 	values[3] = Int32GetDatum(moverz_retry_backoff_ms);
 	values[4] = CStringGetTextDatum(ai_provider_name(moverz_ai_provider));
-	rc = SPI_execute_plan(state->complete_plan, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "moverz_batch: write-back failed: %s", SPI_result_code_string(rc));
-	call->count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
-	call->rate_limit_ms = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 2, &isnull));
+	run_plan(call->state, PLAN_COMPLETE,
+			 "SELECT done, rate_limit_ms"
+			 "  FROM moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types, values,
+			 true, "write-back");
+	call->count = result_int(1);
+	call->rate_limit_ms = result_int(2);
 }
 
 /*
@@ -458,9 +367,7 @@ claim_write_back(ClaimState *state, AiResult *results, int n)
 		for (int i = 0; i < n; i++)
 			write_one(state, &results[i], &done);
 	}
-	moverz_slot_report(state->slot, state->claim_token,
-					   state->client ? ai_client_inflight(state->client) : -1,
-					   done, n - done, NULL);
+	moverz_slot_report(state->slot, -1, done, n - done, NULL);
 	for (int i = 0; i < n; i++)
 		pfree(results[i].json);
 	pfree(buf.data);
@@ -477,21 +384,14 @@ release_txn(void *arg)
 	ClaimState *state = call->state;
 	Oid			types[4] = {INT4OID, INT8OID, INT4OID, INT4OID};
 	Datum		values[4];
-	bool		isnull;
-	int			rc;
 
-	moverz_saved_plan(&state->release_plan,
-				 "SELECT moverz_batch.release_claims($1, $2, $3, $4)", 4, types);
 	values[0] = Int32GetDatum(state->worker_index);
 	values[1] = Int64GetDatum(state->claim_token);
 	values[2] = Int32GetDatum(moverz_workers);
 	values[3] = Int32GetDatum(moverz_max_attempts);
-	rc = SPI_execute_plan(state->release_plan, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "moverz_batch: release of stale claims failed: %s",
-			 SPI_result_code_string(rc));
-	call->count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+	run_plan(state, PLAN_RELEASE, "SELECT moverz_batch.release_claims($1, $2, $3, $4)",
+			 4, types, values, true, "release of stale claims");
+	call->count = result_int(1);
 }
 
 /*

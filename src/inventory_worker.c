@@ -18,6 +18,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "utils/memutils.h"
 
 /* Jobs run in one turn before the loop looks at its interrupts again. */
@@ -87,7 +89,8 @@ run_due_jobs(InventoryLoop *loop)
 {
 	for (int i = 0; i < INVENTORY_JOBS_PER_TURN; i++)
 	{
-		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			return false;
 		loop->ran = false;
 		if (!moverz_run_in_transaction(run_job_txn, loop, "syncing an inventory", NULL) ||
 			!loop->ran)
@@ -114,7 +117,7 @@ moverz_inventory_worker_main(Datum main_arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch inventory worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		WaitEvent	occurred[2];
 		long		timeout = moverz_poll_interval_ms;
@@ -137,4 +140,6 @@ moverz_inventory_worker_main(Datum main_arg)
 							 PG_WAIT_EXTENSION) > 0)
 			ResetLatch(MyLatch);
 	}
+	/* exit code 1: see moverz_photo_worker_main */
+	proc_exit(1);
 }

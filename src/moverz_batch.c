@@ -44,7 +44,6 @@ int			moverz_writeback_batch = 64;
 int			moverz_max_inflight_per_user = 0;
 int			moverz_max_requests_per_second = 0;
 int			moverz_claim_ahead = -1;
-bool		moverz_photo_writer = true;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -166,12 +165,6 @@ define_guc_settings(void)
 							"None while max_inflight_per_user or max_requests_per_second is set.",
 							&moverz_claim_ahead, -1, -1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomBoolVariable("moverz_batch.photo_writer",
-							 "Run each photo worker's claims and write-backs in a process of its own.",
-							 "Read when a photo worker starts.  Off, or when no background worker slot "
-							 "is free, the photo worker runs them itself, between its network turns.",
-							 &moverz_photo_writer, true,
-							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("moverz_batch");
 #else

@@ -5,11 +5,11 @@
  *
  * Data flows one way: the SQL API inserts photos (sql/src), triggers keep
  * the batch counters, a photo worker (photo_worker.c) claims PENDING photos
- * (claim.c), sends them to the AI service (ai_client.c), writes the results
- * back (claim.c), and the inventory worker (inventory_worker.c) aggregates
- * each finished batch.  A photo worker's claims and write-backs run in its
- * photo writer (writer.c), so that the network loop never waits on a
- * transaction.  Shared state and wake-ups live in shmem.c.
+ * (claim.c), sends them to the AI provider (ai_provider.c, ai_client.c),
+ * writes the results back (claim.c; the answers are read by ai_contract.c
+ * and ai_answer.c), and the inventory worker (inventory_worker.c)
+ * aggregates each finished batch.  Shared state and wake-ups live in
+ * shmem.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,7 +56,6 @@ extern int	moverz_writeback_batch;
 extern int	moverz_max_inflight_per_user;
 extern int	moverz_max_requests_per_second;
 extern int	moverz_claim_ahead;
-extern bool moverz_photo_writer;
 
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
@@ -83,7 +82,6 @@ typedef struct MoverzShared
 	TimestampTz tokens_at;
 	TimestampTz hold_until;
 	uint64		recall_epoch;	/* moves on at each committed recall */
-	uint64		photo_wakes;	/* moves on at each wake-up of the photo workers */
 } MoverzShared;
 
 extern MoverzShared *moverz_shared;
@@ -92,8 +90,7 @@ extern MoverzShared *moverz_shared;
 extern void moverz_shmem_request(void);
 extern void moverz_shmem_startup(void);
 extern MoverzWorkerSlot *moverz_attach_slot(int index, bool inventory);
-extern MoverzWorkerSlot *moverz_photo_slot(int index);
-extern void moverz_slot_report(MoverzWorkerSlot *slot, int64 claim_token, int inflight,
+extern void moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 							   int64 done_delta, int64 failed_delta,
 							   const char *error);
 extern int	moverz_rate_take(int want, long *wait_ms);
@@ -101,7 +98,6 @@ extern void moverz_rate_give_back(int n);
 extern void moverz_rate_hold(long ms);
 extern long moverz_rate_held_ms(void);
 extern uint64 moverz_recall_epoch(void);
-extern uint64 moverz_photo_wakes(void);
 
 /* worker_common.c: what both kinds of worker share. */
 typedef void (*moverz_txn_fn) (void *arg);
@@ -165,13 +161,6 @@ struct AiPhoto
 };
 
 /*
- * The text fields of an AiPhoto, in the order of claim_photos()'s columns
- * (and of the photos the writer passes on): ai_photo_fields() says which.
- */
-#define AI_PHOTO_NFIELDS	7
-extern void ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS]);
-
-/*
  * A finished request: one JSON object for complete_photos().  Its first
  * head_len bytes name the call (id, batch_id, user_id, attempt, latency_ms)
  * without closing the object, so a result that cannot be stored can be
@@ -195,43 +184,14 @@ extern int	ai_client_inflight(AiClient *client);
 extern int	ai_client_result_count(AiClient *client);
 extern int	ai_client_take_results(AiClient *client, AiResult *results, int max);
 
-/* claim.c: SPI claim, write-back and crash recovery of photos. */
+/* claim.c: the photo worker's transactions (SPI). */
 typedef struct ClaimState ClaimState;
 extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
-									  int64 claim_token, AiClient *client);
-extern int	claim_fetch(ClaimState *state, int limit, AiPhoto ***photos);
-extern int	claim_photos(ClaimState *state, int limit);
-extern void claim_push_ready(ClaimState *state, const char *const values[AI_PHOTO_NFIELDS],
-							 int attempt);
-extern int	claim_ready_count(ClaimState *state);
-extern int	claim_send_ready(ClaimState *state, int max);
+									  int64 claim_token);
+extern int	claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos);
 extern int	claim_unclaim(ClaimState *state, AiPhoto **photos, int n);
-extern int	claim_recall_ready(ClaimState *state);
 extern void claim_write_back(ClaimState *state, AiResult *results, int n);
 extern int	claim_release_stale(ClaimState *state);
-
-/*
- * writer.c: a photo worker's transactions (claims, write-backs) run by a
- * process of its own, the photo writer, reached through message queues.
- */
-typedef struct WriterLink WriterLink;
-
-/* The answer to one claim request. */
-typedef struct WriterClaim
-{
-	uint64		epoch;			/* recall epoch read before the claim */
-	int			asked;			/* photos asked for */
-	int			claimed;		/* photos claimed (queued ready), -1: failed */
-} WriterClaim;
-
-extern WriterLink *writer_start(int index, int64 claim_token);
-extern void writer_ask_claim(WriterLink *link, int want);
-extern void writer_send_results(WriterLink *link, AiResult *results, int n);
-extern void writer_flush(WriterLink *link);
-extern bool writer_take_claim(WriterLink *link, ClaimState *claims, WriterClaim *answer);
-extern void writer_close(WriterLink *link, ClaimState *claims, int *asked, long timeout_ms);
-extern bool writer_lost(WriterLink *link);
-extern void writer_exit(WriterLink *link);
 
 /*
  * ai_contract.c: reading jsonb values, shared by the SQL-callable C
@@ -270,6 +230,5 @@ extern void ai_read_openai(int status, Jsonb *body, const char *body_text, AiVer
 /* Entry points of the background workers. */
 extern PGDLLEXPORT void moverz_photo_worker_main(Datum main_arg);
 extern PGDLLEXPORT void moverz_inventory_worker_main(Datum main_arg);
-extern PGDLLEXPORT void moverz_photo_writer_main(Datum main_arg);
 
 #endif							/* MOVERZ_BATCH_H */

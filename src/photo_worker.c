@@ -1,24 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * photo_worker.c
- *		The photo worker: its wait loop.
+ *		The photo worker: its wait loop, and the photos it has claimed and
+ *		not yet sent.
  *
- * One loop multiplexes the latch (new work, SIGTERM, SIGHUP, messages from
- * the writer), postmaster death and the sockets and timer of up to
- * moverz_batch.max_inflight AI requests.  Each turn: drive curl, fill the
- * free slots with photos already claimed, claim more and send them, write
- * back what finished, then sleep until something happens.  Claims and
- * write-backs are transactions; the worker's photo writer (writer.c) runs
- * them, so the loop only asks and hands over, and never waits on one.
- * Without a writer the loop runs them itself: a claim (one short
- * transaction) before sending, write-backs of many results each, the free
- * slots filled again between them.
+ * One loop multiplexes the latch (new work, SIGTERM, SIGHUP), postmaster
+ * death and the sockets and timer of up to moverz_batch.max_inflight AI
+ * requests.  Each turn: drive curl, fill the free request slots with photos
+ * already claimed, claim more (one short transaction) and send them, write
+ * back what finished (many results per transaction; between two, the
+ * answers that came meanwhile are read and their slots filled again), then
+ * sleep until something happens.  No transaction, snapshot or lock is held
+ * while a request is in flight: the transactions run between the turns.
+ *
  * With many requests in flight the worker claims ahead of its free slots
  * (moverz_batch.claim_ahead), so that an answer's slot is refilled at once,
  * not after the claim and write-back of every answer that came with it.
  * Photos claimed ahead go back unsent when a recall commits (cancel, pause,
  * a HIGH batch), during a RATE_LIMIT hold, and at shutdown.
- * No transaction, snapshot or lock is held while waiting.
+ *
+ * Shutdown follows contrib/pg_prewarm/autoprewarm.c: SIGTERM sets
+ * ShutdownRequestPending, the loop ends at its next turn, and the worker
+ * writes back the answers it has read and hands back the photos it has not
+ * sent in ordinary transactions before it exits.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,17 +30,10 @@
 
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-
-/*
- * Photos asked of the writer at a time: the first requests leave while
- * the writer claims the next ones.
- */
-#define WRITER_CLAIM_MAX	256
-
-/* How long a worker that goes waits for its writer to take what it has. */
-#define WRITER_CLOSE_MS		2000
 
 /* What the loop knows between turns. */
 typedef struct PhotoLoop
@@ -44,15 +41,16 @@ typedef struct PhotoLoop
 	MoverzWorkerSlot *slot;
 	AiClient   *client;
 	ClaimState *claims;
-	bool		recovered;		/* stale claims taken back since start */
+	MemoryContext ready_cxt;	/* the photos claimed, not yet sent */
+	AiPhoto   **ready;			/* oldest first */
+	int			nready;
+	int			maxready;
+	bool		recovered;		/* stale claims taken back, prompt read */
 	bool		want_claim;		/* woken, or the last claim was full */
 	TimestampTz next_poll;		/* fallback claim */
 	TimestampTz next_reap;		/* expired leases */
 	TimestampTz rate_wait_until;	/* no request token before then */
-	uint64		recall_epoch;	/* last recall honoured (or, set back, due) */
-	WriterLink *writer;			/* NULL: the transactions run here */
-	int			claim_asked;	/* photos asked of the writer, not answered */
-	uint64		wakes;			/* wake-ups seen */
+	uint64		recall_epoch;	/* last recall honoured */
 	int			reported_inflight;
 	int			reported_ready;
 } PhotoLoop;
@@ -72,33 +70,56 @@ claim_ahead_target(void)
 }
 
 /*
+ * recall_ready
+ *		Hand back every photo claimed and not sent, and the request tokens
+ *		their claim took.
+ */
+static void
+recall_ready(PhotoLoop *loop)
+{
+	int			n = loop->nready;
+
+	loop->nready = 0;
+	moverz_rate_give_back(n);
+	(void) claim_unclaim(loop->claims, loop->ready, n);
+}
+
+/*
  * send_ready
- *		Fill the free request slots with photos already claimed.  First hand
- *		them all back if a recall committed since the last look, or while
- *		the pool is held back after a RATE_LIMIT answer.
+ *		Fill the free request slots with photos already claimed, oldest
+ *		first.  First hand them all back if a recall committed since the
+ *		last look, or while the pool is held back after a RATE_LIMIT answer.
  */
 static void
 send_ready(PhotoLoop *loop)
 {
 	uint64		epoch = moverz_recall_epoch();
-	int			ready = claim_ready_count(loop->claims);
+	int			n;
 
-	if (epoch != loop->recall_epoch || (ready > 0 && moverz_rate_held_ms() > 0))
+	if (epoch != loop->recall_epoch || (loop->nready > 0 && moverz_rate_held_ms() > 0))
 	{
 		loop->recall_epoch = epoch;
 		loop->want_claim = true;
-		claim_recall_ready(loop->claims);
+		recall_ready(loop);
 		return;
 	}
-	if (ready > 0 && claim_send_ready(loop->claims,
-									  moverz_max_inflight - ai_client_inflight(loop->client)) > 0)
-		ai_client_drive(loop->client, false);
+	n = Min(loop->nready, moverz_max_inflight - ai_client_inflight(loop->client));
+	if (n <= 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		ai_client_start(loop->client, loop->ready[i]);
+		pfree(loop->ready[i]);
+	}
+	loop->nready -= n;
+	memmove(loop->ready, loop->ready + n, loop->nready * sizeof(AiPhoto *));
+	ai_client_drive(loop->client, false);
 }
 
 /*
  * claim_into_queue
- *		Claim up to "want" photos (within the request rate) into the ready
- *		queue, and send what the free slots take.  False when nothing more
+ *		Claim up to "want" photos (within the request rate) behind the ready
+ *		ones, and send what the free slots take.  False when nothing more
  *		should be claimed this turn.
  */
 static bool
@@ -106,6 +127,7 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 {
 	long		wait_ms;
 	int			granted = moverz_rate_take(want, &wait_ms);
+	AiPhoto   **photos;
 	int			n;
 
 	if (granted == 0)
@@ -115,21 +137,22 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 		loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
 		return false;
 	}
-	if (loop->writer != NULL)
-	{
-		/*
-		 * The answer comes later (take_claims); a wake-up meanwhile sets
-		 * want_claim again.
-		 */
-		loop->claim_asked = granted;
-		loop->want_claim = false;
-		loop->rate_wait_until = 0;
-		loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
-		writer_ask_claim(loop->writer, granted);
-		return false;
-	}
-	n = claim_photos(loop->claims, granted);
+	n = claim_fetch(loop->claims, granted, loop->ready_cxt, &photos);
 	moverz_rate_give_back(granted - Max(n, 0));
+	if (n > 0)
+	{
+		if (loop->nready + n > loop->maxready)
+		{
+			loop->maxready = Max(64, 2 * (loop->nready + n));
+			loop->ready = loop->ready == NULL ?
+				MemoryContextAlloc(loop->ready_cxt, loop->maxready * sizeof(AiPhoto *)) :
+				repalloc(loop->ready, loop->maxready * sizeof(AiPhoto *));
+		}
+		memcpy(loop->ready + loop->nready, photos, n * sizeof(AiPhoto *));
+		loop->nready += n;
+	}
+	if (photos)
+		pfree(photos);
 	/* photos came: there may be more; none: wait for a wake-up or the poll */
 	loop->want_claim = (n > 0);
 	loop->rate_wait_until = 0;
@@ -139,35 +162,33 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 }
 
 /*
- * take_claims
- *		Queue the photos of the writer's answers as ready.  An answer to a
- *		claim that read the recall epoch before the last recall honoured
- *		may hold photos that recall should have handed back: the epoch is
- *		set back to it, so send_ready recalls them.
+ * recover
+ *		Before the first claim, and after a failure: take back the stale
+ *		claims (this worker's earlier incarnations', vanished workers') and,
+ *		for a model API, read its prompt.  Then, now and then, the expired
+ *		leases.  False while claims must wait (the extension is missing, or
+ *		the database is busy): again on poll.
  */
-static void
-take_claims(PhotoLoop *loop)
+static bool
+recover(PhotoLoop *loop, TimestampTz now)
 {
-	WriterClaim answer;
-
-	while (loop->writer != NULL && writer_take_claim(loop->writer, loop->claims, &answer))
+	if (!loop->recovered || now >= loop->next_reap)
 	{
-		loop->claim_asked = 0;
-		/* a full claim: there may be more (a wake-up may have said so too) */
-		if (answer.claimed == answer.asked)
-			loop->want_claim = true;
-		if (answer.epoch < loop->recall_epoch)
-			loop->recall_epoch = answer.epoch;
+		loop->recovered = claim_release_stale(loop->claims) >= 0 &&
+			(!ai_client_needs_prompt(loop->client) || ai_client_load(loop->client));
+		loop->next_reap = TimestampTzPlusMilliseconds(now, Max(moverz_poll_interval_ms,
+															   moverz_lease_timeout_ms / 4));
+		if (!loop->recovered)
+			loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
 	}
+	return loop->recovered;
 }
 
 /*
  * maintain_claims
- *		Take back stale claims at start and, then, expired leases now and
- *		then; claim new photos when woken, after a full claim, or on poll:
- *		first for the free slots (they are sent at once), then, in bulk,
- *		the photos to keep claimed ahead.  A writer is asked for both at
- *		once, one claim at a time.
+ *		Claim new photos when woken, after a full claim, or on poll: first
+ *		for the free slots (they are sent at once), then, in bulk, the
+ *		photos to keep claimed ahead.
  */
 static void
 maintain_claims(PhotoLoop *loop)
@@ -176,78 +197,24 @@ maintain_claims(PhotoLoop *loop)
 	int			ahead = claim_ahead_target();
 	int			uncovered;
 
-	if (!loop->recovered || now >= loop->next_reap)
-	{
-		loop->recovered = claim_release_stale(loop->claims) >= 0;
-		loop->next_reap = TimestampTzPlusMilliseconds(now, Max(moverz_poll_interval_ms,
-															   moverz_lease_timeout_ms / 4));
-		if (!loop->recovered)
-		{
-			/* extension missing, or the database is busy: again on poll */
-			loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
-			return;
-		}
-	}
-	if (ai_client_needs_prompt(loop->client) && !ai_client_load(loop->client))
-	{
-		/* a model API without its prompt: no claim; recover and read again on poll */
-		loop->recovered = false;
-		loop->next_poll = TimestampTzPlusMilliseconds(now, moverz_poll_interval_ms);
+	if (!recover(loop, now))
 		return;
-	}
-	if ((!loop->want_claim && now < loop->next_poll) || loop->claim_asked > 0)
+	if (!loop->want_claim && now < loop->next_poll)
 		return;
 	/* slots no ready photo will fill */
-	uncovered = moverz_max_inflight - ai_client_inflight(loop->client) -
-		claim_ready_count(loop->claims);
-	if (loop->writer != NULL)
-	{
-		/*
-		 * Asked before the ready photos leave: those the free slots take
-		 * count as sent, the rest (-uncovered, at most all) stay ready.
-		 */
-		int			unsent = Min(Max(-uncovered, 0), claim_ready_count(loop->claims));
-		int			want = Max(uncovered, 0);
-
-		if (unsent < (ahead + 1) / 2)
-			want += ahead - unsent;
-		if (want > 0)
-			(void) claim_into_queue(loop, Min(want, WRITER_CLAIM_MAX), now);
-		return;
-	}
+	uncovered = moverz_max_inflight - ai_client_inflight(loop->client) - loop->nready;
 	if (uncovered > 0 && !claim_into_queue(loop, uncovered, now))
 		return;
 	/* claim ahead in bulk, not photo by photo */
-	if (claim_ready_count(loop->claims) < (ahead + 1) / 2)
-		(void) claim_into_queue(loop, ahead - claim_ready_count(loop->claims), now);
-}
-
-/*
- * refill_slots
- *		Send the ready photos and claim more.  A writer is asked for the next
- *		claim first, so that it claims while these requests leave (sending
- *		256 takes about as long as claiming them).  Without one, the ready
- *		photos leave first, then the loop claims (and sends) more itself.
- */
-static void
-refill_slots(PhotoLoop *loop)
-{
-	if (loop->writer != NULL)
-	{
-		maintain_claims(loop);
-		send_ready(loop);
-		return;
-	}
-	send_ready(loop);
-	maintain_claims(loop);
+	if (loop->nready < (ahead + 1) / 2)
+		(void) claim_into_queue(loop, ahead - loop->nready, now);
 }
 
 /*
  * write_back_results
- *		Hand every finished result to the writer.  Without one, write them
- *		back here, moverz_batch.writeback_batch per transaction; between
- *		two, read the answers that came and fill their slots again (from
- *		the ready photos, or by a claim).
+ *		Write back the finished results, moverz_batch.writeback_batch per
+ *		transaction; between two, read the answers that came and fill their
+ *		slots again (from the ready photos, or by a claim).
  */
 static void
 write_back_results(PhotoLoop *loop)
@@ -255,18 +222,11 @@ write_back_results(PhotoLoop *loop)
 	AiResult   *batch = palloc(sizeof(AiResult) * moverz_writeback_batch);
 	int			n;
 
-	if (loop->writer != NULL)
-	{
-		while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
-			writer_send_results(loop->writer, batch, n);
-		writer_flush(loop->writer);
-		pfree(batch);
-		return;
-	}
-
 	while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
 	{
 		claim_write_back(loop->claims, batch, n);
+		if (ShutdownRequestPending)
+			continue;
 		ai_client_drive(loop->client, true);
 		send_ready(loop);
 		maintain_claims(loop);
@@ -276,28 +236,28 @@ write_back_results(PhotoLoop *loop)
 
 /*
  * report_activity
- *		Show the number of requests in flight in pg_stat_activity.
+ *		Show the number of requests in flight in pg_stat_activity and in the
+ *		worker's slot.
  */
 static void
 report_activity(PhotoLoop *loop)
 {
 	int			inflight = ai_client_inflight(loop->client);
-	int			ready = claim_ready_count(loop->claims);
 
 	if (inflight != loop->reported_inflight)
 	{
 		loop->reported_inflight = inflight;
-		moverz_slot_report(loop->slot, loop->slot->claim_token, inflight, 0, 0, NULL);
+		moverz_slot_report(loop->slot, inflight, 0, 0, NULL);
 	}
 	/* the transactions of this turn replaced the text: set it again */
-	if (ready > 0 || loop->reported_ready > 0)
+	if (loop->nready > 0 || loop->reported_ready > 0)
 		pgstat_report_activity(STATE_IDLE,
 							   psprintf("waiting for the AI service: %d request(s) in flight, %d photo(s) claimed ahead",
-										inflight, ready));
+										inflight, loop->nready));
 	else
 		pgstat_report_activity(STATE_IDLE,
 							   psprintf("waiting for the AI service: %d request(s) in flight", inflight));
-	loop->reported_ready = ready;
+	loop->reported_ready = loop->nready;
 }
 
 /*
@@ -309,20 +269,16 @@ static long
 wait_timeout(PhotoLoop *loop)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	/* no poll while a claim is asked: its answer wakes the loop */
-	TimestampTz until = loop->claim_asked > 0 ? loop->next_reap :
-		Min(loop->next_poll, loop->next_reap);
+	TimestampTz until = Min(loop->next_poll, loop->next_reap);
 	long		curl_ms = ai_client_timeout_ms(loop->client);
+	bool		free_slots = ai_client_inflight(loop->client) < moverz_max_inflight;
 	long		ms;
 
-	if (loop->writer != NULL && writer_lost(loop->writer))
-		return 0;
 	if (!loop->recovered)
 		until = loop->next_poll;	/* claims wait for the recovery */
-	else if (claim_ready_count(loop->claims) > 0 && ai_client_inflight(loop->client) < moverz_max_inflight)
+	else if (loop->nready > 0 && free_slots)
 		return 0;
-	else if (loop->want_claim && loop->claim_asked == 0 &&
-		ai_client_inflight(loop->client) < moverz_max_inflight)
+	else if (loop->want_claim && free_slots)
 	{
 		if (loop->rate_wait_until <= now)
 			return 0;
@@ -337,27 +293,17 @@ wait_timeout(PhotoLoop *loop)
 }
 
 /*
- * hand_back_and_exit
- *		Shutting down, or the writer went away.  The answers read go to the
- *		writer to be written back, the channel is closed (with the photos
- *		of a claim the writer was answering), the photos claimed ahead go
- *		back unsent, and the worker exits.
+ * reconfigure
+ *		After a reload of the settings: the AI client's endpoint and key,
+ *		and a model API's prompt, so that the photos claimed ahead leave
+ *		with the new one.
  */
 static void
-hand_back_and_exit(PhotoLoop *loop)
+reconfigure(PhotoLoop *loop)
 {
-	HOLD_INTERRUPTS();
-	if (loop->writer != NULL)
-	{
-		write_back_results(loop);
-		writer_close(loop->writer, loop->claims, &loop->claim_asked, WRITER_CLOSE_MS);
-	}
-	if (claim_ready_count(loop->claims) > 0)
-		claim_recall_ready(loop->claims);
-	RESUME_INTERRUPTS();
-	if (loop->writer != NULL && writer_lost(loop->writer) && !ProcDiePending)
-		writer_exit(loop->writer);
-	CHECK_FOR_INTERRUPTS();
+	ai_client_configure(loop->client);
+	if (ai_client_needs_prompt(loop->client))
+		(void) ai_client_load(loop->client);
 }
 
 /*
@@ -377,39 +323,32 @@ moverz_photo_worker_main(Datum main_arg)
 	memset(&loop, 0, sizeof(loop));
 	loop.slot = moverz_attach_slot(index, false);
 	loop.client = ai_client_create();
-	loop.claims = claim_state_create(loop.slot, index, loop.slot->claim_token, loop.client);
+	loop.claims = claim_state_create(loop.slot, index, loop.slot->claim_token);
+	loop.ready_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch ready photos",
+										   ALLOCSET_DEFAULT_SIZES);
 	loop.want_claim = true;
 	loop.reported_inflight = -1;
 	loop.recall_epoch = moverz_recall_epoch();
-	loop.wakes = moverz_photo_wakes();
-	loop.writer = moverz_photo_writer ? writer_start(index, loop.slot->claim_token) : NULL;
 	events = moverz_wait_set(ai_client_event_fd(loop.client));
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch photo worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	elog(LOG, "moverz_batch: photo worker %d started (database \"%s\", up to %d requests in flight)",
 		 index, moverz_database, moverz_max_inflight);
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		WaitEvent	occurred[3];
 		int			n;
 
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
-		if (ProcDiePending || (loop.writer != NULL && writer_lost(loop.writer)))
-			hand_back_and_exit(&loop);
 		if (moverz_process_interrupts())
-		{
-			/* the prompt too: the photos claimed ahead leave with the new one */
-			ai_client_configure(loop.client);
-			if (ai_client_needs_prompt(loop.client))
-				(void) ai_client_load(loop.client);
-		}
+			reconfigure(&loop);
 
 		ai_client_drive(loop.client, socket_ready);
 		/* refill the free slots first: the requests leave, then we write */
-		take_claims(&loop);
-		refill_slots(&loop);
+		send_ready(&loop);
+		maintain_claims(&loop);
 		ai_client_drive(loop.client, false);
 		write_back_results(&loop);
 		report_activity(&loop);
@@ -421,19 +360,31 @@ moverz_photo_worker_main(Datum main_arg)
 		{
 			if (occurred[i].events & WL_LATCH_SET)
 			{
-				uint64		wakes;
-
-				/* the writer sets the latch too: new work moves the count */
+				/* new work (or a signal: a claim too many costs little) */
 				ResetLatch(MyLatch);
-				wakes = moverz_photo_wakes();
-				if (wakes != loop.wakes)
-				{
-					loop.wakes = wakes;
-					loop.want_claim = true;
-				}
+				loop.want_claim = true;
 			}
 			if (occurred[i].events & WL_SOCKET_READABLE)
 				socket_ready = true;
 		}
 	}
+
+	/*
+	 * Shutting down: the answers already read are written back, the photos
+	 * claimed ahead go back unsent.  The requests still in flight are left:
+	 * their photos are taken back (the attempt counted) when the worker
+	 * starts again.
+	 */
+	MemoryContextSwitchTo(loop_cxt);
+	write_back_results(&loop);
+	if (loop.nready > 0)
+		recall_ready(&loop);
+	elog(LOG, "moverz_batch: photo worker %d stopped", index);
+
+	/*
+	 * Exit code 1, not 0: the postmaster restarts a worker stopped alone
+	 * (pg_terminate_backend), as it does one that failed; at shutdown it
+	 * restarts nothing.  Code 0 would unregister it for good.
+	 */
+	proc_exit(1);
 }

@@ -118,34 +118,15 @@ moverz_attach_slot(int index, bool inventory)
 }
 
 /*
- * moverz_photo_slot
- *		The slot of photo worker "index", for its writer: read, not owned.
- */
-MoverzWorkerSlot *
-moverz_photo_slot(int index)
-{
-	if (moverz_shared == NULL)
-		elog(ERROR, "moverz_batch shared memory is not initialized");
-	return &moverz_shared->photo[index];
-}
-
-/*
  * moverz_slot_report
- *		Publish the counters of worker incarnation claim_token (inflight
- *		< 0: unchanged); error, when not NULL, becomes its last error.  Only
- *		while the slot is still that incarnation's: a writer that outlives
- *		its worker does not count into the restarted worker's figures.
+ *		Publish the counters of the worker owning slot (inflight < 0:
+ *		unchanged); error, when not NULL, becomes its last error.
  */
 void
-moverz_slot_report(MoverzWorkerSlot *slot, int64 claim_token, int inflight,
+moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 				   int64 done_delta, int64 failed_delta, const char *error)
 {
 	SpinLockAcquire(&moverz_shared->mutex);
-	if (slot->claim_token != claim_token)
-	{
-		SpinLockRelease(&moverz_shared->mutex);
-		return;
-	}
 	if (inflight >= 0)
 		slot->inflight = inflight;
 	slot->done += done_delta;
@@ -172,8 +153,6 @@ set_latches(bool photo, bool inventory)
 	if (moverz_shared == NULL)
 		return;
 	SpinLockAcquire(&moverz_shared->mutex);
-	if (photo)
-		moverz_shared->photo_wakes++;
 	for (int i = 0; photo && i < MOVERZ_MAX_PHOTO_WORKERS; i++)
 		if (moverz_shared->photo[i].latch != NULL)
 			latches[n++] = moverz_shared->photo[i].latch;
@@ -280,21 +259,6 @@ moverz_recall_epoch(void)
 	epoch = moverz_shared->recall_epoch;
 	SpinLockRelease(&moverz_shared->mutex);
 	return epoch;
-}
-
-/*
- * moverz_photo_wakes
- *		How many wake-ups of the photo workers have been delivered.
- */
-uint64
-moverz_photo_wakes(void)
-{
-	uint64		wakes;
-
-	SpinLockAcquire(&moverz_shared->mutex);
-	wakes = moverz_shared->photo_wakes;
-	SpinLockRelease(&moverz_shared->mutex);
-	return wakes;
 }
 
 /*

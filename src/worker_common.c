@@ -23,15 +23,17 @@
 
 /*
  * moverz_worker_setup
- *		Signals (SIGHUP reloads the settings, SIGTERM ends the worker at the
- *		next interrupt check, even with requests in flight) and the
- *		connection to moverz_batch.database.
+ *		Signals, as contrib/pg_prewarm/autoprewarm.c: SIGHUP reloads the
+ *		settings at the next turn, SIGTERM sets ShutdownRequestPending and
+ *		the worker's loop ends at its next turn (even with requests in
+ *		flight: both set the latch).  Then the connection to
+ *		moverz_batch.database.
  */
 void
 moverz_worker_setup(const char *activity)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(moverz_database, NULL, 0);
 	pgstat_report_activity(STATE_IDLE, activity);
@@ -39,8 +41,9 @@ moverz_worker_setup(const char *activity)
 
 /*
  * moverz_process_interrupts
- *		Honour SIGTERM (exits) and SIGHUP (reloads the settings; returns
- *		true then).
+ *		The interrupts of a worker's turn: the standard ones, and SIGHUP
+ *		(reloads the settings; returns true then).  SIGTERM is the loop's
+ *		(ShutdownRequestPending).
  */
 bool
 moverz_process_interrupts(void)
@@ -100,7 +103,6 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 						  char **error)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	uint32		holdoff = InterruptHoldoffCount;
 	volatile bool present = false;
 
 	if (error)
@@ -124,8 +126,6 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 	{
 		ErrorData  *edata;
 
-		/* the error reset it: a caller holding interrupts still holds them */
-		InterruptHoldoffCount = holdoff;
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();

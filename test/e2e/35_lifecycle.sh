@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Worker life: visible in pg_stat_activity; SIGTERM with requests in flight
-# ends a worker promptly and its restart takes its photos back; a photo
-# worker and its writer live and die together; without writers
-# (photo_writer = off) the workers run their transactions themselves; the
-# AI service down then back; DROP / CREATE EXTENSION under running workers;
+# ends a worker promptly and its restart takes its photos back; a clean stop
+# hands back the photos claimed ahead; the AI service down then back; DROP / CREATE EXTENSION under running workers;
 # the API key is hidden from non-superusers and sent as a Bearer token.
 source "$(dirname "$0")/common.sh"
 KEYED_PID=
@@ -12,7 +10,8 @@ cleanup() {
     reset_conf moverz_batch.ai_service_url
     reset_conf moverz_batch.ai_api_key
     reset_conf moverz_batch.max_attempts
-    reset_conf moverz_batch.photo_writer
+    reset_conf moverz_batch.claim_ahead
+    reset_conf moverz_batch.max_inflight
     [ -n "$KEYED_PID" ] && kill "$KEYED_PID" 2>/dev/null
     [ -n "$KEYED_OUT" ] && rm -f "$KEYED_OUT"
     q "DROP ROLE IF EXISTS moverz_e2e_plain" >/dev/null 2>&1
@@ -22,8 +21,8 @@ u=https://img.example.com/life
 
 is "$(q "SELECT string_agg(backend_type, ',' ORDER BY backend_type) FROM pg_stat_activity
           WHERE backend_type LIKE 'moverz_batch%'")" \
-   "moverz_batch inventory worker,moverz_batch photo worker,moverz_batch photo worker,moverz_batch photo writer,moverz_batch photo writer" \
-   "the workers and the photo workers' writers show in pg_stat_activity with their backend type"
+   "moverz_batch inventory worker,moverz_batch photo worker,moverz_batch photo worker" \
+   "the workers show in pg_stat_activity with their backend type"
 
 # SIGTERM with requests in flight
 project=$(new_project life-user)
@@ -46,41 +45,36 @@ ok "$([ $elapsed_ms -lt 3000 ] && echo 0 || echo 1)" "SIGTERM: exit within 3 s, 
 mb_wait_for 15 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'
                  AND pid <> $wpid"
 ok $? "the postmaster restarts the worker"
-mb_wait_for 10 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo writer'"
-ok $? "the stopped worker's writer went with it; the restarted worker has a new one"
 mb_wait_for 15 "SELECT bool_and(attempts >= 2 OR claimed_by <> $pid) FROM moverz_batch.photos WHERE batch_id = '$hang'"
 ok $? "the restarted worker took back its photos (the attempt counts)"
 q "DELETE FROM moverz_batch.batches WHERE id = '$hang'" >/dev/null
 
-# a writer that goes away takes its photo worker with it; both come back
-writers=$(q "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo writer'")
+# a clean stop: the photos claimed ahead go back unsent, the worker says so
+# and the postmaster starts it again
+set_conf moverz_batch.claim_ahead 40
+set_conf moverz_batch.max_inflight 10
+ahead=$(submit "$project" life-user "$(photo_assets 60 "$u/c{i}.jpg?items=box:1:0.5&latency_ms=1500")")
+mb_wait_for 10 "SELECT count_processing = 60 FROM moverz_batch.batches WHERE id = '$ahead'"
+ok $? "60 photos claimed (in flight or claimed ahead)"
 workers=$(q "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'")
-q "SELECT pg_terminate_backend(${writers%%,*})" >/dev/null
-mb_wait_for 10 "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'
-                 AND pid = ANY('{$workers}'::int[])"
-ok $? "SIGTERM to a writer: its photo worker exits"
-mb_wait_for 15 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo writer'
-                 AND pid <> ${writers%%,*}"
-ok $? "the restarted photo worker starts a new writer"
-after=$(submit "$project" life-user "$(photo_assets 20 "$u/w{i}.jpg?items=box:1:0.5")")
-wait_finished "$after" 20; is "$(progress "$after" '{counts,completed}')" 20 "then a batch of 20 completes"
-
-# without writers: each photo worker runs its claims and write-backs itself
-set_conf moverz_batch.photo_writer off
+logged=$(wc -l <"$MB_DIR/server.log")
 q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'" >/dev/null
-mb_wait_for 20 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'
-                 AND query LIKE 'waiting for the AI service%'"
-ok $? "photo_writer = off: the workers restart"
-is "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo writer'")" 0 \
-   "photo_writer = off: no writer"
-alone=$(submit "$project" life-user "$(photo_assets 30 "$u/a{i}.jpg?items=box:2:0.5")")
-wait_finished "$alone" 20; is "$(progress "$alone" '{counts,completed}')" 30 "photo_writer = off: a batch of 30 completes"
-is "$(q "SELECT total_items || '/' || (total_volume = 30) FROM moverz_batch.inventory_summaries WHERE batch_id = '$alone'")" \
-   "60/true" "photo_writer = off: its inventory is exact (60 items, 30 m3)"
-reset_conf moverz_batch.photo_writer
-q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'" >/dev/null
-mb_wait_for 20 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo writer'"
-ok $? "photo_writer back on: the restarted workers have their writers again"
+mb_wait_for 5 "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ANY('{$workers}'::int[]))"
+ok $? "SIGTERM: both workers stop"
+# (the postmaster starts them again 5 s later: bgw_restart_time)
+is "$(q "SELECT count(*) FILTER (WHERE status = 'PENDING' AND attempts = 0) > 0
+           FROM moverz_batch.photos WHERE batch_id = '$ahead'")" t \
+   "the photos claimed ahead went back unsent, their attempt not counted"
+is "$(tail -n +"$((logged + 1))" "$MB_DIR/server.log" | grep -c 'moverz_batch: photo worker [01] stopped')" 2 \
+   "each logged that it stopped"
+mb_wait_for 15 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'moverz_batch photo worker'"
+ok $? "the postmaster starts them again"
+reset_conf moverz_batch.claim_ahead
+reset_conf moverz_batch.max_inflight
+wait_finished "$ahead" 30; ok $? "then the batch finishes"
+is "$(progress "$ahead" '{counts,completed}')" 60 "then the batch of 60 completes"
+is "$(q "SELECT total_items || '/' || (total_volume = 30) FROM moverz_batch.inventory_summaries WHERE batch_id = '$ahead'")" \
+   "60/true" "its inventory is exact (60 items, 30 m3)"
 
 # the AI service down, then back
 set_conf moverz_batch.max_attempts 20
@@ -104,8 +98,8 @@ q "CREATE EXTENSION moverz_batch" >/dev/null; ok $? "CREATE EXTENSION again"
 project=$(new_project life-user)
 again=$(submit "$project" life-user "[{\"filename\": \"x.jpg\", \"url\": \"$u/x.jpg?items=sofa:1:1\"}]")
 wait_finished "$again" 20; ok $? "the same workers process the new extension's batches"
-is "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'moverz_batch%' AND pid = ANY('{$before}'::int[])")" 5 \
-   "no worker (nor writer) restarted"
+is "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'moverz_batch%' AND pid = ANY('{$before}'::int[])")" 3 \
+   "no worker restarted"
 
 # the API key: hidden from other roles, sent as a Bearer token
 q "CREATE ROLE moverz_e2e_plain LOGIN" >/dev/null
