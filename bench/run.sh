@@ -46,16 +46,18 @@ done
 # Sizes of the scenarios (full / quick).
 if [ "$QUICK" = 1 ]; then
     A_SMALL=1000; A_BIG=3000; A_CONFIGS="1:256"
-    B1_N=500; B1_INFLIGHT=100; B2_N=1000; B2_INFLIGHT=1000
+    B1_N=500; B1_INFLIGHT=100; B2_N=1000; B2_INFLIGHT=1000; B3_N=1000
     C_CALLS3=10; C_CALLS1000=2; C_FIRST=3; C_PROGRESS=10
     PROFILE=${PROFILE:-0}
 else
     A_SMALL=2000; A_BIG=20000; A_CONFIGS="1:64 1:256 2:64 2:256"
-    B1_N=1000; B1_INFLIGHT=100; B2_N=10000; B2_INFLIGHT=1000
+    B1_N=1000; B1_INFLIGHT=100; B2_N=10000; B2_INFLIGHT=1000; B3_N=10000
     C_CALLS3=30; C_CALLS1000=10; C_FIRST=10; C_PROGRESS=30
     PROFILE=${PROFILE:-1}
 fi
 B_LATENCY_MS=500
+# B3: B2's photos and in-flight requests at a real model's latency (issue #16)
+B3_LATENCY_MS=2500
 
 OUT=bench/results
 mkdir -p "$OUT"
@@ -482,7 +484,7 @@ log "cluster on $PGHOST:$PGPORT ($(q "SHOW server_version"))"
 
 payload c3 3; payload c1000 1000
 payload a_small "$A_SMALL"; payload a_big "$A_BIG"
-payload b1 "$B1_N" "$B_LATENCY_MS"; payload b2 "$B2_N" "$B_LATENCY_MS"
+payload b1 "$B1_N" "$B_LATENCY_MS"; payload b2 "$B2_N" "$B_LATENCY_MS"; payload b3 "$B3_N" "$B3_LATENCY_MS"
 payload warm 200
 set_conf moverz_batch.max_inflight 64
 run_batch warm >/dev/null   # warm-up: caches, plans, connections
@@ -492,6 +494,8 @@ scenario_c
 log "B: latency-bound"
 scenario_b b1 "$B1_N" "$B1_INFLIGHT" "${B1_N}_photos_${B1_INFLIGHT}_inflight"
 scenario_b b2 "$B2_N" "$B2_INFLIGHT" "${B2_N}_photos_${B2_INFLIGHT}_inflight" rss
+B_LATENCY_MS=$B3_LATENCY_MS scenario_b b3 "$B3_N" "$B2_INFLIGHT" \
+    "${B3_N}_photos_${B2_INFLIGHT}_inflight_${B3_LATENCY_MS}ms"
 log "A: overhead-bound, $A_SMALL photos"
 for cfg in $A_CONFIGS; do
     scenario_a a_small "$A_SMALL" "${cfg%:*}" "${cfg#*:}" "${A_SMALL}_photos"

@@ -16,6 +16,7 @@ def r3: if . == null then null else . * 1000 | round / 1000 end;
 def bar($f; $best_small; $small):
     if   $f == "\($small)_photos" then ["ge", 4000, ">= 4,000 photos/s"]
     elif $f | test("^[0-9]+_photos$") then ["ge", $best_small, ">= the best \($small)-photo median (\($best_small | round) photos/s)"]
+    elif $f | test("^[0-9]+_photos_[0-9]+_inflight_2500ms$") then ["le", 1.02, "<= 1.02 x ideal"]
     elif $f | test("^[0-9]+_photos_[0-9]+_inflight$") then ["le", 1.05, "<= 1.05 x ideal"]
     elif $f == "create_3_photos_p50" then ["le", 1, "<= 1 ms"]
     elif $f == "create_1000_photos_p50" then ["le", 25, "<= 25 ms"]

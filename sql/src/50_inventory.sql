@@ -126,9 +126,12 @@ $$;
 
 -- run_inventory_job: what the inventory worker does with one claimed job:
 -- sync the batch, unless a retry_batch has superseded the job's generation.
--- Returns the job's final status.
+-- Returns the job's final status.  On the inventory worker's path, whose
+-- plans live as long as it does: enable_seqscan = off, as the photo
+-- workers' functions (sql/src/60_worker.sql), so that plans made while the
+-- tables were empty do not read them whole once they have grown.
 CREATE FUNCTION run_inventory_job(job_id bigint) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     j record;
     v_generation int;
