@@ -5,8 +5,11 @@
 -- OpenAI-compatible Chat Completions API, with the system prompt and answer
 -- schema of ai_request_config(); classify_result reads each provider's
 -- answers; ai_metrics records the model that answered and the cost from
--- model_prices.  test/e2e/70_upgrade.sh checks that an updated 0.4.0 (and
--- every earlier release) has exactly the objects of a fresh 0.5.0.
+-- model_prices.  An AI service that is down holds the work (issue #20):
+-- complete_photos gives the attempt back to a failure written while the
+-- circuit is open; ai_service_status() and queue_overview show it.
+-- test/e2e/70_upgrade.sh checks that an updated 0.4.0 (and every earlier
+-- release) has exactly the objects of a fresh 0.5.0.
 
 \echo Use "ALTER EXTENSION moverz_batch UPDATE TO '0.5.0'" to load this file. \quit
 
@@ -169,7 +172,7 @@ BEGIN
         SELECT x.*, c.*, 'PROCESSING'::moverz_batch.photo_status AS claimed
           FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
                http_status int, latency_ms int, provider text, prompt_version text,
-               transport_code text, transport_message text,
+               outage boolean, transport_code text, transport_message text,
                retry_after_ms int, body jsonb, body_text text)
           CROSS JOIN LATERAL moverz_batch.classify_result(coalesce(x.provider, p_provider),
                x.http_status, x.transport_code, x.transport_message, x.body, x.body_text) AS c
@@ -187,13 +190,20 @@ BEGIN
                    'photoId', r.id, 'userId', r.user_id, 'batchId', r.batch_id,
                    'itemsCount', CASE WHEN r.ok THEN jsonb_array_length(r.analysis -> 'items') END,
                    'attempt', r.attempt, 'errorCode', r.code, 'httpStatus', r.http_status,
-                   'model', r.model, 'promptVersion', r.prompt_version))
+                   'model', r.model, 'promptVersion', r.prompt_version,
+                   'outage', CASE WHEN r.outage THEN true END))
           FROM r
+         -- an answer for a photo that is gone (its batch deleted, or the
+         -- extension dropped and created again) is no call of this install
+         WHERE EXISTS (SELECT 1 FROM moverz_batch.photos g WHERE g.id = r.id)
     ), u AS (
     UPDATE moverz_batch.photos p
        SET status = CASE WHEN r.ok THEN 'DONE'
-                         WHEN r.retryable AND p.attempts < p_max_attempts THEN 'PENDING'
+                         WHEN r.outage OR (r.retryable AND p.attempts < p_max_attempts) THEN 'PENDING'
                          ELSE 'ERROR' END::moverz_batch.photo_status,
+           -- a failure while the AI service is down gives the attempt back
+           attempts = CASE WHEN NOT r.ok AND r.outage THEN greatest(p.attempts - 1, 0)
+                           ELSE p.attempts END,
            analysis = CASE WHEN r.ok THEN r.analysis END,
            room_type = CASE WHEN r.ok AND p.room_type IS NULL
                             THEN (SELECT t.room_type FROM moverz_batch.room_types t
@@ -201,11 +211,13 @@ BEGIN
                             ELSE p.room_type END,
            error_code = CASE WHEN NOT r.ok THEN r.code END,
            error_message = CASE WHEN NOT r.ok THEN r.message END,
-           next_attempt_at = CASE WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
+           next_attempt_at = CASE WHEN NOT r.ok AND r.outage THEN now()
+                                  WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
                                   THEN now() + moverz_batch.retry_delay_ms(p.attempts, p_backoff_ms, r.retry_after_ms)
                                                * interval '1 millisecond'
                                   ELSE p.next_attempt_at END,
-           finished_at = CASE WHEN r.ok OR NOT r.retryable OR p.attempts >= p_max_attempts
+           finished_at = CASE WHEN NOT r.ok AND r.outage THEN NULL
+                              WHEN r.ok OR NOT r.retryable OR p.attempts >= p_max_attempts
                               THEN now() END,
            claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
       FROM r
@@ -227,6 +239,202 @@ BEGIN
     PERFORM moverz_batch.settle_duplicates(v_final);
 END
 $$;
+
+-- ai_service_status(): the pool-wide circuit (src/outage.c): since when the
+-- AI service is unreachable (NULL: it answers), the probes sent since,
+-- failures in a row, whether the work is held, the last failure.
+CREATE FUNCTION ai_service_status(OUT unreachable_since timestamptz, OUT probes bigint,
+                                  OUT failures_in_a_row int, OUT holding boolean, OUT last_error text)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'moverz_ai_service_status';
+
+-- queue_overview: one row: photos per status, how many wait for a retry,
+-- the age of the oldest photo ready to go, whether processing is paused,
+-- and since when the AI service is unreachable (with the probes sent).
+CREATE OR REPLACE VIEW queue_overview AS
+SELECT count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now()) AS pending,
+       count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at > now()) AS waiting_retry,
+       count(*) FILTER (WHERE p.status = 'PROCESSING') AS in_flight,
+       count(*) FILTER (WHERE p.status = 'DONE') AS done,
+       count(*) FILTER (WHERE p.status = 'ERROR') AS failed,
+       count(*) FILTER (WHERE p.status = 'CANCELLED') AS cancelled,
+       now() - min(p.created_at) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now())
+           AS oldest_pending_age,
+       (SELECT c.paused FROM control c) AS paused,
+       (SELECT s.unreachable_since FROM ai_service_status() s) AS ai_unreachable_since,
+       (SELECT s.probes FROM ai_service_status() s) AS ai_probes
+  FROM photos p;
+
+-- echo_value: a rejected value as an error message quotes it: at most 64
+-- characters, then "…"; a 1 MB value is not sent back whole (nor logged).
+CREATE FUNCTION echo_value(v text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT quote_literal(left(v, 64)) || CASE WHEN length(v) > 64 THEN '…' ELSE '' END
+$$;
+
+-- check_photo_quota: moverz_batch.max_photos_per_user_per_day (0: none)
+-- against the photos the user submitted in the last 24 hours (from their
+-- batches: one row each, batches_user_created_idx) and the n asked for now.
+-- Over it: SQLSTATE 53400, "retry after" the seconds until enough of those
+-- photos leave the window (in the DETAIL, as retry_after_s=N; the HTTP API
+-- answers 429 with Retry-After).
+CREATE FUNCTION check_photo_quota(p_user_id text, p_n int) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_quota int := coalesce(nullif(current_setting('moverz_batch.max_photos_per_user_per_day', true), ''), '0')::int;
+    v_used bigint;
+    v_wait double precision;
+BEGIN
+    IF v_quota <= 0 THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+                        + b.count_cancelled), 0)
+      INTO v_used
+      FROM moverz_batch.batches b
+     WHERE b.user_id = p_user_id AND b.created_at > now() - interval '1 day';
+    IF v_used + p_n <= v_quota THEN
+        RETURN;
+    END IF;
+    -- the window frees photos as the oldest batches leave it
+    SELECT ceil(extract(epoch FROM min(x.created_at) + interval '1 day' - now())) INTO v_wait
+      FROM (SELECT b.created_at,
+                   sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+                       + b.count_cancelled) OVER (ORDER BY b.created_at) AS freed
+              FROM moverz_batch.batches b
+             WHERE b.user_id = p_user_id AND b.created_at > now() - interval '1 day') AS x
+     WHERE v_used - x.freed + p_n <= v_quota OR x.freed >= v_used;
+    RAISE EXCEPTION USING ERRCODE = '53400',
+        MESSAGE = format('user_id %s: %s photos in the last 24 hours, %s more would exceed the quota of %s (moverz_batch.max_photos_per_user_per_day)',
+                         moverz_batch.echo_value(p_user_id), v_used, p_n, v_quota),
+        DETAIL = format('retry_after_s=%s', greatest(coalesce(v_wait, 86400), 1)::bigint),
+        HINT = 'Try again later, or split the photos into smaller batches.';
+END
+$$;
+
+-- create_batch: one batch in QUEUED and one PENDING photo per asset, in one
+-- transaction.  An idempotency key already used by the same user returns that
+-- batch when the payload is the same, and is an error otherwise.  Its
+-- statements (and those of the functions it calls) plan generically: a
+-- custom plan, made at the first five calls of every session, carries the
+-- assets as a constant, copied whole several times while planning (~30 ms
+-- for 10,000 photos, for the checks and the insert).
+CREATE OR REPLACE FUNCTION create_batch(project_id uuid, user_id text, assets jsonb,
+                             priority text DEFAULT 'NORMAL', idempotency_key text DEFAULT NULL)
+RETURNS uuid LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_priority moverz_batch.batch_priority;
+    v_hash text;
+    v_batch uuid;
+    v_existing record;
+BEGIN
+    PERFORM moverz_batch.check_user_id(user_id);
+    IF priority IS NULL OR priority NOT IN ('HIGH', 'NORMAL', 'LOW') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('priority must be one of HIGH, NORMAL, LOW (got %s)', coalesce(moverz_batch.echo_value(priority), 'NULL'));
+    END IF;
+    IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR octet_length(idempotency_key) > 255) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'idempotency_key must be a non-empty string of at most 255 bytes';
+    END IF;
+    v_priority := priority::moverz_batch.batch_priority;
+    PERFORM moverz_batch.owned_project(create_batch.project_id, create_batch.user_id);
+    PERFORM moverz_batch.check_assets(assets);
+    PERFORM moverz_batch.check_photo_quota(create_batch.user_id, jsonb_array_length(assets));
+    IF idempotency_key IS NOT NULL THEN
+        v_hash := md5(concat_ws('|', create_batch.project_id, v_priority, assets::text));
+    END IF;
+    INSERT INTO moverz_batch.batches AS b (project_id, user_id, priority, idempotency_key, request_hash)
+    VALUES (create_batch.project_id, create_batch.user_id, v_priority, create_batch.idempotency_key, v_hash)
+    ON CONFLICT ON CONSTRAINT batches_idempotency_key DO NOTHING
+    RETURNING b.id INTO v_batch;
+    IF v_batch IS NULL THEN
+        SELECT b.id, b.request_hash INTO v_existing
+          FROM moverz_batch.batches b
+         WHERE b.user_id = create_batch.user_id AND b.idempotency_key = create_batch.idempotency_key;
+        IF v_existing.request_hash IS DISTINCT FROM v_hash THEN
+            RAISE EXCEPTION USING ERRCODE = '23505',
+                MESSAGE = format('idempotency_key %s was already used with a different payload', quote_literal(idempotency_key)),
+                HINT = 'Use a new idempotency key for a new batch.';
+        END IF;
+        RETURN v_existing.id;
+    END IF;
+    PERFORM moverz_batch.insert_photos(v_batch, create_batch.project_id, create_batch.user_id,
+                                       v_priority, assets);
+    PERFORM moverz_batch.wake_photo_workers();
+    IF v_priority = 'HIGH' THEN
+        -- photos claimed ahead must not go before these
+        PERFORM moverz_batch.recall_claimed_photos();
+    END IF;
+    RETURN v_batch;
+END
+$$;
+
+-- moverz_api.create_batch: POST /rpc/create_batch (nginx: POST /api/batches)
+-- with the seed's body {"projectId", "imageUrls": [{"filename", "filePath",
+-- "url", "roomType"?}], "priority"?} and an optional Idempotency-Key header.
+-- 202 Accepted, Location: /api/batches/<id>, {"success": true, "batchId",
+-- "photosCount", "jobsEnqueued"}.  The same key and body answer the same
+-- (with Idempotent-Replayed: true); the same key and another body 409.
+CREATE OR REPLACE FUNCTION moverz_api.create_batch(jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user text := moverz_batch.api_user();
+    v_project uuid;
+    v_batch uuid;
+    v_state text;
+    v_msg text;
+    v_hint text;
+    b record;
+BEGIN
+    PERFORM moverz_batch.api_check_body($1, '{"projectId", "imageUrls"}');
+    v_project := moverz_batch.api_body_uuid($1, 'projectId');
+    IF jsonb_typeof($1 -> 'priority') NOT IN ('string', 'null') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'priority must be one of HIGH, NORMAL, LOW';
+    END IF;
+    BEGIN
+        v_batch := moverz_batch.create_batch(v_project, v_user, $1 -> 'imageUrls',
+                                             coalesce($1 ->> 'priority', 'NORMAL'),
+                                             moverz_batch.request_header('idempotency-key'));
+    EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded OR unique_violation THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM moverz_batch.api_raise(v_state, v_msg, v_hint);
+    WHEN configuration_limit_exceeded THEN
+        -- the daily photo quota: 429 Too Many Requests with Retry-After
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
+        RAISE SQLSTATE 'PGRST' USING
+            MESSAGE = jsonb_build_object('code', '53400', 'message', v_msg, 'hint', v_hint, 'details', NULL)::text,
+            DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
+                                        'headers', jsonb_build_object('Retry-After', substr(v_state, 15)))::text;
+    END;
+    SELECT x.id, x.created_at <> now() AS replayed,
+           x.count_queued + x.count_processing + x.count_completed + x.count_failed AS n
+      INTO b FROM moverz_batch.batches x WHERE x.id = v_batch;
+    SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
+    PERFORM set_config('response.status', '202', true);
+    PERFORM set_config('response.headers',
+        (jsonb_build_array(jsonb_build_object('Location', '/api/batches/' || b.id))
+        || CASE WHEN b.replayed THEN '[{"Idempotent-Replayed": "true"}]'::jsonb ELSE '[]' END)::text, true);
+    RETURN jsonb_build_object('success', true, 'batchId', b.id, 'photosCount', b.n, 'jobsEnqueued', b.n);
+END
+$$;
+
+-- user_photo_quota: per user who submitted photos in the last 24 hours,
+-- how many, against moverz_batch.max_photos_per_user_per_day (NULL: no
+-- quota), and how many are left.
+CREATE VIEW user_photo_quota AS
+SELECT b.user_id,
+       sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+           + b.count_cancelled)::bigint AS photos_last_24h,
+       q.quota,
+       greatest(q.quota - sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+                              + b.count_cancelled), 0)::bigint AS remaining
+  FROM batches b,
+       (SELECT nullif(coalesce(nullif(current_setting('moverz_batch.max_photos_per_user_per_day', true), ''),
+                               '0')::int, 0) AS quota) AS q
+ WHERE b.created_at > now() - interval '1 day'
+ GROUP BY b.user_id, q.quota;
 
 
 -- Privileges of the new functions, as a fresh install gives them

@@ -412,6 +412,11 @@ add_result(AiClient *client, AiRequest *req, long http_status,
 		escape_json(&buf, req->prompt_version);
 	}
 	head_len = buf.len;
+	/* down: a transfer failure or time-out, 408, 5xx (not an answer too large) */
+	if (moverz_outage_report(tcode != NULL ? strcmp(tcode, "AI_ERROR") != 0 :
+							 (http_status >= 500 || http_status == 408),
+							 tcode != NULL ? tmsg : NULL))
+		appendStringInfoString(&buf, ",\"outage\":true");
 	if (tcode != NULL)
 	{
 		appendStringInfoString(&buf, ",\"transport_code\":");
@@ -513,7 +518,13 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 			add_result(client, req, 0, "NETWORK_ERROR", curl_easy_strerror(irc), 0);
 		else
 			add_result(client, req, status, NULL, NULL,
-					   retry_after > 0 ? (long) Min(retry_after, 86400) * 1000 : 0);
+					   retry_after > 0 ? (long) Min(retry_after * 1000, (curl_off_t) moverz_max_retry_after_ms) : 0);
+	}
+	else if (req->too_large &&
+			 curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 500)
+	{
+		/* a 5xx with a huge body is a 5xx (retried), its body cut */
+		add_result(client, req, status, NULL, NULL, 0);
 	}
 	else
 		add_result(client, req, 0, transfer_failure(req, rc),

@@ -22,6 +22,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "mb/pg_wchar.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 #include "utils/json.h"
@@ -183,6 +184,8 @@ optional_string(JsonbContainer *obj, const char *key, JsonbValue *out)
 static void
 check_url(const JsonbValue *url, int idx)
 {
+	const char *refused;
+
 	if (url->val.string.len > 2048)
 		invalid(ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
 				"assets[%d].url must be at most 2048 bytes (got %d)", idx,
@@ -190,6 +193,12 @@ check_url(const JsonbValue *url, int idx)
 	if (has_control(url) || !url_ok(url))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				"assets[%d].url must be an absolute http or https URL", idx);
+	if ((refused = url_host_refused(url->val.string.val, url->val.string.len)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("assets[%d].url %s", idx, refused),
+				 errhint("The AI provider fetches the image: a host of a private network is refused "
+						 "unless moverz_batch.allowed_image_hosts lists it.")));
 }
 
 /*
@@ -355,9 +364,13 @@ moverz_check_assets(PG_FUNCTION_ARGS)
 	if (bad_room >= 0)
 	{
 		StringInfoData quoted;
+		int			keep = pg_mbcliplen(bad_value.val.string.val, bad_value.val.string.len, 64);
 
+		/* at most 64 bytes of it: a 1 MB value is not sent back whole */
 		initStringInfo(&quoted);
-		escape_json(&quoted, pnstrdup(bad_value.val.string.val, bad_value.val.string.len));
+		escape_json(&quoted, pnstrdup(bad_value.val.string.val, keep));
+		if (keep < bad_value.val.string.len)
+			appendStringInfoString(&quoted, "…");
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("assets[%d].roomType %s is not an accepted room type", bad_room,

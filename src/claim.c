@@ -200,7 +200,7 @@ int
 claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos)
 {
 	ClaimCall	call;
-	char	   *err;
+	MoverzTxnError err;
 
 	memset(&call, 0, sizeof(call));
 	call.state = state;
@@ -213,8 +213,8 @@ claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos)
 			pfree(call.photos[i]);
 		if (call.photos)
 			pfree(call.photos);
-		if (err)
-			moverz_slot_report(state->slot, -1, 0, 0, err);
+		if (err.message)
+			moverz_slot_report(state->slot, -1, 0, 0, err.message);
 		return -1;
 	}
 	*photos = call.photos;
@@ -298,7 +298,7 @@ write_back_txn(void *arg)
  *		Write back one JSON array of results; true when it committed.
  */
 static bool
-write_json_array(ClaimState *state, const char *json, int *done, char **err)
+write_json_array(ClaimState *state, const char *json, int *done, MoverzTxnError *err)
 {
 	ClaimCall	call;
 	bool		ok;
@@ -316,41 +316,54 @@ write_json_array(ClaimState *state, const char *json, int *done, char **err)
 
 /*
  * write_one
- *		Write back a single result.  One that cannot be stored (say, an
- *		answer with a number jsonb cannot hold) is written as a final
- *		AI_ERROR instead: a poisoned answer never blocks its photo.
+ *		Write back a single result.  Returns false when a transient error
+ *		(a deadlock, a lock time-out...) says: again later.  One that can
+ *		never be stored (say, an answer with a number jsonb cannot hold) is
+ *		written as a final AI_ERROR instead: a poisoned answer never blocks
+ *		its photo.
  */
-static void
+static bool
 write_one(ClaimState *state, AiResult *result, int *done)
 {
 	StringInfoData buf;
-	char	   *err;
+	MoverzTxnError err;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "[%s]", result->json);
-	if (write_json_array(state, buf.data, done, &err) || err == NULL)
-		return;
+	if (write_json_array(state, buf.data, done, &err) || err.message == NULL)
+		return true;
+	if (moverz_error_is_transient(err.sqlerrcode))
+		return false;
 	resetStringInfo(&buf);
 	appendStringInfo(&buf, "[%.*s,\"transport_code\":\"AI_ERROR\",\"transport_message\":",
 					 result->head_len, result->json);
-	escape_json(&buf, psprintf("AI response could not be stored: %s", err));
+	escape_json(&buf, psprintf("AI response could not be stored: %s", err.message));
 	appendStringInfoString(&buf, "}]");
-	if (!write_json_array(state, buf.data, done, &err) && err != NULL)
-		elog(LOG, "moverz_batch: dropping an AI result that cannot be written back: %s", err);
+	if (write_json_array(state, buf.data, done, &err) || err.message == NULL)
+		return true;
+	if (moverz_error_is_transient(err.sqlerrcode))
+		return false;
+	elog(LOG, "moverz_batch: dropping an AI result that cannot be written back: %s", err.message);
+	return true;
 }
 
 /*
  * claim_write_back
- *		Write back n results in one transaction; if that fails, one by one.
- *		Frees the result strings.  The worker's counters count the calls
- *		that finished a photo DONE, and the others.
+ *		Write back n results in one transaction; if that fails for good,
+ *		one by one.  A transient error (deadlock, serialization failure,
+ *		lock or statement time-out) loses nothing: the results it hit are
+ *		moved to the front of the array, not freed, and their number
+ *		returned, for the caller to write again later; the others are
+ *		freed.  The worker's counters count the calls that finished a
+ *		photo DONE, and the others.
  */
-void
+int
 claim_write_back(ClaimState *state, AiResult *results, int n)
 {
 	StringInfoData buf;
-	char	   *err;
+	MoverzTxnError err;
 	int			done = 0;
+	int			kept = 0;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '[');
@@ -362,15 +375,29 @@ claim_write_back(ClaimState *state, AiResult *results, int n)
 	}
 	appendStringInfoChar(&buf, ']');
 
-	if (!write_json_array(state, buf.data, &done, &err) && err != NULL)
+	if (!write_json_array(state, buf.data, &done, &err) && err.message != NULL)
+	{
+		if (moverz_error_is_transient(err.sqlerrcode))
+			kept = n;
+		else
+		{
+			for (int i = 0; i < n; i++)
+			{
+				if (write_one(state, &results[i], &done))
+					pfree(results[i].json);
+				else
+					results[kept++] = results[i];
+			}
+		}
+	}
+	else
 	{
 		for (int i = 0; i < n; i++)
-			write_one(state, &results[i], &done);
+			pfree(results[i].json);
 	}
-	moverz_slot_report(state->slot, -1, done, n - done, NULL);
-	for (int i = 0; i < n; i++)
-		pfree(results[i].json);
+	moverz_slot_report(state->slot, -1, done, n - kept - done, NULL);
 	pfree(buf.data);
+	return kept;
 }
 
 /*

@@ -44,6 +44,10 @@ int			moverz_writeback_batch = 64;
 int			moverz_max_inflight_per_user = 0;
 int			moverz_max_requests_per_second = 0;
 int			moverz_claim_ahead = -1;
+int			moverz_max_retry_after_ms = 60000;
+int			moverz_outage_max_wait_ms = 3600000;
+char	   *moverz_allowed_image_hosts = NULL;
+int			moverz_max_photos_per_user_per_day = 0;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -165,6 +169,28 @@ define_guc_settings(void)
 							"None while max_inflight_per_user or max_requests_per_second is set.",
 							&moverz_claim_ahead, -1, -1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_retry_after",
+							"Longest Retry-After of a RATE_LIMIT answer the pool waits for.",
+							"A longer one is cut to this: one answer must not hold every photo for a day.",
+							&moverz_max_retry_after_ms, 60000, 0, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.outage_max_wait",
+							"How long the photos wait for an AI service that is down before they fail as usual.",
+							"While the service is down (5 failures in a row, all workers together) no photo is "
+							"claimed and the failed ones keep their attempts; after this, attempts count again. "
+							"0 turns the circuit off.",
+							&moverz_outage_max_wait_ms, 3600000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.allowed_image_hosts",
+							   "Hosts of a private network that image URLs may name anyway (comma-separated).",
+							   "create_batch refuses URLs of localhost, private, link-local and reserved "
+							   "addresses, user:password@ and IPv4 in odd forms, except these hosts.",
+							   &moverz_allowed_image_hosts, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_photos_per_user_per_day",
+							"Photos one user may submit in 24 hours (0: no quota).",
+							"create_batch refuses a batch over it (SQLSTATE 53400; HTTP 429 with Retry-After).",
+							&moverz_max_photos_per_user_per_day, 0, 0, INT_MAX,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("moverz_batch");
 #else

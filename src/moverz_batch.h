@@ -56,6 +56,10 @@ extern int	moverz_writeback_batch;
 extern int	moverz_max_inflight_per_user;
 extern int	moverz_max_requests_per_second;
 extern int	moverz_claim_ahead;
+extern int	moverz_max_retry_after_ms;
+extern int	moverz_outage_max_wait_ms;
+extern char *moverz_allowed_image_hosts;
+extern int	moverz_max_photos_per_user_per_day;
 
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
@@ -71,6 +75,17 @@ typedef struct MoverzWorkerSlot
 	char		last_error[MOVERZ_LAST_ERROR_LEN];
 } MoverzWorkerSlot;
 
+/* The pool-wide circuit of outage.c. */
+typedef struct MoverzOutage
+{
+	int			failures;		/* downs in a row, all workers together */
+	TimestampTz since;			/* open since (0: closed) */
+	TimestampTz next_probe;		/* the next probe may leave then */
+	bool		probing;		/* a probe is in flight */
+	int64		probes;			/* probes sent since it opened */
+	char		last_error[MOVERZ_LAST_ERROR_LEN];
+} MoverzOutage;
+
 /* The extension's shared memory. */
 typedef struct MoverzShared
 {
@@ -82,6 +97,7 @@ typedef struct MoverzShared
 	TimestampTz tokens_at;
 	TimestampTz hold_until;
 	uint64		recall_epoch;	/* moves on at each committed recall */
+	MoverzOutage outage;		/* is the AI service down? */
 } MoverzShared;
 
 extern MoverzShared *moverz_shared;
@@ -99,11 +115,26 @@ extern void moverz_rate_hold(long ms);
 extern long moverz_rate_held_ms(void);
 extern uint64 moverz_recall_epoch(void);
 
+/* outage.c: the pool-wide circuit. */
+extern bool moverz_outage_report(bool down, const char *error);
+extern bool moverz_outage_holding(void);
+extern bool moverz_outage_take_probe(long *wait_ms);
+extern void moverz_outage_probe_unsent(void);
+
 /* worker_common.c: what both kinds of worker share. */
 typedef void (*moverz_txn_fn) (void *arg);
+
+/* Why a transaction of moverz_run_in_transaction() failed. */
+typedef struct MoverzTxnError
+{
+	char	   *message;		/* NULL: the extension is not installed */
+	int			sqlerrcode;
+} MoverzTxnError;
+
 extern void moverz_worker_setup(const char *activity);
 extern bool moverz_run_in_transaction(moverz_txn_fn fn, void *arg,
-									  const char *activity, char **errmsg);
+									  const char *activity, MoverzTxnError *error);
+extern bool moverz_error_is_transient(int sqlerrcode);
 extern bool moverz_extension_present(void);
 extern SPIPlanPtr moverz_saved_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types);
 extern bool moverz_process_interrupts(void);
@@ -190,7 +221,7 @@ extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
 									  int64 claim_token);
 extern int	claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos);
 extern int	claim_unclaim(ClaimState *state, AiPhoto **photos, int n);
-extern void claim_write_back(ClaimState *state, AiResult *results, int n);
+extern int	claim_write_back(ClaimState *state, AiResult *results, int n);
 extern int	claim_release_stale(ClaimState *state);
 
 /*
@@ -222,6 +253,9 @@ extern void ai_analysis_verdict(Jsonb *analysis, AiVerdict *v);
 extern int64 ai_json_count(JsonbContainer *obj, const char *key);
 extern char *ai_json_string(JsonbContainer *obj, const char *key, int n);
 extern JsonbContainer *ai_json_object(JsonbContainer *obj, const char *key);
+
+/* url_policy.c: which image URLs may be sent to a provider. */
+extern const char *url_host_refused(const char *url, int len);
 
 /* ai_answer.c */
 extern void ai_read_anthropic(int status, Jsonb *body, const char *body_text, AiVerdict *v);

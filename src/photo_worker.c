@@ -51,6 +51,11 @@ typedef struct PhotoLoop
 	TimestampTz next_reap;		/* expired leases */
 	TimestampTz rate_wait_until;	/* no request token before then */
 	uint64		recall_epoch;	/* last recall honoured */
+	AiResult   *deferred;		/* answers a transient database error kept */
+	int			ndeferred;
+	int			maxdeferred;
+	int			deferred_tries; /* write-backs of them that failed */
+	TimestampTz deferred_retry_at;	/* when to write them again */
 	int			reported_inflight;
 	int			reported_ready;
 } PhotoLoop;
@@ -96,7 +101,8 @@ send_ready(PhotoLoop *loop)
 	uint64		epoch = moverz_recall_epoch();
 	int			n;
 
-	if (epoch != loop->recall_epoch || (loop->nready > 0 && moverz_rate_held_ms() > 0))
+	if (epoch != loop->recall_epoch ||
+		(loop->nready > 0 && (moverz_rate_held_ms() > 0 || moverz_outage_holding())))
 	{
 		loop->recall_epoch = epoch;
 		loop->want_claim = true;
@@ -185,10 +191,40 @@ recover(PhotoLoop *loop, TimestampTz now)
 }
 
 /*
+ * probe_outage
+ *		The AI service is down (outage.c): no claim, but one photo now and
+ *		then to see whether it is back.
+ */
+static void
+probe_outage(PhotoLoop *loop, TimestampTz now)
+{
+	long		wait_ms;
+	AiPhoto   **photos;
+
+	if (moverz_outage_take_probe(&wait_ms))
+	{
+		if (claim_fetch(loop->claims, 1, loop->ready_cxt, &photos) == 1)
+		{
+			ai_client_start(loop->client, photos[0]);
+			pfree(photos[0]);
+			ai_client_drive(loop->client, false);
+		}
+		else
+			moverz_outage_probe_unsent();
+		if (photos)
+			pfree(photos);
+	}
+	/* come back for the next probe (the circuit closing wakes every worker) */
+	loop->want_claim = true;
+	loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
+}
+
+/*
  * maintain_claims
  *		Claim new photos when woken, after a full claim, or on poll: first
  *		for the free slots (they are sent at once), then, in bulk, the
- *		photos to keep claimed ahead.
+ *		photos to keep claimed ahead.  While the AI service is down, only
+ *		its probes.
  */
 static void
 maintain_claims(PhotoLoop *loop)
@@ -201,6 +237,15 @@ maintain_claims(PhotoLoop *loop)
 		return;
 	if (!loop->want_claim && now < loop->next_poll)
 		return;
+	/* no new answer to pay for while the database refuses those we have */
+	if (loop->ndeferred > 0)
+		return;
+	if (moverz_outage_holding())
+	{
+		if (now >= loop->rate_wait_until)
+			probe_outage(loop, now);
+		return;
+	}
 	/* slots no ready photo will fill */
 	uncovered = moverz_max_inflight - ai_client_inflight(loop->client) - loop->nready;
 	if (uncovered > 0 && !claim_into_queue(loop, uncovered, now))
@@ -211,10 +256,73 @@ maintain_claims(PhotoLoop *loop)
 }
 
 /*
+ * defer_results
+ *		Keep n answers a transient database error (a deadlock, a lock
+ *		time-out...) refused, to write them again after a backoff: 100 ms,
+ *		doubling up to 5 s.  A paid answer is not dropped: it is written as
+ *		soon as the database takes it, for as long as its photo's claim
+ *		lasts (moverz_batch.lease_timeout; after that the photo has been
+ *		taken back, and the late answer changes nothing).
+ */
+static void
+defer_results(PhotoLoop *loop, AiResult *results, int n)
+{
+	if (loop->ndeferred + n > loop->maxdeferred)
+	{
+		loop->maxdeferred = Max(64, 2 * (loop->ndeferred + n));
+		loop->deferred = loop->deferred == NULL ?
+			MemoryContextAlloc(TopMemoryContext, loop->maxdeferred * sizeof(AiResult)) :
+			repalloc(loop->deferred, loop->maxdeferred * sizeof(AiResult));
+	}
+	memcpy(loop->deferred + loop->ndeferred, results, n * sizeof(AiResult));
+	loop->ndeferred += n;
+	loop->deferred_tries++;
+	loop->deferred_retry_at =
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									Min(5000, 100 << Min(loop->deferred_tries - 1, 6)));
+	if (loop->deferred_tries == 1)
+		elog(LOG, "moverz_batch: the database refused %d AI result(s) for a while (transient error): writing them again later",
+			 n);
+}
+
+/*
+ * write_deferred
+ *		Write again the answers kept by a transient error, when due.
+ */
+static void
+write_deferred(PhotoLoop *loop)
+{
+	AiResult   *kept = loop->deferred;
+	int			n = loop->ndeferred;
+
+	if (n == 0 || (GetCurrentTimestamp() < loop->deferred_retry_at && !ShutdownRequestPending))
+		return;
+	loop->deferred = NULL;
+	loop->ndeferred = loop->maxdeferred = 0;
+	for (int i = 0; i < n; i += moverz_writeback_batch)
+	{
+		int			chunk = Min(moverz_writeback_batch, n - i);
+		int			again = claim_write_back(loop->claims, kept + i, chunk);
+
+		if (again > 0)
+			defer_results(loop, kept + i, again);
+	}
+	pfree(kept);
+	if (loop->ndeferred == 0)
+	{
+		if (loop->deferred_tries > 1)
+			elog(LOG, "moverz_batch: the AI results kept are written back");
+		loop->deferred_tries = 0;
+		loop->want_claim = true;
+	}
+}
+
+/*
  * write_back_results
  *		Write back the finished results, moverz_batch.writeback_batch per
  *		transaction; between two, read the answers that came and fill their
- *		slots again (from the ready photos, or by a claim).
+ *		slots again (from the ready photos, or by a claim).  First those a
+ *		transient error kept, when due.
  */
 static void
 write_back_results(PhotoLoop *loop)
@@ -222,9 +330,13 @@ write_back_results(PhotoLoop *loop)
 	AiResult   *batch = palloc(sizeof(AiResult) * moverz_writeback_batch);
 	int			n;
 
+	write_deferred(loop);
 	while ((n = ai_client_take_results(loop->client, batch, moverz_writeback_batch)) > 0)
 	{
-		claim_write_back(loop->claims, batch, n);
+		int			kept = claim_write_back(loop->claims, batch, n);
+
+		if (kept > 0)
+			defer_results(loop, batch, kept);
 		if (ShutdownRequestPending)
 			continue;
 		ai_client_drive(loop->client, true);
@@ -286,6 +398,8 @@ wait_timeout(PhotoLoop *loop)
 	}
 	if (ai_client_result_count(loop->client) > 0)
 		return 0;
+	if (loop->ndeferred > 0)
+		until = Min(until, loop->deferred_retry_at);
 	ms = until <= now ? 0 : (long) ((until - now + 999) / 1000);
 	if (curl_ms >= 0)
 		ms = Min(ms, curl_ms);
@@ -377,6 +491,9 @@ moverz_photo_worker_main(Datum main_arg)
 	 */
 	MemoryContextSwitchTo(loop_cxt);
 	write_back_results(&loop);
+	if (loop.ndeferred > 0)
+		elog(LOG, "moverz_batch: %d AI result(s) could not be written back before the stop: their photos are taken back at the next start",
+			 loop.ndeferred);
 	if (loop.nready > 0)
 		recall_ready(&loop);
 	elog(LOG, "moverz_batch: photo worker %d stopped", index);

@@ -94,19 +94,23 @@ moverz_extension_present(void)
  * moverz_run_in_transaction
  *		Run fn(arg) in a transaction of its own, with SPI connected and a
  *		snapshot set.  Returns true when it committed.  Returns false when
- *		the extension is not installed (fn not called, *error set to NULL)
+ *		the extension is not installed (fn not called, error->message NULL)
  *		or when fn raised an error: the error is logged, the transaction
- *		rolled back and *error set to its message, and the worker goes on.
+ *		rolled back, *error set to its message and SQLSTATE, and the worker
+ *		goes on.  error may be NULL.
  */
 bool
 moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
-						  char **error)
+						  MoverzTxnError *error)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile bool present = false;
 
 	if (error)
-		*error = NULL;
+	{
+		error->message = NULL;
+		error->sqlerrcode = 0;
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
@@ -134,7 +138,10 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 				(errmsg("moverz_batch: %s failed: %s", activity, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 		if (error)
-			*error = pstrdup(edata->message);
+		{
+			error->message = pstrdup(edata->message);
+			error->sqlerrcode = edata->sqlerrcode;
+		}
 		FreeErrorData(edata);
 		present = false;
 	}
@@ -143,6 +150,31 @@ moverz_run_in_transaction(moverz_txn_fn fn, void *arg, const char *activity,
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return present;
+}
+
+/*
+ * moverz_error_is_transient
+ *		Does this error say "try again later" rather than "never": a
+ *		deadlock, a serialization failure, a lock or statement time-out, a
+ *		cancel, a database starting or shutting down, too many connections?
+ */
+bool
+moverz_error_is_transient(int sqlerrcode)
+{
+	switch (sqlerrcode)
+	{
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+		case ERRCODE_T_R_SERIALIZATION_FAILURE:
+		case ERRCODE_LOCK_NOT_AVAILABLE:
+		case ERRCODE_QUERY_CANCELED:
+		case ERRCODE_CANNOT_CONNECT_NOW:
+		case ERRCODE_TOO_MANY_CONNECTIONS:
+		case ERRCODE_OUT_OF_MEMORY:
+		case ERRCODE_DISK_FULL:
+			return true;
+		default:
+			return false;
+	}
 }
 
 /*

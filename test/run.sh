@@ -58,7 +58,8 @@ mb_cluster_start \
     "moverz_batch.request_timeout = '2s'" \
     "moverz_batch.retry_backoff = '200ms'" \
     "moverz_batch.lease_timeout = '30s'" \
-    "moverz_batch.poll_interval = '200ms'" || { echo "0 passed, 1 failed"; exit 1; }
+    "moverz_batch.poll_interval = '200ms'" \
+    "moverz_batch.outage_max_wait = 0" || { echo "0 passed, 1 failed"; exit 1; }
 psql -qX -c "CREATE DATABASE moverz_tap" >/dev/null
 
 echo "== pg_regress"

@@ -103,6 +103,46 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
 END
 $$;
 
+-- check_photo_quota: moverz_batch.max_photos_per_user_per_day (0: none)
+-- against the photos the user submitted in the last 24 hours (from their
+-- batches: one row each, batches_user_created_idx) and the n asked for now.
+-- Over it: SQLSTATE 53400, "retry after" the seconds until enough of those
+-- photos leave the window (in the DETAIL, as retry_after_s=N; the HTTP API
+-- answers 429 with Retry-After).
+CREATE FUNCTION check_photo_quota(p_user_id text, p_n int) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_quota int := coalesce(nullif(current_setting('moverz_batch.max_photos_per_user_per_day', true), ''), '0')::int;
+    v_used bigint;
+    v_wait double precision;
+BEGIN
+    IF v_quota <= 0 THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+                        + b.count_cancelled), 0)
+      INTO v_used
+      FROM moverz_batch.batches b
+     WHERE b.user_id = p_user_id AND b.created_at > now() - interval '1 day';
+    IF v_used + p_n <= v_quota THEN
+        RETURN;
+    END IF;
+    -- the window frees photos as the oldest batches leave it
+    SELECT ceil(extract(epoch FROM min(x.created_at) + interval '1 day' - now())) INTO v_wait
+      FROM (SELECT b.created_at,
+                   sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+                       + b.count_cancelled) OVER (ORDER BY b.created_at) AS freed
+              FROM moverz_batch.batches b
+             WHERE b.user_id = p_user_id AND b.created_at > now() - interval '1 day') AS x
+     WHERE v_used - x.freed + p_n <= v_quota OR x.freed >= v_used;
+    RAISE EXCEPTION USING ERRCODE = '53400',
+        MESSAGE = format('user_id %s: %s photos in the last 24 hours, %s more would exceed the quota of %s (moverz_batch.max_photos_per_user_per_day)',
+                         moverz_batch.echo_value(p_user_id), v_used, p_n, v_quota),
+        DETAIL = format('retry_after_s=%s', greatest(coalesce(v_wait, 86400), 1)::bigint),
+        HINT = 'Try again later, or split the photos into smaller batches.';
+END
+$$;
+
 -- create_batch: one batch in QUEUED and one PENDING photo per asset, in one
 -- transaction.  An idempotency key already used by the same user returns that
 -- batch when the payload is the same, and is an error otherwise.  Its
@@ -123,7 +163,7 @@ BEGIN
     PERFORM moverz_batch.check_user_id(user_id);
     IF priority IS NULL OR priority NOT IN ('HIGH', 'NORMAL', 'LOW') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('priority must be one of HIGH, NORMAL, LOW (got %s)', coalesce(quote_literal(priority), 'NULL'));
+            MESSAGE = format('priority must be one of HIGH, NORMAL, LOW (got %s)', coalesce(moverz_batch.echo_value(priority), 'NULL'));
     END IF;
     IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR octet_length(idempotency_key) > 255) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -132,6 +172,7 @@ BEGIN
     v_priority := priority::moverz_batch.batch_priority;
     PERFORM moverz_batch.owned_project(create_batch.project_id, create_batch.user_id);
     PERFORM moverz_batch.check_assets(assets);
+    PERFORM moverz_batch.check_photo_quota(create_batch.user_id, jsonb_array_length(assets));
     IF idempotency_key IS NOT NULL THEN
         v_hash := md5(concat_ws('|', create_batch.project_id, v_priority, assets::text));
     END IF;

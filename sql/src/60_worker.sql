@@ -186,7 +186,7 @@ BEGIN
         SELECT x.*, c.*, 'PROCESSING'::moverz_batch.photo_status AS claimed
           FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
                http_status int, latency_ms int, provider text, prompt_version text,
-               transport_code text, transport_message text,
+               outage boolean, transport_code text, transport_message text,
                retry_after_ms int, body jsonb, body_text text)
           CROSS JOIN LATERAL moverz_batch.classify_result(coalesce(x.provider, p_provider),
                x.http_status, x.transport_code, x.transport_message, x.body, x.body_text) AS c
@@ -204,13 +204,20 @@ BEGIN
                    'photoId', r.id, 'userId', r.user_id, 'batchId', r.batch_id,
                    'itemsCount', CASE WHEN r.ok THEN jsonb_array_length(r.analysis -> 'items') END,
                    'attempt', r.attempt, 'errorCode', r.code, 'httpStatus', r.http_status,
-                   'model', r.model, 'promptVersion', r.prompt_version))
+                   'model', r.model, 'promptVersion', r.prompt_version,
+                   'outage', CASE WHEN r.outage THEN true END))
           FROM r
+         -- an answer for a photo that is gone (its batch deleted, or the
+         -- extension dropped and created again) is no call of this install
+         WHERE EXISTS (SELECT 1 FROM moverz_batch.photos g WHERE g.id = r.id)
     ), u AS (
     UPDATE moverz_batch.photos p
        SET status = CASE WHEN r.ok THEN 'DONE'
-                         WHEN r.retryable AND p.attempts < p_max_attempts THEN 'PENDING'
+                         WHEN r.outage OR (r.retryable AND p.attempts < p_max_attempts) THEN 'PENDING'
                          ELSE 'ERROR' END::moverz_batch.photo_status,
+           -- a failure while the AI service is down gives the attempt back
+           attempts = CASE WHEN NOT r.ok AND r.outage THEN greatest(p.attempts - 1, 0)
+                           ELSE p.attempts END,
            analysis = CASE WHEN r.ok THEN r.analysis END,
            room_type = CASE WHEN r.ok AND p.room_type IS NULL
                             THEN (SELECT t.room_type FROM moverz_batch.room_types t
@@ -218,11 +225,13 @@ BEGIN
                             ELSE p.room_type END,
            error_code = CASE WHEN NOT r.ok THEN r.code END,
            error_message = CASE WHEN NOT r.ok THEN r.message END,
-           next_attempt_at = CASE WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
+           next_attempt_at = CASE WHEN NOT r.ok AND r.outage THEN now()
+                                  WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
                                   THEN now() + moverz_batch.retry_delay_ms(p.attempts, p_backoff_ms, r.retry_after_ms)
                                                * interval '1 millisecond'
                                   ELSE p.next_attempt_at END,
-           finished_at = CASE WHEN r.ok OR NOT r.retryable OR p.attempts >= p_max_attempts
+           finished_at = CASE WHEN NOT r.ok AND r.outage THEN NULL
+                              WHEN r.ok OR NOT r.retryable OR p.attempts >= p_max_attempts
                               THEN now() END,
            claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
       FROM r

@@ -16,8 +16,17 @@ AS 'MODULE_PATHNAME', 'moverz_worker_status';
 CREATE VIEW worker_status AS
 SELECT * FROM worker_status_raw();
 
+-- ai_service_status(): the pool-wide circuit (src/outage.c): since when the
+-- AI service is unreachable (NULL: it answers), the probes sent since,
+-- failures in a row, whether the work is held, the last failure.
+CREATE FUNCTION ai_service_status(OUT unreachable_since timestamptz, OUT probes bigint,
+                                  OUT failures_in_a_row int, OUT holding boolean, OUT last_error text)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'moverz_ai_service_status';
+
 -- queue_overview: one row: photos per status, how many wait for a retry,
--- the age of the oldest photo ready to go, and whether processing is paused.
+-- the age of the oldest photo ready to go, whether processing is paused,
+-- and since when the AI service is unreachable (with the probes sent).
 CREATE VIEW queue_overview AS
 SELECT count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now()) AS pending,
        count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at > now()) AS waiting_retry,
@@ -27,7 +36,9 @@ SELECT count(*) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now(
        count(*) FILTER (WHERE p.status = 'CANCELLED') AS cancelled,
        now() - min(p.created_at) FILTER (WHERE p.status = 'PENDING' AND p.next_attempt_at <= now())
            AS oldest_pending_age,
-       (SELECT c.paused FROM control c) AS paused
+       (SELECT c.paused FROM control c) AS paused,
+       (SELECT s.unreachable_since FROM ai_service_status() s) AS ai_unreachable_since,
+       (SELECT s.probes FROM ai_service_status() s) AS ai_probes
   FROM photos p;
 
 -- batches_overview: one row per batch, newest first.
@@ -42,6 +53,22 @@ SELECT b.id AS batch_id, b.user_id, b.project_id, b.status, b.priority,
   FROM batches b
   LEFT JOIN inventory_summaries s ON s.batch_id = b.id AND s.generation = b.inventory_generation
  ORDER BY b.created_at DESC;
+
+-- user_photo_quota: per user who submitted photos in the last 24 hours,
+-- how many, against moverz_batch.max_photos_per_user_per_day (NULL: no
+-- quota), and how many are left.
+CREATE VIEW user_photo_quota AS
+SELECT b.user_id,
+       sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+           + b.count_cancelled)::bigint AS photos_last_24h,
+       q.quota,
+       greatest(q.quota - sum(b.count_queued + b.count_processing + b.count_completed + b.count_failed
+                              + b.count_cancelled), 0)::bigint AS remaining
+  FROM batches b,
+       (SELECT nullif(coalesce(nullif(current_setting('moverz_batch.max_photos_per_user_per_day', true), ''),
+                               '0')::int, 0) AS quota) AS q
+ WHERE b.created_at > now() - interval '1 day'
+ GROUP BY b.user_id, q.quota;
 
 -- failed_photos: photos in ERROR with their codes and messages, newest first.
 CREATE VIEW failed_photos AS

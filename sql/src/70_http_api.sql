@@ -243,6 +243,13 @@ BEGIN
     EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded OR unique_violation THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
         PERFORM moverz_batch.api_raise(v_state, v_msg, v_hint);
+    WHEN configuration_limit_exceeded THEN
+        -- the daily photo quota: 429 Too Many Requests with Retry-After
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
+        RAISE SQLSTATE 'PGRST' USING
+            MESSAGE = jsonb_build_object('code', '53400', 'message', v_msg, 'hint', v_hint, 'details', NULL)::text,
+            DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
+                                        'headers', jsonb_build_object('Retry-After', substr(v_state, 15)))::text;
     END;
     SELECT x.id, x.created_at <> now() AS replayed,
            x.count_queued + x.count_processing + x.count_completed + x.count_failed AS n

@@ -98,6 +98,29 @@ is "$HTTP_STATUS|$HTTP_CODE" "413|HTTP413" "a 5 MB body: 413 from nginx"
 is "$(q "SELECT count(*) FROM moverz_batch.batches WHERE user_id = '$user'"):$(q "SELECT count(*) FROM moverz_batch.photos WHERE user_id = '$user'")" \
    "$before" "no bad request wrote anything"
 
+# Issue #20: image URLs of the operator's network, a 1 MB value echoed, the
+# daily photo quota.
+bad "an image URL of the cloud metadata address: 400" 400 22023 \
+    "imageUrls[0].url must not name a loopback, private, link-local or reserved address" \
+    "{\"projectId\": \"$project\", \"imageUrls\": [{\"filename\": \"a.jpg\", \"url\": \"http://169.254.169.254/latest/meta-data/\"}]}" "${json[@]}"
+{ printf '{"projectId": "%s", "priority": "' "$project"; head -c 200000 /dev/zero | tr '\0' 'P'
+  printf '", "imageUrls": [%s]}' "$one"; } >"$MB_HTTP_DIR/prio.json"
+mb_http POST "$api/api/batches" "$token" "${json[@]}" --data-binary "@$MB_HTTP_DIR/prio.json"
+is "$HTTP_STATUS|$(jq -r .message <<<"$HTTP_BODY")" \
+   "400|priority must be one of HIGH, NORMAL, LOW (got '$(printf 'P%.0s' $(seq 64))'…)" \
+   "a 200 kB priority: 400, echoed 64 characters long"
+is "$(grep -c PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP "$MB_DIR/server.log")" 0 \
+   "... and not written whole into the server log"
+q "ALTER SYSTEM SET moverz_batch.max_photos_per_user_per_day = 2" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+three="[$one, {\"filename\": \"q2.jpg\", \"url\": \"https://img.example.com/q2.jpg\"}, {\"filename\": \"q3.jpg\", \"url\": \"https://img.example.com/q3.jpg\"}]"
+mb_http_json POST "$api/api/batches" "$token" "{\"projectId\": \"$project\", \"imageUrls\": $three}"
+is "$HTTP_STATUS|$HTTP_CODE" "429|53400" "over the daily photo quota: 429"
+ok "$([ "$(mb_http_header Retry-After)" -ge 1 ] 2>/dev/null && echo 0 || echo 1)" \
+   "... with Retry-After ($(mb_http_header Retry-After) s)"
+is "$(jq -r .message <<<"$HTTP_BODY" | grep -c 'moverz_batch.max_photos_per_user_per_day')" 1 "... naming the quota"
+q "ALTER SYSTEM RESET moverz_batch.max_photos_per_user_per_day" >/dev/null; q "SELECT pg_reload_conf()" >/dev/null
+
 # Hostile paths and parameters.
 mb_http GET "$api/api/batches/$batch%27%20OR%20%271%27=%271" "$token"
 is "$HTTP_STATUS" 404 "an injection in the path: 404"

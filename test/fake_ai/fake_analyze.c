@@ -324,6 +324,26 @@ decide_analysis(Reply *r, const AnalyzeReq *req, long calls, long *hang_ms)
 		build_success(r, req);
 		return;
 	}
+	if (strcmp(fault, "500huge") == 0)
+	{
+		/* a 5xx whose body is larger than the workers take (1 MB) */
+		r->status = 500;
+		r->ctype = TEXT_CT;
+		for (int i = 0; i < 2 * 1024; i++)
+			sb_printf(&r->body, "%01023d\n", i);
+		return;
+	}
+	if (strcmp(fault, "bigmeta") == 0)
+	{
+		/* a valid analysis whose metadata no column can hold */
+		r->status = 200;
+		r->ctype = JSON_CT;
+		sb_printf(&r->body, "{\"room_type\": \"kitchen\", \"items\": [{\"label\": \"chair\", "
+				  "\"quantity\": 2, \"volume_m3\": 0.25}], \"model\": \"fake-vision-1\", "
+				  "\"usage\": {\"input_tokens\": 3000000000, \"output_tokens\": 1e12}, "
+				  "\"cost_usd\": 12345678.9}");
+		return;
+	}
 	for (size_t i = 0; i < lengthof(simple_faults); i++)
 	{
 		if (strcmp(fault, simple_faults[i].name) != 0)

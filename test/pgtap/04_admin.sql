@@ -39,7 +39,8 @@ SELECT has_view('moverz_batch', v, 'view ' || v)
 SELECT columns_are('moverz_batch', 'worker_status',
                    ARRAY['kind', 'worker', 'pid', 'inflight', 'done', 'failed', 'last_error', 'last_error_at', 'since'], 'worker_status columns');
 SELECT columns_are('moverz_batch', 'queue_overview',
-                   ARRAY['pending', 'waiting_retry', 'in_flight', 'done', 'failed', 'cancelled', 'oldest_pending_age', 'paused'],
+                   ARRAY['pending', 'waiting_retry', 'in_flight', 'done', 'failed', 'cancelled', 'oldest_pending_age', 'paused',
+                         'ai_unreachable_since', 'ai_probes'],
                    'queue_overview columns');
 SELECT columns_are('moverz_batch', 'batches_overview',
                    ARRAY['batch_id', 'user_id', 'project_id', 'status', 'priority', 'queued', 'processing', 'completed', 'failed',
