@@ -436,6 +436,188 @@ SELECT b.user_id,
  WHERE b.created_at > now() - interval '1 day'
  GROUP BY b.user_id, q.quota;
 
+-- insert_photos: one photo per asset.  A photo whose checksum matches a
+-- photo already DONE in the project, or an earlier photo of the same batch,
+-- is a duplicate: it is never sent to the AI; it takes the analysis of the
+-- DONE one at once, or the outcome of the earlier one when that finishes
+-- (complete_photos), and its items are not counted again.  plpgsql, so that
+-- its plan is cached (a SQL function's is made again at every call); the
+-- plan is generic (create_batch).  The DONE original is looked up per photo
+-- on (project_id, checksum) of photos_project_idx: a generic plan of
+-- "checksum = ANY (all the checksums)" could filter the whole project's
+-- photos instead, when planned while the index was small.  And with
+-- enable_seqscan = off: planned while photos was empty (a fresh install, or
+-- after TRUNCATE and ANALYZE), the lookup became a sequential scan of photos
+-- per asset, kept for the session: the second batch of 1,000 photos took
+-- 106 ms instead of 12 (quadratic in the batch size).
+CREATE OR REPLACE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
+                              p_priority batch_priority, assets jsonb)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
+                                 url, room_type, checksum, priority, duplicate_of, status,
+                                 analysis, finished_at)
+SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
+       a.file_path, a.url, coalesce(a.room_type, pr.room_type),
+       a.checksum, p_priority,
+       coalesce(pr.id, a.first_id),
+       CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
+       pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
+  FROM moverz_batch.asset_rows(assets) AS a
+  LEFT JOIN LATERAL (
+      SELECT p.id, p.analysis, p.room_type
+        FROM moverz_batch.photos p
+       WHERE p.project_id = p_project_id AND p.checksum = a.checksum
+         AND p.status = 'DONE' AND p.duplicate_of IS NULL
+       ORDER BY p.finished_at, p.id
+       LIMIT 1
+         -- the original stays until this commits (a purge waits)
+         FOR KEY SHARE) AS pr ON true;
+END
+$$;
+
+-- reopen_photos: ERROR photos of one batch (all, or one) back to PENDING;
+-- the batch re-opened for exactly one new inventory sync once it finishes
+-- again.  Returns the number of photos sent back.  Lock order (the one of
+-- every path, see cancel_batch): the photos, then their batch; the batch
+-- is read after the photos' locks, so a cancel that committed meanwhile is
+-- seen.
+CREATE OR REPLACE FUNCTION reopen_photos(p_batch_id uuid, p_photo_id uuid) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_status moverz_batch.batch_status;
+    v_n int;
+BEGIN
+    PERFORM 1 FROM moverz_batch.photos p
+     WHERE p.batch_id = p_batch_id AND p.status = 'ERROR'
+       AND (p_photo_id IS NULL OR p.id = p_photo_id OR p.duplicate_of = p_photo_id)
+     ORDER BY p.id
+       FOR UPDATE;
+    SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = p_batch_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM moverz_batch.raise_not_found('batch_id', p_batch_id, 'batch');
+    ELSIF v_status = 'CANCELLED' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('batch %s is CANCELLED: its photos cannot be retried', p_batch_id);
+    END IF;
+    UPDATE moverz_batch.photos p
+       SET status = 'PENDING', attempts = 0, next_attempt_at = now(), error_code = NULL,
+           error_message = NULL, claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+           finished_at = NULL, updated_at = now()
+     WHERE p.batch_id = p_batch_id AND p.status = 'ERROR'
+       AND (p_photo_id IS NULL OR p.id = p_photo_id OR p.duplicate_of = p_photo_id);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        UPDATE moverz_batch.batches b
+           SET inventory_queued = false, inventory_generation = b.inventory_generation + 1,
+               completed_at = NULL
+         WHERE b.id = p_batch_id;
+        PERFORM moverz_batch.wake_photo_workers();
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+-- cancel_batch: stop a batch.  Its pending photos are never sent (nor
+-- those a worker claimed ahead and holds, unsent), its
+-- photos in flight are cancelled too (a result arriving later changes
+-- nothing), and the batch ends CANCELLED, a terminal state: the inventory
+-- of its DONE photos is synced once.  Returns the number of photos
+-- cancelled.  A batch already finished cannot be cancelled.
+--
+-- THE LOCK ORDER, of every path that locks photos and their batch: the
+-- photos first (by id when it locks many), then the batch row.  A claim
+-- (SKIP LOCKED photos, then the batch counters), a write-back (its photos,
+-- then the counters), cancel_batch, retry_batch / retry_photo
+-- (reopen_photos), purge and the deletion of a project (its BEFORE DELETE
+-- trigger locks the photos before the batches go) all follow it, so no two
+-- of them deadlock.  cancel_batch locks every photo of the batch that a
+-- retry could reopen (ERROR ones too), so a retry committed while it waited
+-- is seen by its UPDATE (a statement of its own, with a new snapshot), and
+-- a retry that comes after it finds the batch CANCELLED.
+CREATE OR REPLACE FUNCTION cancel_batch(batch_id uuid) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_status moverz_batch.batch_status;
+    v_n int;
+BEGIN
+    SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id;
+    IF NOT FOUND THEN
+        PERFORM moverz_batch.raise_not_found('batch_id', cancel_batch.batch_id, 'batch');
+    END IF;
+    PERFORM 1 FROM moverz_batch.photos p
+     WHERE p.batch_id = cancel_batch.batch_id AND p.status IN ('PENDING', 'PROCESSING', 'ERROR')
+     ORDER BY p.id
+       FOR UPDATE;
+    UPDATE moverz_batch.photos p
+       SET status = 'CANCELLED', claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+           finished_at = now(), updated_at = now()
+     WHERE p.batch_id = cancel_batch.batch_id AND p.status IN ('PENDING', 'PROCESSING');
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 THEN
+        SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id;
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('batch %s is already %s and cannot be cancelled', cancel_batch.batch_id, v_status);
+    END IF;
+    UPDATE moverz_batch.batches b SET cancelled_at = now() WHERE b.id = cancel_batch.batch_id;
+    -- photos of this batch a worker claimed ahead are not sent either
+    PERFORM moverz_batch.recall_claimed_photos();
+    RETURN v_n;
+END
+$$;
+
+-- purge: retention.  Deletes the batches finished (or cancelled) more than
+-- older_than ago, with their photos, inventories and jobs, and the AI
+-- metrics older than that.  Returns what it deleted.
+CREATE OR REPLACE FUNCTION purge(older_than interval DEFAULT '30 days',
+                      OUT batches_deleted bigint, OUT metrics_deleted bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'older_than must be a non-negative interval';
+    END IF;
+    -- one set of batches, locked in the order of every path (cancel_batch):
+    -- their photos, then the batches, chosen again under the lock (a batch
+    -- retried meanwhile is no longer finished); its duplicates are promoted
+    -- and exactly that set is deleted
+    v_ids := ARRAY(SELECT b.id FROM moverz_batch.batches b
+                    WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than);
+    PERFORM 1 FROM moverz_batch.photos p WHERE p.batch_id = ANY (v_ids) ORDER BY p.id FOR UPDATE;
+    v_ids := ARRAY(SELECT b.id FROM moverz_batch.batches b
+                    WHERE b.id = ANY (v_ids) AND moverz_batch.is_terminal(b.status)
+                      AND b.completed_at < now() - older_than
+                    ORDER BY b.id
+                      FOR UPDATE);
+    PERFORM moverz_batch.promote_duplicates(v_ids);
+    DELETE FROM moverz_batch.batches b WHERE b.id = ANY (v_ids);
+    GET DIAGNOSTICS batches_deleted = ROW_COUNT;
+    DELETE FROM moverz_batch.ai_metrics m WHERE m.created_at < now() - older_than;
+    GET DIAGNOSTICS metrics_deleted = ROW_COUNT;
+END
+$$;
+
+-- projects_lock_photos: before a project goes (its batches, then their
+-- photos, by cascade), lock its photos, in the order of every path
+-- (cancel_batch): a write-back holding some of them finishes first, instead
+-- of deadlocking with the cascade that holds their batch.
+CREATE FUNCTION projects_lock_photos() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM 1 FROM moverz_batch.photos p
+     WHERE p.batch_id IN (SELECT b.id FROM moverz_batch.batches b WHERE b.project_id = OLD.id)
+     ORDER BY p.id
+       FOR UPDATE;
+    RETURN OLD;
+END
+$$;
+REVOKE ALL ON FUNCTION projects_lock_photos() FROM PUBLIC;
+
+CREATE TRIGGER projects_lock_photos BEFORE DELETE ON projects
+    FOR EACH ROW EXECUTE FUNCTION projects_lock_photos();
+
 
 -- Privileges of the new functions, as a fresh install gives them
 -- (70_http_api.sql): moverz_app executes what PUBLIC could, PUBLIC nothing.
@@ -455,9 +637,6 @@ END
 $$;
 GRANT SELECT ON model_prices TO moverz_app;
 
--- Plans made while photos (or the inventory) was empty no longer read the
--- whole table once it has grown: the second batch of 1,000 photos after a
--- TRUNCATE and ANALYZE took 106 ms instead of 12 (the DONE-original lookup
--- became a sequential scan per asset).
-ALTER FUNCTION insert_photos(uuid, uuid, text, batch_priority, jsonb) SET enable_seqscan = off SET jit = off;
+-- Plans made while the inventory was empty no longer read the whole table
+-- once it has grown (insert_photos, replaced above, has the same setting).
 ALTER FUNCTION run_inventory_job(bigint) SET enable_seqscan = off SET jit = off;

@@ -164,6 +164,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION batches_photos_trigger() FROM PUBLIC;
 
+-- projects_lock_photos: before a project goes (its batches, then their
+-- photos, by cascade), lock its photos, in the order of every path
+-- (cancel_batch): a write-back holding some of them finishes first, instead
+-- of deadlocking with the cascade that holds their batch.
+CREATE FUNCTION projects_lock_photos() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM 1 FROM moverz_batch.photos p
+     WHERE p.batch_id IN (SELECT b.id FROM moverz_batch.batches b WHERE b.project_id = OLD.id)
+     ORDER BY p.id
+       FOR UPDATE;
+    RETURN OLD;
+END
+$$;
+REVOKE ALL ON FUNCTION projects_lock_photos() FROM PUBLIC;
+
+CREATE TRIGGER projects_lock_photos BEFORE DELETE ON projects
+    FOR EACH ROW EXECUTE FUNCTION projects_lock_photos();
+
 CREATE TRIGGER batches_delete_photos AFTER DELETE ON batches
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION batches_photos_trigger();

@@ -99,7 +99,9 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        WHERE p.project_id = p_project_id AND p.checksum = a.checksum
          AND p.status = 'DONE' AND p.duplicate_of IS NULL
        ORDER BY p.finished_at, p.id
-       LIMIT 1) AS pr ON true;
+       LIMIT 1
+         -- the original stays until this commits (a purge waits)
+         FOR KEY SHARE) AS pr ON true;
 END
 $$;
 
@@ -268,13 +270,21 @@ $$;
 
 -- reopen_photos: ERROR photos of one batch (all, or one) back to PENDING;
 -- the batch re-opened for exactly one new inventory sync once it finishes
--- again.  Returns the number of photos sent back.
+-- again.  Returns the number of photos sent back.  Lock order (the one of
+-- every path, see cancel_batch): the photos, then their batch; the batch
+-- is read after the photos' locks, so a cancel that committed meanwhile is
+-- seen.
 CREATE FUNCTION reopen_photos(p_batch_id uuid, p_photo_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_status moverz_batch.batch_status;
     v_n int;
 BEGIN
+    PERFORM 1 FROM moverz_batch.photos p
+     WHERE p.batch_id = p_batch_id AND p.status = 'ERROR'
+       AND (p_photo_id IS NULL OR p.id = p_photo_id OR p.duplicate_of = p_photo_id)
+     ORDER BY p.id
+       FOR UPDATE;
     SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = p_batch_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM moverz_batch.raise_not_found('batch_id', p_batch_id, 'batch');
@@ -334,9 +344,18 @@ $$;
 -- photos in flight are cancelled too (a result arriving later changes
 -- nothing), and the batch ends CANCELLED, a terminal state: the inventory
 -- of its DONE photos is synced once.  Returns the number of photos
--- cancelled.  A batch already finished cannot be cancelled.  Photos are
--- locked before their batch, in the order the workers' write-back uses, so
--- the two never deadlock.
+-- cancelled.  A batch already finished cannot be cancelled.
+--
+-- THE LOCK ORDER, of every path that locks photos and their batch: the
+-- photos first (by id when it locks many), then the batch row.  A claim
+-- (SKIP LOCKED photos, then the batch counters), a write-back (its photos,
+-- then the counters), cancel_batch, retry_batch / retry_photo
+-- (reopen_photos), purge and the deletion of a project (its BEFORE DELETE
+-- trigger locks the photos before the batches go) all follow it, so no two
+-- of them deadlock.  cancel_batch locks every photo of the batch that a
+-- retry could reopen (ERROR ones too), so a retry committed while it waited
+-- is seen by its UPDATE (a statement of its own, with a new snapshot), and
+-- a retry that comes after it finds the batch CANCELLED.
 CREATE FUNCTION cancel_batch(batch_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -347,6 +366,10 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM moverz_batch.raise_not_found('batch_id', cancel_batch.batch_id, 'batch');
     END IF;
+    PERFORM 1 FROM moverz_batch.photos p
+     WHERE p.batch_id = cancel_batch.batch_id AND p.status IN ('PENDING', 'PROCESSING', 'ERROR')
+     ORDER BY p.id
+       FOR UPDATE;
     UPDATE moverz_batch.photos p
        SET status = 'CANCELLED', claimed_by = NULL, claim_token = NULL, lease_until = NULL,
            finished_at = now(), updated_at = now()

@@ -148,15 +148,26 @@ $$;
 CREATE FUNCTION purge(older_than interval DEFAULT '30 days',
                       OUT batches_deleted bigint, OUT metrics_deleted bigint)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
 BEGIN
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'older_than must be a non-negative interval';
     END IF;
-    PERFORM moverz_batch.promote_duplicates(ARRAY(
-        SELECT b.id FROM moverz_batch.batches b
-         WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than));
-    DELETE FROM moverz_batch.batches b
-     WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than;
+    -- one set of batches, locked in the order of every path (cancel_batch):
+    -- their photos, then the batches, chosen again under the lock (a batch
+    -- retried meanwhile is no longer finished); its duplicates are promoted
+    -- and exactly that set is deleted
+    v_ids := ARRAY(SELECT b.id FROM moverz_batch.batches b
+                    WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than);
+    PERFORM 1 FROM moverz_batch.photos p WHERE p.batch_id = ANY (v_ids) ORDER BY p.id FOR UPDATE;
+    v_ids := ARRAY(SELECT b.id FROM moverz_batch.batches b
+                    WHERE b.id = ANY (v_ids) AND moverz_batch.is_terminal(b.status)
+                      AND b.completed_at < now() - older_than
+                    ORDER BY b.id
+                      FOR UPDATE);
+    PERFORM moverz_batch.promote_duplicates(v_ids);
+    DELETE FROM moverz_batch.batches b WHERE b.id = ANY (v_ids);
     GET DIAGNOSTICS batches_deleted = ROW_COUNT;
     DELETE FROM moverz_batch.ai_metrics m WHERE m.created_at < now() - older_than;
     GET DIAGNOSTICS metrics_deleted = ROW_COUNT;
