@@ -18,7 +18,8 @@
  *	- the first answer closes it, and every photo worker is woken to claim.
  * After moverz_batch.outage_max_wait the circuit stops holding (a wrong URL
  * must not hold work for ever): claims and attempts go on as without it,
- * and it still closes at the first answer.  It opens and closes with one
+ * and it still closes at the first answer.  outage_max_wait = 0 turns it
+ * off: nothing is counted.  It opens and closes with one
  * log line each; ai_service_status() shows it (queue_overview).
  *
  *-------------------------------------------------------------------------
@@ -91,6 +92,14 @@ moverz_outage_report(bool down, const char *error)
 
 	SpinLockAcquire(&moverz_shared->mutex);
 	o->probing = false;
+	if (moverz_outage_max_wait_ms == 0)
+	{
+		/* the circuit is off: it neither counts nor opens */
+		o->failures = 0;
+		o->since = 0;
+		SpinLockRelease(&moverz_shared->mutex);
+		return false;
+	}
 	if (!down)
 	{
 		o->failures = 0;

@@ -49,7 +49,9 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')
 $$;
 
--- api_user: jwt_user_id(), or HTTP 401 when the token names no user.
+-- api_user: jwt_user_id(), or HTTP 401 when the token names no user or
+-- never expires (no "exp" claim: PostgREST refuses an expired token, but
+-- accepts one without "exp" for ever).
 CREATE FUNCTION api_user() RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -57,9 +59,12 @@ DECLARE
 BEGIN
     IF v_user IS NULL OR btrim(v_user) = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token names no user (no "sub" claim)',
-            HINT = 'Sign a JWT with {"role": "moverz_user", "sub": "<user id>"}.';
+            HINT = 'Sign a JWT with {"role": "moverz_user", "sub": "<user id>", "exp": <expiry>}.';
     ELSIF octet_length(v_user) > 255 THEN
         RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token''s "sub" claim is longer than 255 bytes';
+    ELSIF jsonb_typeof(current_setting('request.jwt.claims', true)::jsonb -> 'exp') IS DISTINCT FROM 'number' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token never expires (no "exp" claim)',
+            HINT = 'Sign the JWT with an "exp" claim: seconds since 1970, e.g. one hour from now.';
     END IF;
     RETURN v_user;
 END

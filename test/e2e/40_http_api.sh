@@ -67,7 +67,7 @@ seed_body=$HTTP_BODY
 # PostgREST's URL style, through nginx and directly.
 mb_http GET "$api/rpc/get_batch?id=$batch" "$token"
 is "$HTTP_STATUS:$HTTP_BODY" "200:$seed_body" "GET /rpc/get_batch?id= through nginx: same answer"
-mb_http GET "$MB_PGRST_URL/rpc/get_batch?id=$batch" "$token"
+mb_http GET "$MB_PGRST_URL/rpc/get_batch?id=$batch" "$token" --unix-socket "$MB_PGRST_SOCKET"
 is "$HTTP_STATUS:$HTTP_BODY" "200:$seed_body" "GET /rpc/get_batch?id= on PostgREST itself: same answer"
 mb_http GET "$api/rpc/get_batch?id=$batch&photosLimit=1&photosOffset=2" "$token"
 is "$(jq -c '[.batch.counts.total, [.batch.photos[].filename]]' <<<"$HTTP_BODY")" '[3,["cuisine.jpg"]]' \

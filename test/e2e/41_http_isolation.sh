@@ -13,8 +13,8 @@ mb_http_start || { echo "Bail out! cannot start nginx and PostgREST"; exit 1; }
 
 a="http-iso-a-$$-$RANDOM"
 b="http-iso-b-$$-$RANDOM"
-ta=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$a\"}")
-tb=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$b\"}")
+ta=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$a\", \"exp\": $(($(date +%s) + 600))}")
+tb=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$b\", \"exp\": $(($(date +%s) + 600))}")
 api=$MB_API_URL
 
 # writes: the number of rows of users A and B in all the user tables.
@@ -83,7 +83,8 @@ for case in "no token||" \
             "alg none|$(printf '%s' '{"alg":"none","typ":"JWT"}' | _mb_b64url).$(printf '%s' "{\"role\":\"moverz_user\",\"sub\":\"$a\"}" | _mb_b64url).|PGRST301" \
             "role moverz_anon|$(mb_jwt "{\"role\": \"moverz_anon\", \"sub\": \"$a\"}")|42501" \
             "no role claim|$(mb_jwt "{\"sub\": \"$a\"}")|42501" \
-            "no sub claim|$(mb_jwt '{"role": "moverz_user"}')|PT401"; do
+            "no sub claim|$(mb_jwt '{"role": "moverz_user"}')|PT401" \
+            "no exp claim, never expires|$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$a\"}")|PT401"; do
     IFS='|' read -r name tok code <<<"$case"
     mb_http GET "$api/api/batches/$ba" "$tok"
     is "$HTTP_STATUS:$HTTP_CODE" "401:${code:-42501}" "$name: GET a batch, 401"
@@ -102,12 +103,22 @@ for role in moverz_app postgres moverz_authenticator; do
 done
 is "$(writes)" "$before" "nothing written by any refused request"
 
+# PostgREST's API is on a unix socket only: nginx's limits cannot be gone round.
+listening_tcp() {   # PID: how many TCP sockets the process listens on
+    local inodes
+    inodes=$(ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]/\1/p' | tr '\n' ' ')
+    awk -v list=" $inodes " '$4 == "0A" && index(list, " " $10 " ") { n++ } END { print n + 0 }' \
+        /proc/net/tcp /proc/net/tcp6
+}
+ok "$([ -S "$MB_PGRST_SOCKET" ] && echo 0 || echo 1)" "PostgREST's API listens on a unix socket"
+is "$(listening_tcp "$MB_PGRST_PID")" 1 "... and on no TCP port but its admin server's (/live, /ready)"
+
 # Only the API schema is reachable.
-mb_http GET "$MB_PGRST_URL/projects" "$ta"
+mb_http GET "$MB_PGRST_URL/projects" "$ta" --unix-socket "$MB_PGRST_SOCKET"
 is "$HTTP_STATUS" 404 "no table over HTTP (GET /projects on PostgREST: 404)"
-mb_http GET "$MB_PGRST_URL/batches?select=*" "$ta" -H "Accept-Profile: moverz_batch"
+mb_http GET "$MB_PGRST_URL/batches?select=*" "$ta" -H "Accept-Profile: moverz_batch" --unix-socket "$MB_PGRST_SOCKET"
 is "$HTTP_STATUS:$HTTP_CODE" "406:PGRST106" "schema moverz_batch not exposed: 406"
-mb_http_json POST "$MB_PGRST_URL/rpc/purge" "$ta" '{}'
+mb_http_json POST "$MB_PGRST_URL/rpc/purge" "$ta" '{}' --unix-socket "$MB_PGRST_SOCKET"
 is "$HTTP_STATUS" 404 "no internal function over HTTP (/rpc/purge: 404)"
 mb_http GET "$api/projects" "$ta"
 is "$HTTP_STATUS:$HTTP_CODE" "404:HTTP404" "nginx serves no other URL"

@@ -11,7 +11,7 @@ mb_http_install || { echo "Bail out! cannot install nginx and PostgREST"; exit 1
 mb_http_start || { echo "Bail out! cannot start nginx and PostgREST"; exit 1; }
 
 user="http-hostile-$$-$RANDOM"
-token=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$user\"}")
+token=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$user\", \"exp\": $(($(date +%s) + 600))}")
 api=$MB_API_URL
 mb_http_json POST "$api/api/projects" "$token" '{"name": "x'"'"'); DROP TABLE moverz_batch.projects; --"}'
 is "$HTTP_STATUS" 201 "a project named like an injection"

@@ -74,15 +74,20 @@ _mb_wait_up() {
     return 1
 }
 
-# _mb_start_postgrest PASSWORD: PostgREST on two free ports (API, admin);
-# sets MB_PGRST_PID and MB_PGRST_PORT.  Tries other ports when one was
-# taken meanwhile.
+# _mb_start_postgrest PASSWORD: PostgREST on a unix socket in MB_HTTP_DIR
+# (the API) and a free port (admin); sets MB_PGRST_PID and MB_PGRST_SOCKET.
+# Tries another admin port when one was taken meanwhile.
 _mb_start_postgrest() {
     local try admin
+    MB_PGRST_SOCKET=$MB_HTTP_DIR/postgrest.sock
+    export MB_PGRST_SOCKET
     for try in 1 2 3 4 5; do
-        MB_PGRST_PORT=$(_mb_free_port); admin=$(_mb_free_port "$MB_PGRST_PORT")
+        admin=$(_mb_free_port)
+        # mode 666 here: the test's nginx workers run as nobody (in production,
+        # 660 and nginx's group)
         MOVERZ_DB_URI="postgres://moverz_authenticator:$1@/postgres?host=$PGHOST&port=$PGPORT" \
-        MOVERZ_JWT_SECRET=$MB_JWT_SECRET MOVERZ_PGRST_PORT=$MB_PGRST_PORT MOVERZ_PGRST_ADMIN_PORT=$admin \
+        MOVERZ_JWT_SECRET=$MB_JWT_SECRET MOVERZ_PGRST_SOCKET=$MB_PGRST_SOCKET MOVERZ_PGRST_SOCKET_MODE=666 \
+        MOVERZ_PGRST_ADMIN_PORT=$admin \
             "$(_mb_postgrest)" "$MB_HTTP_ROOT/http/postgrest.conf" >"$MB_HTTP_DIR/postgrest.log" 2>&1 &
         MB_PGRST_PID=$!
         export MB_PGRST_PID
@@ -100,8 +105,8 @@ _mb_start_postgrest() {
 _mb_start_nginx() {
     local try
     for try in 1 2 3 4 5; do
-        MB_NGINX_PORT=$(_mb_free_port "$MB_PGRST_PORT")
-        sed -e "s|@LISTEN@|127.0.0.1:$MB_NGINX_PORT|g" -e "s|@POSTGREST@|127.0.0.1:$MB_PGRST_PORT|g" \
+        MB_NGINX_PORT=$(_mb_free_port)
+        sed -e "s|@LISTEN@|127.0.0.1:$MB_NGINX_PORT|g" -e "s|@POSTGREST@|unix:$MB_PGRST_SOCKET|g" \
             -e "s|@RUN_DIR@|$MB_HTTP_DIR|g" "$MB_HTTP_ROOT/http/nginx.conf" >"$MB_HTTP_DIR/nginx.conf"
         "$MB_NGINX" -p "$MB_HTTP_DIR" -c "$MB_HTTP_DIR/nginx.conf" -e "$MB_HTTP_DIR/error.log" \
             -g 'daemon off;' >"$MB_HTTP_DIR/nginx.out" 2>&1 &
@@ -132,7 +137,8 @@ mb_http_start() {
         -c "ALTER ROLE moverz_authenticator PASSWORD '$pass'" >/dev/null || return 1
     _mb_start_postgrest "$pass" || return 1
     _mb_start_nginx || return 1
-    export MB_API_URL=http://127.0.0.1:$MB_NGINX_PORT MB_PGRST_URL=http://127.0.0.1:$MB_PGRST_PORT
+    # PostgREST itself: curl --unix-socket "$MB_PGRST_SOCKET" "$MB_PGRST_URL/..."
+    export MB_API_URL=http://127.0.0.1:$MB_NGINX_PORT MB_PGRST_URL=http://postgrest
 }
 
 # mb_http_stop: stop the nginx and PostgREST this shell started, remove

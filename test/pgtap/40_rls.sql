@@ -18,7 +18,8 @@ DECLARE
 BEGIN
     BEGIN
         PERFORM set_config('request.jwt.claims',
-                           CASE WHEN p_sub IS NULL THEN '' ELSE json_build_object('role', p_role, 'sub', p_sub)::text END, true);
+                           CASE WHEN p_sub IS NULL THEN '' ELSE json_build_object('role', p_role, 'sub', p_sub,
+                                                                   'exp', extract(epoch FROM now())::bigint + 600)::text END, true);
         EXECUTE format('SET LOCAL ROLE %I', p_role);
         EXECUTE p_sql INTO r;
         RESET ROLE;
