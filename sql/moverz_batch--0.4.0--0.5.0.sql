@@ -639,6 +639,40 @@ BEGIN
 END
 $$;
 
+-- progress_payload: the compact state of one batch, now: {"batchId",
+-- "status", "progress", "counts": {queued, processing, completed, failed,
+-- total}, "inventoryReady": bool} (what a notification announces; NULL for
+-- a batch the caller may not see).  plpgsql, so that its plan is kept.
+CREATE OR REPLACE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    RETURN (SELECT (moverz_batch.batch_state(b)
+                    || jsonb_build_object('inventoryReady',
+                           EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
+                                    WHERE s.batch_id = b.id AND s.generation = b.inventory_generation)))::text
+              FROM moverz_batch.batches b WHERE b.id = p_batch_id);
+END
+$$;
+
+-- notify_progress: notify the state of one batch, unless this transaction
+-- already did.  The batches notified are remembered in a transaction-local
+-- setting.
+CREATE OR REPLACE FUNCTION notify_progress(p_batch_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_done text := coalesce(current_setting('moverz_notify.batches', true), '');
+    v_payload text;
+BEGIN
+    IF position(p_batch_id::text IN v_done) > 0 THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('moverz_notify.batches', v_done || p_batch_id::text || ',', true);
+    v_payload := jsonb_build_object('batchId', p_batch_id,
+                                    'txid', pg_catalog.txid_current())::text;
+    PERFORM pg_notify('moverz_batch_progress', v_payload);
+END
+$$;
+
 
 -- Privileges of the new functions, as a fresh install gives them
 -- (70_http_api.sql): moverz_app executes what PUBLIC could, PUBLIC nothing.

@@ -1,16 +1,19 @@
 -- Live progress: NOTIFY on channel "moverz_batch_progress".
 --
 -- Every committed change of a batch's counters or status sends one
--- notification, coalesced to at most one per batch per transaction and
--- carrying the batch's state at commit; so does its inventory becoming
--- ready.  Payload: {"batchId", "status", "progress", "counts": {queued,
--- processing, completed, failed, total}, "inventoryReady": bool}.
--- Deferred constraint triggers fire at commit time, after every statement of
--- the transaction, so the first firing for a batch sees its final state.
+-- notification, coalesced to at most one per batch per transaction; so does
+-- its inventory becoming ready.  PostgreSQL has no permission on LISTEN: any
+-- role that can connect hears every notification, so the payload carries
+-- no customer data, only {"batchId", "txid"} (the notifying transaction's
+-- id, to tell one change from another); a reader fetches the state through
+-- batch_progress(), or progress_payload() below, where row-level security
+-- applies.  Deferred constraint triggers fire at commit time, after every
+-- statement of the transaction.
 
--- progress_payload: the notification payload of one batch, now.  plpgsql,
--- so that its plan is kept: it runs in the commit of every transaction that
--- changes a batch (a SQL function would be planned again each time).
+-- progress_payload: the compact state of one batch, now: {"batchId",
+-- "status", "progress", "counts": {queued, processing, completed, failed,
+-- total}, "inventoryReady": bool} (what a notification announces; NULL for
+-- a batch the caller may not see).  plpgsql, so that its plan is kept.
 CREATE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
@@ -35,10 +38,9 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('moverz_notify.batches', v_done || p_batch_id::text || ',', true);
-    v_payload := moverz_batch.progress_payload(p_batch_id);
-    IF v_payload IS NOT NULL THEN
-        PERFORM pg_notify('moverz_batch_progress', v_payload);
-    END IF;
+    v_payload := jsonb_build_object('batchId', p_batch_id,
+                                    'txid', pg_catalog.txid_current())::text;
+    PERFORM pg_notify('moverz_batch_progress', v_payload);
 END
 $$;
 

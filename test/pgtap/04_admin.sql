@@ -9,7 +9,7 @@
 -- at the start, after an interrupted run).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(44);
+SELECT plan(45);
 
 DELETE FROM moverz_batch.projects WHERE user_id = 'tap_admin';
 
@@ -112,9 +112,16 @@ SELECT moverz_batch.create_batch(c.id, 'tap_admin',
   FROM (SELECT id FROM moverz_batch.projects WHERE user_id = 'tap_admin') AS c,
        LATERAL (SELECT count(*) AS bn FROM moverz_batch.batches b WHERE b.project_id = c.id) AS k
 $$;
--- without_id(notes): the notifications without their batchId.
+-- without_id(notes): what the notifications announce: the state of each
+-- batch named (progress_payload, read now: nothing changed since), without
+-- its batchId; NULL for a notification that carries more than the batch id
+-- and its sequence number (the payload carries no customer data).
 CREATE FUNCTION pg_temp.without_id(notes jsonb) RETURNS jsonb LANGUAGE sql AS $$
-SELECT coalesce(jsonb_agg(e - 'batchId' ORDER BY o), '[]') FROM jsonb_array_elements(notes) WITH ORDINALITY AS x(e, o)
+SELECT coalesce(jsonb_agg(CASE WHEN (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(e) AS k) = '{batchId,txid}'
+                                    AND jsonb_typeof(e -> 'txid') = 'number'
+                               THEN moverz_batch.progress_payload((e ->> 'batchId')::uuid)::jsonb - 'batchId' END
+                          ORDER BY o), '[]')
+  FROM jsonb_array_elements(notes) WITH ORDINALITY AS x(e, o)
 $$;
 
 SELECT moverz_batch.create_project('tap_admin', 'notifications') IS NOT NULL AS created \g /dev/null
@@ -126,7 +133,7 @@ SELECT is(jsonb_array_length(:'notes'), 1, 'notify: create_batch sends one notif
 SELECT is((:'notes'::jsonb -> 0 ->> 'batchId')::uuid, :'n1'::uuid, 'notify: it names the batch');
 SELECT is(pg_temp.without_id(:'notes'),
           '[{"status": "QUEUED", "progress": 0, "counts": {"queued": 3, "processing": 0, "completed": 0, "failed": 0, "total": 3}, "inventoryReady": false}]',
-          'notify: payload = batch_state + inventoryReady');
+          'notify: payload {batchId, txid}; progress_payload gives batch_state + inventoryReady');
 -- Several statements on one batch in one transaction: one notification,
 -- with the state at commit.
 BEGIN;
@@ -154,7 +161,8 @@ SELECT pg_temp.drain() AS notes \gset
 SELECT is((SELECT array_agg((e ->> 'batchId')::uuid ORDER BY e ->> 'batchId') FROM jsonb_array_elements(:'notes') AS e),
           (SELECT array_agg(b ORDER BY b::text) FROM unnest(ARRAY[:'n1'::uuid, :'n2'::uuid]) AS b),
           'notify: a statement over two batches, one notification per batch');
-SELECT is((SELECT jsonb_agg((e - 'batchId') ORDER BY (e ->> 'batchId')::uuid = :'n2') FROM jsonb_array_elements(:'notes') AS e),
+SELECT is((SELECT jsonb_agg(pg_temp.without_id(jsonb_build_array(e)) -> 0 ORDER BY (e ->> 'batchId')::uuid = :'n2')
+             FROM jsonb_array_elements(:'notes') AS e),
           '[{"status": "PARTIAL", "progress": 100, "counts": {"queued": 0, "processing": 0, "completed": 2, "failed": 1, "total": 3}, "inventoryReady": false},
             {"status": "COMPLETED", "progress": 100, "counts": {"queued": 0, "processing": 0, "completed": 1, "failed": 0, "total": 1}, "inventoryReady": false}]',
           'notify: both finished, inventories not ready yet');
@@ -178,8 +186,10 @@ SELECT is(pg_temp.without_id(pg_temp.drain()),
 SELECT moverz_batch.create_batch((SELECT id FROM moverz_batch.projects WHERE user_id = 'tap_admin'), 'tap_admin',
                                  (SELECT jsonb_agg(jsonb_build_object('filename', filename, 'url', url)) FROM moverz_batch.photos WHERE batch_id = :'n2'))
     AS n3 \gset
-SELECT is(pg_temp.drain(),
-          jsonb_build_array(jsonb_build_object('batchId', :'n3'::uuid, 'status', 'COMPLETED', 'progress', 100, 'inventoryReady', false,
+SELECT pg_temp.drain() AS notes \gset
+SELECT is((:'notes'::jsonb -> 0 ->> 'batchId')::uuid, :'n3'::uuid, 'notify: a batch of duplicates: it names the batch');
+SELECT is(pg_temp.without_id(:'notes'),
+          jsonb_build_array(jsonb_build_object('status', 'COMPLETED', 'progress', 100, 'inventoryReady', false,
                             'counts', jsonb_build_object('queued', 0, 'processing', 0, 'completed', 1, 'failed', 0, 'total', 1))),
           'notify: a batch of duplicates, finished as it is created');
 -- The worker write-back: one notification per batch and transaction too.
