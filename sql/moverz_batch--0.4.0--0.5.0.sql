@@ -641,15 +641,20 @@ $$;
 
 -- progress_payload: the compact state of one batch, now: {"batchId",
 -- "status", "progress", "counts": {queued, processing, completed, failed,
--- total}, "inventoryReady": bool} (what a notification announces; NULL for
--- a batch the caller may not see).  plpgsql, so that its plan is kept.
+-- total}, "inventoryReady": bool}, and "waitingForAiServiceSince" while its
+-- photos wait for an AI service that is down (ai_service_status()) (what a
+-- notification announces; NULL for a batch the caller may not see).
+-- plpgsql, so that its plan is kept.
 CREATE OR REPLACE FUNCTION progress_payload(p_batch_id uuid) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     RETURN (SELECT (moverz_batch.batch_state(b)
                     || jsonb_build_object('inventoryReady',
                            EXISTS (SELECT 1 FROM moverz_batch.inventory_summaries s
-                                    WHERE s.batch_id = b.id AND s.generation = b.inventory_generation)))::text
+                                    WHERE s.batch_id = b.id AND s.generation = b.inventory_generation))
+                    || coalesce((SELECT jsonb_build_object('waitingForAiServiceSince', a.unreachable_since)
+                                   FROM moverz_batch.ai_service_status() a
+                                  WHERE a.holding AND b.count_queued + b.count_processing > 0), '{}'))::text
               FROM moverz_batch.batches b WHERE b.id = p_batch_id);
 END
 $$;

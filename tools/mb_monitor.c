@@ -52,6 +52,7 @@ typedef struct BatchState
 	long		cancelled;
 	long		total;
 	bool		inventory_ready;
+	char		ai_down_since[16];	/* "HH:MM:SS" while the AI service is down */
 } BatchState;
 
 /* What ended a wait of watch. */
@@ -275,8 +276,25 @@ mb_status(PGconn *conn, const MbOptions *opts, char **args, int nargs)
 }
 
 /*
- * fetch_state: the batch's state from batch_progress (without its photos);
- * false after reporting an error.
+ * fetch_ai_down: since when the workers hold the photos because the AI
+ * service is down (moverz_batch.ai_service_status(), 0.5.0 and later), as
+ * HH:MM:SS into since, or "" (also when it cannot be read).
+ */
+static void
+fetch_ai_down(PGconn *conn, char *since, size_t len)
+{
+	PGresult   *res = PQexec(conn, "SELECT pg_catalog.to_char(unreachable_since, 'HH24:MI:SS') "
+							 "FROM moverz_batch.ai_service_status() WHERE holding");
+
+	since[0] = '\0';
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		snprintf(since, len, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+}
+
+/*
+ * fetch_state: the batch's state from batch_progress (without its photos),
+ * and whether the AI service is down; false after reporting an error.
  */
 static bool
 fetch_state(PGconn *conn, const char *batch_id, BatchState *st)
@@ -303,6 +321,7 @@ fetch_state(PGconn *conn, const char *batch_id, BatchState *st)
 		*counts[i] = strtol(PQgetvalue(res, 0, 3 + i), NULL, 10);
 	st->inventory_ready = strcmp(PQgetvalue(res, 0, 9), "t") == 0;
 	PQclear(res);
+	fetch_ai_down(conn, st->ai_down_since, sizeof(st->ai_down_since));
 	return true;
 }
 
@@ -316,7 +335,8 @@ same_state(const BatchState *a, const BatchState *b)
 		a->queued == b->queued && a->processing == b->processing &&
 		a->completed == b->completed && a->failed == b->failed &&
 		a->cancelled == b->cancelled && a->total == b->total &&
-		a->inventory_ready == b->inventory_ready;
+		a->inventory_ready == b->inventory_ready &&
+		strcmp(a->ai_down_since, b->ai_down_since) == 0;
 }
 
 /*
@@ -347,10 +367,14 @@ show_state(const BatchState *st, bool tty)
 		memset(bar, '#', filled);
 		memset(bar + filled, '.', BAR_WIDTH - filled);
 		bar[BAR_WIDTH] = '\0';
-		printf("\r[%s] %3d%%  %ld done, %ld failed, %ld processing, %ld queued of %ld  %s%s\033[K",
+		char		ai[64] = "";
+
+		if (st->ai_down_since[0])
+			snprintf(ai, sizeof(ai), ", waiting for the AI service (down since %s)", st->ai_down_since);
+		printf("\r[%s] %3d%%  %ld done, %ld failed, %ld processing, %ld queued of %ld  %s%s%s\033[K",
 			   bar, st->progress, st->completed, st->failed, st->processing, st->queued,
 			   st->total, st->status,
-			   is_terminal(st->status) && !st->inventory_ready ? ", waiting for the inventory" : "");
+			   is_terminal(st->status) && !st->inventory_ready ? ", waiting for the inventory" : "", ai);
 	}
 	else
 	{
@@ -361,7 +385,10 @@ show_state(const BatchState *st, bool tty)
 			   st->completed, st->failed);
 		if (st->cancelled > 0)
 			printf(" cancelled=%ld", st->cancelled);
-		printf(" total=%ld%s\n", st->total, st->inventory_ready ? " inventory=ready" : "");
+		printf(" total=%ld%s", st->total, st->inventory_ready ? " inventory=ready" : "");
+		if (st->ai_down_since[0])
+			printf(" waiting_for_ai_service_since=%s", st->ai_down_since);
+		printf("\n");
 	}
 	fflush(stdout);
 }

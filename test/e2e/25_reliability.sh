@@ -28,7 +28,11 @@ mb_wait_for 10 "SELECT holding AND unreachable_since IS NOT NULL FROM moverz_bat
 ok $? "the circuit opens: ai_service_status says since when"
 is "$(q "SELECT ai_unreachable_since IS NOT NULL FROM moverz_batch.queue_overview")" t \
    "queue_overview shows the AI service unreachable"
-sleep 6
+watch=$("$MB_ROOT/tools/moverz-batch" watch --timeout=1 "$down" 2>&1)
+is "$(grep -c 'waiting_for_ai_service_since=' <<<"$watch")" 1 "moverz-batch watch says the batch waits for the AI service"
+is "$(q "SELECT moverz_batch.progress_payload('$down')::jsonb ? 'waitingForAiServiceSince'")" t \
+   "progress_payload, what a notification's reader fetches, says so too"
+sleep 5
 is "$(q "SELECT count(*) FROM moverz_batch.photos WHERE batch_id = '$down' AND status = 'ERROR'")" 0 \
    "during the outage no photo fails"
 during=$(q "SELECT count(*) FROM moverz_batch.ai_metrics WHERE meta->>'batchId' = '$down'")
@@ -45,6 +49,7 @@ is "$(q "SELECT extract(epoch FROM min(created_at) - '$back_at') < 3 FROM moverz
 is "$(q "SELECT max(attempts) <= 2 FROM moverz_batch.photos WHERE batch_id = '$down'")" t \
    "the outage spent at most one attempt of a photo (those that opened the circuit)"
 is "$(q "SELECT unreachable_since IS NULL AND NOT holding FROM moverz_batch.ai_service_status()")" t "the circuit closed"
+is "$(q "SELECT moverz_batch.progress_payload('$down')::jsonb ? 'waitingForAiServiceSince'")" f "no longer waiting"
 is "$(tail -n +"$((logged + 1))" "$MB_DIR/server.log" | grep -c 'AI service unreachable')" 1 "one log line when it opened"
 is "$(tail -n +"$((logged + 1))" "$MB_DIR/server.log" | grep -c 'AI service back after')" 1 "one log line when it closed"
 reset_conf moverz_batch.max_inflight
