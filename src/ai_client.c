@@ -66,6 +66,7 @@ typedef struct AiRequest
 	char	   *auth[AI_AUTH_LINES];	/* copies of the shape's, or NULL */
 	int			provider;		/* the provider it was sent to */
 	char		prompt_version[32];	/* and the prompt, for a model API */
+	bool		sent;			/* handed to curl (not failed before leaving) */
 	StringInfoData payload;		/* the request body */
 	StringInfoData response;	/* the answer, as received */
 	bool		too_large;
@@ -412,8 +413,13 @@ add_result(AiClient *client, AiRequest *req, long http_status,
 		escape_json(&buf, req->prompt_version);
 	}
 	head_len = buf.len;
-	/* down: a transfer failure or time-out, 408, 5xx (not an answer too large) */
-	if (moverz_outage_report(tcode != NULL ? strcmp(tcode, "AI_ERROR") != 0 :
+	/*
+	 * down: a transfer failure or time-out, 408, 5xx (not an answer too
+	 * large); a request that failed before it left says nothing of the
+	 * service
+	 */
+	if (req->sent &&
+		moverz_outage_report(tcode != NULL ? strcmp(tcode, "AI_ERROR") != 0 :
 							 (http_status >= 500 || http_status == 408),
 							 tcode != NULL ? tmsg : NULL))
 		appendStringInfoString(&buf, ",\"outage\":true");
@@ -518,7 +524,8 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 			add_result(client, req, 0, "NETWORK_ERROR", curl_easy_strerror(irc), 0);
 		else
 			add_result(client, req, status, NULL, NULL,
-					   retry_after > 0 ? (long) Min(retry_after * 1000, (curl_off_t) moverz_max_retry_after_ms) : 0);
+					   retry_after > 0 ? (long) Min(Min(retry_after, (curl_off_t) 86400) * 1000,
+													(curl_off_t) moverz_max_retry_after_ms) : 0);
 	}
 	else if (req->too_large &&
 			 curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 500)
@@ -661,6 +668,7 @@ ai_client_start(AiClient *client, const AiPhoto *photo)
 		return;
 	}
 	mrc = curl_multi_add_handle(client->multi, req->easy);
+	req->sent = (mrc == CURLM_OK);
 	if (mrc != CURLM_OK)
 	{
 		add_result(client, req, 0, "NETWORK_ERROR", curl_multi_strerror(mrc), 0);

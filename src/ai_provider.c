@@ -391,12 +391,17 @@ load_frame_txn(void *arg)
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "moverz_batch: reading ai_request_config() failed: %s",
 			 SPI_result_code_string(rc));
-	read->version = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1));
-	read->prompt = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 2));
-	read->schema = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 3));
+	{
+		char	  **out[3] = {&read->version, &read->prompt, &read->schema};
+
+		/* a NULL column (no room type left, say) stays NULL: not loaded */
+		for (int i = 0; i < 3; i++)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
+
+			*out[i] = v ? MemoryContextStrdup(cxt, v) : NULL;
+		}
+	}
 }
 
 /*
@@ -417,7 +422,9 @@ ai_shape_load(AiShape *shape, MemoryContext cxt)
 	read.cxt = scratch;
 	read.version = read.prompt = read.schema = NULL;
 	ok = moverz_run_in_transaction(load_frame_txn, &read, "reading the AI prompt", NULL) &&
-		read.prompt != NULL && read.schema != NULL;
+		read.version != NULL && read.prompt != NULL && read.schema != NULL;
+	if (!ok && read.prompt == NULL && read.version != NULL)
+		elog(LOG, "moverz_batch: the AI prompt is empty (no room type in moverz_batch.room_types?): nothing is sent");
 	if (ok)
 		ai_shape_set_frame(shape, cxt, read.version, read.prompt, read.schema);
 	MemoryContextDelete(scratch);

@@ -82,6 +82,7 @@ typedef struct MoverzOutage
 	TimestampTz since;			/* open since (0: closed) */
 	TimestampTz next_probe;		/* the next probe may leave then */
 	bool		probing;		/* a probe is in flight */
+	TimestampTz probe_sent;		/* since then (a probe whose worker died ends) */
 	int64		probes;			/* probes sent since it opened */
 	char		last_error[MOVERZ_LAST_ERROR_LEN];
 } MoverzOutage;

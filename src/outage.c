@@ -161,9 +161,14 @@ moverz_outage_take_probe(long *wait_ms)
 
 	SpinLockAcquire(&moverz_shared->mutex);
 	*wait_ms = AI_OUTAGE_PROBE_MS;
+	/* a probe whose worker stopped before its answer: another may go */
+	if (o->probing &&
+		TimestampDifferenceExceeds(o->probe_sent, now, moverz_request_timeout_ms + AI_OUTAGE_PROBE_MS))
+		o->probing = false;
 	if (!o->probing && now >= o->next_probe)
 	{
 		o->probing = take = true;
+		o->probe_sent = now;
 		o->probes++;
 		o->next_probe = TimestampTzPlusMilliseconds(now, AI_OUTAGE_PROBE_MS);
 	}

@@ -109,6 +109,9 @@ send_ready(PhotoLoop *loop)
 		recall_ready(loop);
 		return;
 	}
+	/* a model API whose prompt could not be read: they wait (recover) */
+	if (ai_client_needs_prompt(loop->client))
+		return;
 	n = Min(loop->nready, moverz_max_inflight - ai_client_inflight(loop->client));
 	if (n <= 0)
 		return;
@@ -239,7 +242,10 @@ maintain_claims(PhotoLoop *loop)
 		return;
 	/* no new answer to pay for while the database refuses those we have */
 	if (loop->ndeferred > 0)
+	{
+		loop->rate_wait_until = loop->deferred_retry_at;
 		return;
+	}
 	if (moverz_outage_holding())
 	{
 		if (now >= loop->rate_wait_until)
@@ -416,8 +422,8 @@ static void
 reconfigure(PhotoLoop *loop)
 {
 	ai_client_configure(loop->client);
-	if (ai_client_needs_prompt(loop->client))
-		(void) ai_client_load(loop->client);
+	if (ai_client_needs_prompt(loop->client) && !ai_client_load(loop->client))
+		loop->recovered = false;	/* read again on poll; nothing sent meanwhile */
 }
 
 /*

@@ -408,6 +408,10 @@ moverz_worker_status(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	if (moverz_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("moverz_batch is not loaded through shared_preload_libraries")));
 	SpinLockAcquire(&moverz_shared->mutex);
 	memcpy(slots, moverz_shared->photo, sizeof(MoverzWorkerSlot) * MOVERZ_MAX_PHOTO_WORKERS);
 	slots[MOVERZ_MAX_PHOTO_WORKERS] = moverz_shared->inventory;

@@ -15,7 +15,12 @@
  *	  IPv4 addresses embedded in IPv6 (::ffff:a.b.c.d, 64:ff9b::a.b.c.d);
  *	- an IPv4 address written in another form than a.b.c.d (2130706433,
  *	  0x7f000001, 0177.0.0.1, 127.1): the provider's resolver reads them
- *	  as addresses, a reader does not.
+ *	  as addresses, a reader does not;
+ *	- a host that URL parsers may read otherwise than this file does: with
+ *	  percent-encoding or non-ASCII characters (%31%32%37.0.0.1, full-width
+ *	  digits; write an international name in its xn-- form), or longer than
+ *	  a DNS name can be.  A backslash ends the host, as WHATWG parsers
+ *	  (browsers, Node) read it.
  * moverz_batch.allowed_image_hosts lists hosts (names or literals, as in
  * the URL, without port) allowed anyway, e.g. an image store on a private
  * network that the provider is meant to reach.  A host name is not
@@ -129,7 +134,7 @@ url_host_refused(const char *s, int len)
 	unsigned char addr[16];
 	struct in_addr legacy;
 
-	while (end < len && s[end] != '/' && s[end] != '?' && s[end] != '#')
+	while (end < len && s[end] != '/' && s[end] != '?' && s[end] != '#' && s[end] != '\\')
 		end++;
 	if (memchr(s + start, '@', end - start) != NULL)
 		return "must not carry a user name or password (user:password@)";
@@ -146,8 +151,10 @@ url_host_refused(const char *s, int len)
 
 		hlen = colon ? (int) (colon - (s + start)) : end - start;
 	}
-	if (hlen <= 0 || hlen > URL_MAX_HOST)
+	if (hlen <= 0)
 		return NULL;			/* url_ok() judged the rest */
+	if (hlen > URL_MAX_HOST)
+		return "must name a host of at most 255 bytes";
 	for (int i = 0; i < hlen; i++)
 		host[i] = pg_ascii_tolower((unsigned char) s[start + i]);
 	host[hlen] = '\0';
@@ -155,6 +162,9 @@ url_host_refused(const char *s, int len)
 		host[--hlen] = '\0';
 	if (host_allowed(host))
 		return NULL;
+	for (int i = 0; i < hlen; i++)
+		if (host[i] == '%' || (unsigned char) host[i] >= 0x80)
+			return "must name its host in plain ASCII (no percent-encoding; an international name in its xn-- form)";
 	if (strcmp(host, "localhost") == 0 ||
 		(hlen > 10 && strcmp(host + hlen - 10, ".localhost") == 0))
 		return "must not name localhost";

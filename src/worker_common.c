@@ -48,6 +48,8 @@ moverz_worker_setup(const char *activity)
 bool
 moverz_process_interrupts(void)
 {
+	/* a cancel between two transactions has nothing to cancel (it would be FATAL) */
+	QueryCancelPending = false;
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
 	{

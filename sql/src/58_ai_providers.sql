@@ -72,7 +72,8 @@ For each kind of object give:
 Put identical objects in one entry with their quantity; never count one object twice, also when it appears twice in the photo.
 Say which room this is, as exactly one of these room types: {room_types}.
 If the photo shows no room or nothing to move, answer an empty list of items and the room type "other".
-Answer only with the structured result asked for, nothing else.$prompt$), '{room_types}', moverz_batch.ai_room_type_list())
+Answer only with the structured result asked for, nothing else.$prompt$), '{room_types}',
+               coalesce(moverz_batch.ai_room_type_list(), 'other'))
 $$;
 
 -- ai_analysis_schema: the JSON schema of an analysis, as the model must

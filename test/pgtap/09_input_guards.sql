@@ -5,7 +5,7 @@
 -- metric; the daily photo quota per user.
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(32);
+SELECT plan(36);
 
 SELECT moverz_batch.create_project('url-user', 'urls') AS p \gset
 
@@ -29,7 +29,11 @@ INSERT INTO refused VALUES
   ('http://0x7f000001/a.jpg', 'must write an IPv4 address as a.b.c.d (not in hex, octal, decimal or short form)'),
   ('http://0177.0.0.1/a.jpg', 'must write an IPv4 address as a.b.c.d (not in hex, octal, decimal or short form)'),
   ('http://127.1/a.jpg', 'must write an IPv4 address as a.b.c.d (not in hex, octal, decimal or short form)'),
-  ('https://user:secret@img.example.com/a.jpg', 'must not carry a user name or password (user:password@)');
+  ('https://user:secret@img.example.com/a.jpg', 'must not carry a user name or password (user:password@)'),
+  ('http://127.0.0.1\x/a.jpg', 'must not name a loopback, private, link-local or reserved address'),
+  ('http://%31%32%37.0.0.1/a.jpg', 'must name its host in plain ASCII (no percent-encoding; an international name in its xn-- form)'),
+  ('http://１２７.0.0.1/a.jpg', 'must name its host in plain ASCII (no percent-encoding; an international name in its xn-- form)'),
+  ('http://0x' || repeat('0', 300) || '7f000001/a.jpg', 'must name a host of at most 255 bytes');
 SELECT throws_ok(format($$SELECT moverz_batch.create_batch(%L, 'url-user', %L)$$, :'p',
                         jsonb_build_array(jsonb_build_object('filename', 'a.jpg', 'url', url))),
                  '22023', 'assets[0].url ' || rule, 'refused: ' || url)
