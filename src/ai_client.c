@@ -38,6 +38,8 @@
 
 /* Largest answer we accept from the AI service. */
 #define AI_MAX_RESPONSE		(1024 * 1024)
+/* Most JSON of results handed over for one write-back. */
+#define AI_MAX_WRITEBACK_BYTES	(64 * 1024 * 1024)
 /* Longest non-JSON body kept in an error message. */
 #define AI_MAX_BODY_TEXT	300
 /* Socket events handled per drive call. */
@@ -750,13 +752,26 @@ ai_client_drive(AiClient *client, bool socket_ready)
 
 /*
  * ai_client_take_results
- *		Hand over up to max finished results (oldest first).  The JSON
- *		strings belong to the caller, who pfree()s them once written.
+ *		Hand over up to max finished results (oldest first), and at most
+ *		AI_MAX_WRITEBACK_BYTES of JSON (at least one): one write-back's
+ *		array stays far below the 1 GB a string may hold.  The JSON strings
+ *		belong to the caller, who pfree()s them once written.
  */
 int
 ai_client_take_results(AiClient *client, AiResult *results, int max)
 {
-	int			n = Min(max, client->nresults);
+	int			n = 0;
+	Size		bytes = 0;
+
+	while (n < Min(max, client->nresults))
+	{
+		Size		len = strlen(client->results[n].json);
+
+		if (n > 0 && bytes + len > AI_MAX_WRITEBACK_BYTES)
+			break;
+		bytes += len;
+		n++;
+	}
 
 	memcpy(results, client->results, n * sizeof(AiResult));
 	memmove(client->results, client->results + n,
