@@ -99,6 +99,35 @@ answer_error(AiVerdict *v, bool retryable, char *message)
 }
 
 /*
+ * answer_root
+ *		What both APIs share: an error answer, or a 2xx that is not a JSON
+ *		object, gets its verdict here and NULL is returned; else the model
+ *		and the token counts (usage's members in_key and out_key) are read
+ *		and the answer's root object returned.
+ */
+static JsonbContainer *
+answer_root(const char *api, int status, Jsonb *body, const char *body_text,
+			const char *in_key, const char *out_key, AiVerdict *v)
+{
+	JsonbContainer *root = root_object(body);
+
+	if (status < 200 || status > 299)
+	{
+		provider_error(api, status, body, body_text, ai_json_object(root, "error"), v);
+		return NULL;
+	}
+	if (root == NULL)
+	{
+		ai_analysis_verdict(NULL, v);
+		return NULL;
+	}
+	v->model = ai_json_string(root, "model", 200);
+	v->tokens_in = ai_json_count(ai_json_object(root, "usage"), in_key);
+	v->tokens_out = ai_json_count(ai_json_object(root, "usage"), out_key);
+	return root;
+}
+
+/*
  * find_tool_input
  *		The input of the first tool_use block calling AI_TOOL_NAME in an
  *		Anthropic message's content; false when there is none.
@@ -139,23 +168,13 @@ find_tool_input(JsonbContainer *msg, JsonbValue *input)
 void
 ai_read_anthropic(int status, Jsonb *body, const char *body_text, AiVerdict *v)
 {
-	JsonbContainer *root = root_object(body);
+	JsonbContainer *root = answer_root("anthropic", status, body, body_text,
+										"input_tokens", "output_tokens", v);
 	char	   *stop;
 	JsonbValue	input;
 
-	if (status < 200 || status > 299)
-	{
-		provider_error("anthropic", status, body, body_text, ai_json_object(root, "error"), v);
-		return;
-	}
 	if (root == NULL)
-	{
-		ai_analysis_verdict(NULL, v);
 		return;
-	}
-	v->model = ai_json_string(root, "model", 200);
-	v->tokens_in = ai_json_count(ai_json_object(root, "usage"), "input_tokens");
-	v->tokens_out = ai_json_count(ai_json_object(root, "usage"), "output_tokens");
 	stop = ai_json_string(root, "stop_reason", 64);
 	if (stop && strcmp(stop, "refusal") == 0)
 		answer_error(v, false, pstrdup("the model refused to analyse the photo (stop_reason refusal)"));
@@ -219,7 +238,8 @@ first_choice(JsonbContainer *root)
 void
 ai_read_openai(int status, Jsonb *body, const char *body_text, AiVerdict *v)
 {
-	JsonbContainer *root = root_object(body);
+	JsonbContainer *root = answer_root("openai", status, body, body_text,
+										"prompt_tokens", "completion_tokens", v);
 	JsonbContainer *choice;
 	JsonbContainer *message;
 	char	   *finish;
@@ -227,19 +247,8 @@ ai_read_openai(int status, Jsonb *body, const char *body_text, AiVerdict *v)
 	char	   *content;
 	Jsonb	   *analysis;
 
-	if (status < 200 || status > 299)
-	{
-		provider_error("openai", status, body, body_text, ai_json_object(root, "error"), v);
-		return;
-	}
 	if (root == NULL)
-	{
-		ai_analysis_verdict(NULL, v);
 		return;
-	}
-	v->model = ai_json_string(root, "model", 200);
-	v->tokens_in = ai_json_count(ai_json_object(root, "usage"), "prompt_tokens");
-	v->tokens_out = ai_json_count(ai_json_object(root, "usage"), "completion_tokens");
 	choice = first_choice(root);
 	message = ai_json_object(choice, "message");
 	finish = ai_json_string(choice, "finish_reason", 64);

@@ -115,6 +115,7 @@ extern void moverz_rate_give_back(int n);
 extern void moverz_rate_hold(long ms);
 extern long moverz_rate_held_ms(void);
 extern uint64 moverz_recall_epoch(void);
+extern void moverz_set_latches(bool photo, bool inventory);
 
 /* outage.c: the pool-wide circuit. */
 extern bool moverz_outage_report(bool down, const char *error);

@@ -29,7 +29,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "access/htup_details.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -52,25 +51,6 @@ holding(TimestampTz now)
 
 	return o->since != 0 &&
 		!TimestampDifferenceExceeds(o->since, now, moverz_outage_max_wait_ms);
-}
-
-/*
- * wake_photo_workers_now
- *		Set every photo worker's latch (the circuit closed: claim at once).
- */
-static void
-wake_photo_workers_now(void)
-{
-	Latch	   *latches[MOVERZ_MAX_PHOTO_WORKERS];
-	int			n = 0;
-
-	SpinLockAcquire(&moverz_shared->mutex);
-	for (int i = 0; i < MOVERZ_MAX_PHOTO_WORKERS; i++)
-		if (moverz_shared->photo[i].latch != NULL)
-			latches[n++] = moverz_shared->photo[i].latch;
-	SpinLockRelease(&moverz_shared->mutex);
-	for (int i = 0; i < n; i++)
-		SetLatch(latches[i]);
 }
 
 /*
@@ -127,7 +107,7 @@ moverz_outage_report(bool down, const char *error)
 		ereport(LOG,
 				(errmsg("moverz_batch: AI service back after %ld s (%lld probes): claiming again",
 						(long) ((now - closed_since) / USECS_PER_SEC), (long long) probes)));
-		wake_photo_workers_now();
+		moverz_set_latches(true, false);
 	}
 	return hold;
 }

@@ -140,12 +140,12 @@ moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 }
 
 /*
- * set_latches
- *		Set the latches of the photo workers and/or the inventory worker.
- *		Latches are collected under the spinlock and set outside it.
+ * moverz_set_latches
+ *		Set the latches of the photo workers and/or the inventory worker,
+ *		now.  Latches are collected under the spinlock and set outside it.
  */
-static void
-set_latches(bool photo, bool inventory)
+void
+moverz_set_latches(bool photo, bool inventory)
 {
 	Latch	   *latches[MOVERZ_MAX_PHOTO_WORKERS + 1];
 	int			n = 0;
@@ -182,7 +182,7 @@ wake_xact_callback(XactEvent event, void *arg)
 				moverz_shared->recall_epoch++;
 				SpinLockRelease(&moverz_shared->mutex);
 			}
-			set_latches(wake_photo_pending || recall_pending, wake_inventory_pending);
+			moverz_set_latches(wake_photo_pending || recall_pending, wake_inventory_pending);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
