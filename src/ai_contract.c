@@ -129,7 +129,7 @@ item_rule(const JsonbValue *item)
  *		Why an analysis is not of the shape {room_type?, items: [{label,
  *		quantity, volume_m3}]}, or NULL when it is.  a may be NULL.
  */
-char *
+static char *
 analysis_rule(Jsonb *a)
 {
 	JsonbValue	items;

@@ -202,7 +202,7 @@ ai_shape_configure(AiShape *shape, MemoryContext cxt)
 
 /*
  * frame_anthropic
- *		The text of a Messages API body around the photo's content blocks.
+ *		The text of a Messages API body up to the photo's content blocks.
  */
 static void
 frame_anthropic(AiShape *shape, const char *prompt, const char *schema)
@@ -222,12 +222,11 @@ frame_anthropic(AiShape *shape, const char *prompt, const char *schema)
 					 "\"messages\":[{\"role\":\"user\",\"content\":[",
 					 AI_TOOL_NAME, schema, AI_TOOL_NAME);
 	shape->head = head.data;
-	shape->tail = pstrdup("]}]}");
 }
 
 /*
  * frame_openai
- *		The text of a Chat Completions body around the photo's content parts.
+ *		The text of a Chat Completions body up to the photo's content parts.
  */
 static void
 frame_openai(AiShape *shape, const char *prompt, const char *schema)
@@ -248,7 +247,6 @@ frame_openai(AiShape *shape, const char *prompt, const char *schema)
 	escape_json(&head, prompt);
 	appendStringInfoString(&head, "},{\"role\":\"user\",\"content\":[");
 	shape->head = head.data;
-	shape->tail = pstrdup("]}]}");
 }
 
 /*
@@ -256,7 +254,7 @@ frame_openai(AiShape *shape, const char *prompt, const char *schema)
  *		Build the constant text of every body from the prompt and the JSON
  *		schema (ai_request_config()), in the shape's context.
  */
-void
+static void
 ai_shape_set_frame(AiShape *shape, MemoryContext cxt, const char *version,
 				   const char *prompt, const char *schema)
 {
@@ -274,6 +272,8 @@ ai_shape_set_frame(AiShape *shape, MemoryContext cxt, const char *version,
 		frame_anthropic(shape, prompt, schema);
 	else
 		frame_openai(shape, prompt, schema);
+	/* both close the user message's content, the messages and the body */
+	shape->tail = pstrdup("]}]}");
 	shape->loaded = true;
 	MemoryContextSwitchTo(oldcxt);
 }

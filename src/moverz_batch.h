@@ -172,8 +172,6 @@ extern const char *ai_provider_name(int provider);
 typedef struct AiPhoto AiPhoto;
 extern void ai_shape_configure(AiShape *shape, MemoryContext cxt);
 extern bool ai_shape_needs_frame(const AiShape *shape);
-extern void ai_shape_set_frame(AiShape *shape, MemoryContext cxt, const char *version,
-							   const char *prompt, const char *schema);
 extern bool ai_shape_load(AiShape *shape, MemoryContext cxt);
 extern void ai_shape_body(const AiShape *shape, struct StringInfoData *buf, const AiPhoto *photo);
 
@@ -248,7 +246,6 @@ typedef struct AiVerdict
 	int64		tokens_out;
 } AiVerdict;
 
-extern char *analysis_rule(Jsonb *a);
 extern char *clip_chars(const char *s, int n);
 extern void ai_status_verdict(int status, Jsonb *body, const char *body_text, AiVerdict *v);
 extern void ai_analysis_verdict(Jsonb *analysis, AiVerdict *v);

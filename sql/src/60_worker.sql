@@ -183,19 +183,21 @@ BEGIN
         -- in-flight partial index (every photo in flight and the dead
         -- entries of those written back since the last VACUUM) at each
         -- write-back, 0.5 ms per photo with 1,250 claimed.
-        SELECT x.*, c.*, 'PROCESSING'::moverz_batch.photo_status AS claimed
+        SELECT x.*, c.*, a.api, 'PROCESSING'::moverz_batch.photo_status AS claimed
           FROM jsonb_to_recordset(p_results) AS x(id uuid, batch_id uuid, user_id text, attempt int,
                http_status int, latency_ms int, provider text, prompt_version text,
                outage boolean, transport_code text, transport_message text,
                retry_after_ms int, body jsonb, body_text text)
-          CROSS JOIN LATERAL moverz_batch.classify_result(coalesce(x.provider, p_provider),
+          -- the provider the request was sent to (an older worker names none)
+          CROSS JOIN LATERAL (SELECT coalesce(x.provider, p_provider) AS api) AS a
+          CROSS JOIN LATERAL moverz_batch.classify_result(a.api,
                x.http_status, x.transport_code, x.transport_message, x.body, x.body_text) AS c
     ), metrics AS (
         INSERT INTO moverz_batch.ai_metrics (provider, operation, latency_ms, success, cost_usd,
                                              tokens_in, tokens_out, model, meta)
-        SELECT coalesce(r.provider, p_provider), 'analyze_photo', greatest(r.latency_ms, 0), r.ok,
+        SELECT r.api, 'analyze_photo', greatest(r.latency_ms, 0), r.ok,
                coalesce(CASE WHEN jsonb_typeof(r.body -> 'cost_usd') = 'number'
-                              AND coalesce(r.provider, p_provider) NOT IN ('anthropic', 'openai')
+                              AND r.api NOT IN ('anthropic', 'openai')
                               AND (r.body ->> 'cost_usd')::numeric BETWEEN 0 AND 999999
                              THEN round((r.body ->> 'cost_usd')::numeric, 6) END,
                         moverz_batch.ai_cost_usd(r.model, r.tokens_in, r.tokens_out)),
