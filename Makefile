@@ -10,7 +10,7 @@
 # script from each to the next (sql/moverz_batch--A--B.sql).
 
 EXTENSION   = moverz_batch
-EXTVERSION  = 0.5.0
+EXTVERSION  = 0.6.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \

@@ -170,8 +170,9 @@ SELECT pg_temp.summary('x2') AS inventory;
 -- A copy of a copy points at the original.
 SELECT pg_temp.mk(:'p', 'x3', jsonb_build_array(pg_temp.a('a.jpg', 'a.jpg'))) AS x3 \gset
 SELECT * FROM pg_temp.ph('x3');
--- Not duplicates: a photo not DONE (f is PENDING in x1), the same photo in
--- another project of the same user, or of another user.
+-- A photo still PENDING in another batch of the project (f in x1) makes a
+-- duplicate that waits for it (since 0.5.0); not duplicates: the same photo
+-- in another project of the same user, or of another user.
 SELECT pg_temp.mk(:'p', 'x4', jsonb_build_array(pg_temp.a('f.jpg', 'f.jpg'), pg_temp.a('c.jpg', 'c.jpg'))) AS x4 \gset
 SELECT * FROM pg_temp.ph('x4');
 SELECT pg_temp.mk(:'p2', 'y1', jsonb_build_array(pg_temp.a('a.jpg', 'a.jpg'))) AS y1 \gset
@@ -182,15 +183,15 @@ SELECT * FROM pg_temp.ph('z1');
 SELECT * FROM pg_temp.claim(604);
 SELECT pg_temp.complete(604,
     pg_temp.r('x1', 2, 200, '{"items": [{"label": "fridge", "quantity": 1, "volume_m3": 1.2}]}'),
-    pg_temp.r('x4', 0, 200, '{"items": [{"label": "fridge", "quantity": 1, "volume_m3": 1.2}]}'),
     pg_temp.r('y1', 0, 200, '{"items": [{"label": "sofa", "quantity": 1, "volume_m3": 2.5}]}'),
     pg_temp.r('z1', 0, 200, '{"items": [{"label": "sofa", "quantity": 1, "volume_m3": 2.5}]}')) AS written;
 SELECT label, pg_temp.st(label) AS status FROM pg_temp.lbl WHERE label IN ('x1', 'x3', 'x4', 'y1', 'z1') ORDER BY label;
 
 -- The project's inventory counts every analysed item once: w1's (a: sofa
 -- + 2 lamps, b: desk, c: bed, a at another URL: 3 boxes), w2's 4 chairs,
--- and two fridges: f was submitted again in x4 while still PENDING in x1,
--- so both were analysed (only a DONE photo makes a duplicate).
+-- and one fridge: f was submitted again in x4 while still PENDING in x1, so
+-- x4's waited for x1's analysis and took it (since 0.5.0; before, both were
+-- analysed and the fridge counted twice).
 SELECT moverz_batch.project_inventory(:'p') AS project_inventory;
 SELECT count(*) AS duplicates, count(*) FILTER (WHERE status = 'DONE') AS done_duplicates,
        sum(jsonb_array_length(analysis -> 'items')) AS items_not_counted

@@ -65,10 +65,13 @@ END
 $$;
 
 -- insert_photos: one photo per asset.  A photo whose checksum matches a
--- photo already DONE in the project, or an earlier photo of the same batch,
+-- photo already DONE in the project, one still waiting or in flight in
+-- another open batch of the project, or an earlier photo of the same batch,
 -- is a duplicate: it is never sent to the AI; it takes the analysis of the
--- DONE one at once, or the outcome of the earlier one when that finishes
--- (complete_photos), and its items are not counted again.  plpgsql, so that
+-- DONE one at once, or the outcome of the other one when that finishes
+-- (complete_photos, settle_duplicates), and its items are not counted
+-- again.  The copies in flight are looked for only when the project has
+-- another open batch (wait_for_copies_in_flight).  plpgsql, so that
 -- its plan is cached (a SQL function's is made again at every call); the
 -- plan is generic (create_batch).  The DONE original is looked up per photo
 -- on (project_id, checksum) of photos_project_idx: a generic plan of
@@ -102,6 +105,56 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        LIMIT 1
          -- the original stays until this commits (a purge waits)
          FOR KEY SHARE) AS pr ON true;
+    IF EXISTS (SELECT 1 FROM moverz_batch.batches b
+                WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING')
+                  AND b.id <> p_batch_id) THEN
+        PERFORM moverz_batch.wait_for_copies_in_flight(p_batch_id, p_project_id);
+    END IF;
+END
+$$;
+
+-- wait_for_copies_in_flight: the new photos of a batch (still PENDING, not
+-- duplicates) whose checksum matches a photo waiting or in flight in another
+-- open batch of the project become duplicates of it: they wait for its
+-- outcome instead of being sent and paid a second time (issue #20).  Called
+-- by insert_photos only when the project has another open batch, so that a
+-- submission to an idle project costs nothing more, and without an index of
+-- its own: a partial index of the open photos by checksum cost every photo
+-- two more index insertions (its creation and its claim), 17 % of scenario
+-- A's throughput.  The photos of the open batches are read through
+-- photos_batch_position.
+-- The originals are locked FOR SHARE until this commits: their write-back,
+-- which settles their duplicates, waits for it and then sees these.  An
+-- original whose write-back committed while this waited comes back DONE (its
+-- new version is re-checked): its duplicates take its analysis at once.  One
+-- that ended ERROR meanwhile is no longer matched: the new photo is sent.
+-- Two batches of the same photo created at the same instant (neither sees
+-- the other uncommitted) are both sent.  Lock order: the other batches'
+-- photos only (their batches are not locked; see cancel_batch).
+CREATE FUNCTION wait_for_copies_in_flight(p_batch_id uuid, p_project_id uuid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    v_final uuid[];
+BEGIN
+    WITH marked AS (
+        UPDATE moverz_batch.photos n
+           SET duplicate_of = c.id, updated_at = now()
+          FROM (SELECT o.id, o.checksum, o.status
+                  FROM moverz_batch.batches b
+                  JOIN moverz_batch.photos o ON o.batch_id = b.id
+                 WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING')
+                   AND b.id <> p_batch_id
+                   AND o.status IN ('PENDING', 'PROCESSING', 'DONE') AND o.duplicate_of IS NULL
+                   AND o.checksum IN (SELECT m.checksum FROM moverz_batch.photos m
+                                       WHERE m.batch_id = p_batch_id AND m.status = 'PENDING'
+                                         AND m.duplicate_of IS NULL)
+                   FOR SHARE OF o) AS c
+         WHERE n.batch_id = p_batch_id AND n.checksum = c.checksum
+           AND n.status = 'PENDING' AND n.duplicate_of IS NULL
+        RETURNING c.id, c.status)
+    SELECT array_agg(DISTINCT m.id) FILTER (WHERE m.status = 'DONE') INTO v_final FROM marked m;
+    PERFORM moverz_batch.settle_duplicates(v_final);
 END
 $$;
 
@@ -295,7 +348,11 @@ BEGIN
     UPDATE moverz_batch.photos p
        SET status = 'PENDING', attempts = 0, next_attempt_at = now(), error_code = NULL,
            error_message = NULL, claimed_by = NULL, claim_token = NULL, lease_until = NULL,
-           finished_at = NULL, updated_at = now()
+           finished_at = NULL, updated_at = now(),
+           -- a copy that took the failure of a photo of another batch is
+           -- analysed on its own this time
+           duplicate_of = CASE WHEN (SELECT o.batch_id FROM moverz_batch.photos o WHERE o.id = p.duplicate_of)
+                                    = p.batch_id THEN p.duplicate_of END
      WHERE p.batch_id = p_batch_id AND p.status = 'ERROR'
        AND (p_photo_id IS NULL OR p.id = p_photo_id OR p.duplicate_of = p_photo_id);
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -352,7 +409,11 @@ $$;
 -- then the counters), cancel_batch, retry_batch / retry_photo
 -- (reopen_photos), purge and the deletion of a project (its BEFORE DELETE
 -- trigger locks the photos before the batches go) all follow it, so no two
--- of them deadlock.  cancel_batch locks every photo of the batch that a
+-- of them deadlock.  Photos of another batch that are copies of these
+-- (duplicates waiting for them) come last, after the batch: create_batch
+-- locks the originals it waits for FOR SHARE (wait_for_copies_in_flight),
+-- a write-back settles the copies of its photos (settle_duplicates), and
+-- cancel_batch releases them.  cancel_batch locks every photo of the batch that a
 -- retry could reopen (ERROR ones too), so a retry committed while it waited
 -- is seen by its UPDATE (a statement of its own, with a new snapshot), and
 -- a retry that comes after it finds the batch CANCELLED.
@@ -381,6 +442,18 @@ BEGIN
             MESSAGE = format('batch %s is already %s and cannot be cancelled', cancel_batch.batch_id, v_status);
     END IF;
     UPDATE moverz_batch.batches b SET cancelled_at = now() WHERE b.id = cancel_batch.batch_id;
+    -- the copies in other batches that waited for one of these photos are
+    -- sent on their own.  They are locked last, after this batch: a copy
+    -- that waits is never claimed, and its original's write-back, the only
+    -- other path that reaches it, needs the original, locked here.
+    UPDATE moverz_batch.photos d SET duplicate_of = NULL, updated_at = now()
+      FROM moverz_batch.photos o
+     WHERE o.batch_id = cancel_batch.batch_id AND o.status = 'CANCELLED'
+       AND d.duplicate_of = o.id AND d.duplicate_of IS NOT NULL
+       AND d.batch_id <> cancel_batch.batch_id AND d.status = 'PENDING';
+    IF FOUND THEN
+        PERFORM moverz_batch.wake_photo_workers();
+    END IF;
     -- photos of this batch a worker claimed ahead are not sent either
     PERFORM moverz_batch.recall_claimed_photos();
     RETURN v_n;

@@ -47,7 +47,7 @@ for v in $released; do
     is "$(dq "$db" "SELECT moverz_batch.batch_progress('$b')")" "$before" \
        "a batch created by $v reads the same after the update"
     b2=$(dq "$db" "SELECT moverz_batch.create_batch('$p', 'upgrade-user',
-                     '[{\"filename\": \"a.jpg\", \"url\": \"https://img.example.com/a.jpg\"}]')")
+                     '[{\"filename\": \"c.jpg\", \"url\": \"https://img.example.com/c.jpg\"}]')")
     is "$(dq "$db" "SELECT count(*) FROM moverz_batch.photos WHERE batch_id = '$b2' AND duplicate_of IS NULL")" 1 \
        "create_batch works after the update"
     is "$(dq "$db" "SELECT moverz_batch.create_batch('$p', 'upgrade-user', '[{\"filename\": \"x\"}]')" 2>&1 | head -1)" \

@@ -38,11 +38,13 @@ SELECT is((moverz_batch.project_inventory(:'p') ->> 'totalItems')::int, 1, 'one 
 SELECT is((SELECT batches_deleted FROM moverz_batch.purge('30 days')), 1::bigint, 'the old batch is purged');
 SELECT is((moverz_batch.project_inventory(:'p') ->> 'totalItems')::int, 1, 'still one sofa after it: the copy took over');
 
--- 4. two analysed originals of one photo (their batches were created before
---    either finished): a new copy takes the one finished first, here the
---    younger one (so neither the id nor the creation order decides)
+-- 4. two analysed originals of one photo (since 0.5.0 the second copy waits
+--    for the first; before, and after a cancel or a retry that releases a
+--    copy, both are analysed): a new copy takes the one finished first,
+--    here the younger one (so neither the id nor the creation order decides)
 SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "t.jpg", "url": "https://e.example/t.jpg"}]') AS t1 \gset
 SELECT moverz_batch.create_batch(:'p', 'edge-user', '[{"filename": "t.jpg", "url": "https://e.example/t.jpg"}]') AS t2 \gset
+UPDATE moverz_batch.photos SET duplicate_of = NULL WHERE batch_id = :'t2';
 UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": []}', finished_at = now() - interval '1 hour'
  WHERE batch_id = :'t1';
 UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": []}', finished_at = now() - interval '2 hours'
