@@ -48,6 +48,8 @@ int			moverz_max_retry_after_ms = 60000;
 int			moverz_outage_max_wait_ms = 3600000;
 char	   *moverz_allowed_image_hosts = NULL;
 int			moverz_max_photos_per_user_per_day = 0;
+char	   *moverz_publish_url = NULL;
+int			moverz_publish_queue_size = 1024;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -191,6 +193,16 @@ define_guc_settings(void)
 							"create_batch refuses a batch over it (SQLSTATE 53400; HTTP 429 with Retry-After).",
 							&moverz_max_photos_per_user_per_day, 0, 0, INT_MAX,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.publish_url",
+							   "Nchan publisher location that each committed change of a batch is POSTed to "
+							   "(<url><batch id>; empty: off).",
+							   "For web clients' live progress (GET /api/batches/:id/stream, http/nginx.conf), "
+							   "e.g. http://127.0.0.1:8091/pub/batch/ on loopback.",
+							   &moverz_publish_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.publish_queue_size",
+							"Progress events waiting for the publisher at most (more are dropped and counted).",
+							NULL, &moverz_publish_queue_size, 1024, 16, 65536,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("moverz_batch");
 #else
@@ -200,15 +212,16 @@ define_guc_settings(void)
 
 /*
  * register_worker
- *		Register one static background worker running function "main".
+ *		Register one static background worker running function "main",
+ *		connected to moverz_batch.database or not.
  */
 static void
-register_worker(const char *main, const char *type, int index)
+register_worker(const char *main, const char *type, int index, bool database)
 {
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | (database ? BGWORKER_BACKEND_DATABASE_CONNECTION : 0);
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 5;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "moverz_batch");
@@ -276,7 +289,8 @@ _PG_init(void)
 	if (moverz_workers > 0)
 	{
 		for (int i = 0; i < moverz_workers; i++)
-			register_worker("moverz_photo_worker_main", "moverz_batch photo worker", i);
-		register_worker("moverz_inventory_worker_main", "moverz_batch inventory worker", -1);
+			register_worker("moverz_photo_worker_main", "moverz_batch photo worker", i, true);
+		register_worker("moverz_inventory_worker_main", "moverz_batch inventory worker", -1, true);
+		register_worker("moverz_publisher_main", "moverz_batch progress publisher", -1, false);
 	}
 }

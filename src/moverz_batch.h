@@ -60,6 +60,8 @@ extern int	moverz_max_retry_after_ms;
 extern int	moverz_outage_max_wait_ms;
 extern char *moverz_allowed_image_hosts;
 extern int	moverz_max_photos_per_user_per_day;
+extern char *moverz_publish_url;
+extern int	moverz_publish_queue_size;
 
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
@@ -260,8 +262,25 @@ extern const char *url_host_refused(const char *url, int len);
 extern void ai_read_anthropic(int status, Jsonb *body, const char *body_text, AiVerdict *v);
 extern void ai_read_openai(int status, Jsonb *body, const char *body_text, AiVerdict *v);
 
+/* publish_queue.c: progress events queued at commit for the publisher. */
+#define MOVERZ_PUBLISH_STATE_MAX	1024
+
+typedef struct MoverzPublishEvent
+{
+	char		batch_id[40];
+	bool		final;			/* finished, inventory ready: close the channel */
+	char		state[MOVERZ_PUBLISH_STATE_MAX];	/* JSON, NUL-terminated */
+} MoverzPublishEvent;
+
+extern void moverz_publish_shmem_request(void);
+extern void moverz_publish_shmem_startup(void);
+extern void moverz_publish_attach(void);
+extern bool moverz_publish_next(MoverzPublishEvent *out, uint64 *dropped);
+extern void moverz_publish_report(bool delivered, const char *failure);
+
 /* Entry points of the background workers. */
 extern PGDLLEXPORT void moverz_photo_worker_main(Datum main_arg);
 extern PGDLLEXPORT void moverz_inventory_worker_main(Datum main_arg);
+extern PGDLLEXPORT void moverz_publisher_main(Datum main_arg);
 
 #endif							/* MOVERZ_BATCH_H */

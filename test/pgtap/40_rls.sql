@@ -3,7 +3,7 @@
 -- (role moverz_user, request.jwt.claims, request.headers), in one
 -- rolled-back transaction.
 BEGIN;
-SELECT plan(66);
+SELECT plan(68);
 SET LOCAL client_min_messages = warning;
 
 -- as_user(role, sub, sql): the single value of sql run under role with the
@@ -57,20 +57,38 @@ SELECT policy_roles_are('moverz_batch', 'photos', 'photos_own_rows', ARRAY['move
 -- The API schema: functions only, SECURITY DEFINER, search_path pinned, for moverz_user only.
 SELECT is((SELECT count(*) FROM pg_class WHERE relnamespace = 'moverz_api'::regnamespace), 0::bigint,
           'no table, view or sequence in moverz_api');
-SELECT functions_are('moverz_api', ARRAY['create_batch', 'create_project', 'get_batch', 'list_batches', 'list_projects', 'retry_batch'],
-                     'the API functions');
+SELECT functions_are('moverz_api', ARRAY['create_batch', 'create_project', 'get_batch', 'list_batches', 'list_projects',
+                                         'retry_batch', 'stream_auth',
+                                         'admin_batch_photos', 'admin_batches', 'admin_cancel_batch', 'admin_costs',
+                                         'admin_failed_photos', 'admin_overview', 'admin_pause', 'admin_resume',
+                                         'admin_retry_photo', 'admin_workers'],
+                     'the API functions: the customers'', the stream''s authorisation, the operators''');
 SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
-             AND prosecdef AND proconfig = ARRAY['search_path=pg_catalog, pg_temp']), 6::bigint,
+             AND NOT (prosecdef AND proconfig = ARRAY['search_path=pg_catalog, pg_temp'])), 0::bigint,
           'all SECURITY DEFINER with search_path = pg_catalog, pg_temp');
 SELECT is((SELECT string_agg(format('%s:%s', proname, provolatile), ',' ORDER BY proname) FROM pg_proc
             WHERE pronamespace = 'moverz_api'::regnamespace),
-          'create_batch:v,create_project:v,get_batch:s,list_batches:s,list_projects:s,retry_batch:v',
+          'admin_batch_photos:s,admin_batches:s,admin_cancel_batch:v,admin_costs:s,admin_failed_photos:s,'
+          'admin_overview:s,admin_pause:v,admin_resume:v,admin_retry_photo:v,admin_workers:s,'
+          'create_batch:v,create_project:v,get_batch:s,list_batches:s,list_projects:s,retry_batch:v,stream_auth:s',
           'the GETs are STABLE, the writes VOLATILE');
-SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
+SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_user', oid, 'EXECUTE')
              AND NOT has_function_privilege('moverz_anon', oid, 'EXECUTE')
-             AND NOT has_function_privilege('moverz_authenticator', oid, 'EXECUTE')), 6::bigint,
-          'EXECUTE: moverz_user yes; moverz_anon, the authenticator (and PUBLIC) no');
+             AND NOT has_function_privilege('moverz_authenticator', oid, 'EXECUTE')),
+          'create_batch,create_project,get_batch,list_batches,list_projects,retry_batch,stream_auth',
+          'EXECUTE: moverz_user the customers'' functions; moverz_anon, the authenticator (and PUBLIC) no');
+SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
+             AND has_function_privilege('moverz_operator', oid, 'EXECUTE')
+             AND NOT has_function_privilege('moverz_user', oid, 'EXECUTE')
+             AND NOT has_function_privilege('moverz_anon', oid, 'EXECUTE')
+             AND NOT has_function_privilege('moverz_authenticator', oid, 'EXECUTE')),
+          'admin_batch_photos,admin_batches,admin_cancel_batch,admin_costs,admin_failed_photos,admin_overview,'
+          'admin_pause,admin_resume,admin_retry_photo,admin_workers',
+          'EXECUTE: moverz_operator the admin_* functions, and no other role');
+SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
+             AND has_function_privilege('moverz_operator', oid, 'EXECUTE')
+             AND NOT proname LIKE 'admin\_%'), 0::bigint, 'moverz_operator executes nothing else of the API');
 SELECT is((SELECT string_agg(proname, ',') FROM pg_proc WHERE pronamespace = 'moverz_batch'::regnamespace
              AND has_function_privilege('moverz_user', oid, 'EXECUTE')), 'jwt_user_id',
           'of moverz_batch, moverz_user executes jwt_user_id alone');
