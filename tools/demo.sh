@@ -12,11 +12,24 @@
 # optionally MOVERZ_AI_MODEL=<model> and MOVERZ_DEMO_PHOTOS=<file of "URL [room_type]" lines>;
 # the batch is then made of public photos of rooms, and the demo prints what
 # the model found in each.
+#
+# tools/demo.sh --web: the same stack plus PostgREST and nginx with Nchan;
+# prints the customer page's and the operator dashboard's URLs, each with a
+# token, and keeps everything up until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
+source test/http/lib_http.sh
+
+WEB=0
+case "${1:-}" in
+    --web) WEB=1 ;;
+    "") ;;
+    *) echo "usage: tools/demo.sh [--web]" >&2; exit 2 ;;
+esac
 
 cleanup() {
+    [ "$WEB" = 1 ] && mb_http_stop
     [ -n "${FAKE_AI_PID:-}" ] && kill "$FAKE_AI_PID" 2>/dev/null
     [ -n "${FAKE_OUT:-}" ] && rm -f "$FAKE_OUT"
     mb_cluster_stop
@@ -86,8 +99,21 @@ else
 fi
 psql -qX -c "CREATE EXTENSION moverz_batch"
 
-img="https://photos.example.com/move-4521"
 project=$(psql -qAtX -c "SELECT moverz_batch.create_project('customer-42', 'Move Paris -> Lyon')")
+
+if [ "$WEB" = 1 ]; then
+    mb_http_install || die "cannot install nginx, its Nchan module and PostgREST"
+    PGDATABASE=postgres mb_http_start || die "cannot start PostgREST and nginx"
+    exp=$(($(date +%s) + 12 * 3600))
+    customer=$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"customer-42\", \"exp\": $exp}")
+    operator=$(mb_jwt "{\"role\": \"moverz_operator\", \"sub\": \"operator-1\", \"exp\": $exp}")
+    echo "== the stack is up (tokens valid 12 hours); open in a browser on this machine:"
+    echo "   customer page       $MB_API_URL/app/#token=$customer"
+    echo "   operator dashboard  $MB_API_URL/admin/#token=$operator"
+    echo "   (\"Use the demo photos\" fills the demo's 7 photos; the API is $MB_API_URL/api/...)"
+    echo "== Ctrl-C stops everything"
+    while :; do sleep 3600; done
+fi
 if [ "$PROVIDER" != moverz-ai ]; then
     # public photos of rooms (Unsplash), or the user's own list
     photos=${MOVERZ_DEMO_PHOTOS:-}
@@ -108,25 +134,10 @@ if [ "$PROVIDER" != moverz-ai ]; then
         || die "the photo list was refused (above: the field and the rule)"
     echo "== batch $batch submitted ($(jq length <<<"$assets") photos) to $PROVIDER"
 else
-batch=$(psql -qAtX -v ON_ERROR_STOP=1 <<SQL
-SELECT moverz_batch.create_batch('$project', 'customer-42', '[
-  {"filename": "salon.jpg", "filePath": "/uploads/salon.jpg", "roomType": "living_room",
-   "url": "$img/salon.jpg?items=sofa:1:2.4,armchair:2:0.9,coffee_table:1:0.4,bookcase:1:1.1,tv_unit:1:0.6"},
-  {"filename": "chambre.jpg", "filePath": "/uploads/chambre.jpg", "roomType": "bedroom",
-   "url": "$img/chambre.jpg?items=double_bed:1:2.2,wardrobe:2:1.6,bedside_table:2:0.15"},
-  {"filename": "chambre_enfant.jpg", "filePath": "/uploads/chambre_enfant.jpg", "roomType": "kids_room",
-   "url": "$img/chambre_enfant.jpg?items=single_bed:1:1.2,desk:1:0.5,toy_box:3:0.2"},
-  {"filename": "cuisine.jpg", "filePath": "/uploads/cuisine.jpg",
-   "url": "$img/cuisine.jpg?items=fridge:1:0.9,dining_table:1:0.8,chair:4:0.25,washing_machine:1:0.5"},
-  {"filename": "bureau.jpg", "filePath": "/uploads/bureau.jpg", "roomType": "office",
-   "url": "$img/bureau.jpg?items=desk:1:0.8,office_chair:1:0.4,filing_cabinet:2:0.3"},
-  {"filename": "garage.jpg", "filePath": "/uploads/garage.jpg", "roomType": "garage",
-   "url": "$img/garage.jpg?items=bicycle:2:0.6,shelving_unit:2:0.7,boxes:12:0.1"},
-  {"filename": "cave.jpg", "filePath": "/uploads/cave.jpg", "roomType": "cellar",
-   "url": "https://unreachable.invalid/cave.jpg"}
-]'::jsonb, 'NORMAL')
-SQL
-)
+# the demo's 7 photos, the ones the customer page offers (the fake AI reads
+# the items in their URLs; cave.jpg's host does not exist)
+batch=$(psql -qAtX -v ON_ERROR_STOP=1 -v assets="$(cat web/customer/demo-photos.json)" -v project="$project" \
+             <<<"SELECT moverz_batch.create_batch(:'project', 'customer-42', :'assets'::jsonb, 'NORMAL')")
 echo "== batch $batch submitted (7 photos; cave.jpg has an unreachable URL)"
 fi
 
