@@ -426,21 +426,33 @@ BEGIN
 END
 $$;
 
+-- admin_act: retry_photo or cancel_batch for the operators' API: an unknown
+-- id is 404, a photo or batch whose state forbids it 409, with the SQL
+-- API's message.
+CREATE FUNCTION admin_act(p_action text, p_id uuid) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_state text;
+    v_msg text;
+BEGIN
+    IF p_action = 'retry_photo' THEN
+        RETURN moverz_batch.retry_photo(p_id);
+    END IF;
+    RETURN moverz_batch.cancel_batch(p_id);
+EXCEPTION WHEN no_data_found OR object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+    PERFORM moverz_batch.api_raise(CASE v_state WHEN '55000' THEN 'PT409' ELSE v_state END, v_msg, NULL);
+    RETURN NULL;
+END
+$$;
+
 -- moverz_api.admin_retry_photo: POST /rpc/admin_retry_photo {"photoId"}:
 -- retry_photo (the photo and its duplicates back to PENDING).
 CREATE FUNCTION moverz_api.admin_retry_photo("photoId" uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n int;
-    v_state text;
-    v_msg text;
+    v_n int := moverz_batch.admin_act('retry_photo', "photoId");
 BEGIN
-    BEGIN
-        v_n := moverz_batch.retry_photo("photoId");
-    EXCEPTION WHEN no_data_found OR object_not_in_prerequisite_state THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-        PERFORM moverz_batch.api_raise(CASE v_state WHEN '55000' THEN 'PT409' ELSE v_state END, v_msg, NULL);
-    END;
     SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
     RETURN jsonb_build_object('photosRequeued', v_n);
 END
@@ -451,16 +463,8 @@ $$;
 CREATE FUNCTION moverz_api.admin_cancel_batch("batchId" uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n int;
-    v_state text;
-    v_msg text;
+    v_n int := moverz_batch.admin_act('cancel_batch', "batchId");
 BEGIN
-    BEGIN
-        v_n := moverz_batch.cancel_batch("batchId");
-    EXCEPTION WHEN no_data_found OR object_not_in_prerequisite_state THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-        PERFORM moverz_batch.api_raise(CASE v_state WHEN '55000' THEN 'PT409' ELSE v_state END, v_msg, NULL);
-    END;
     SET CONSTRAINTS ALL IMMEDIATE;
     RETURN jsonb_build_object('photosCancelled', v_n);
 END
@@ -512,7 +516,7 @@ $$;
 
 -- Privileges: the stream's authorisation for moverz_user; the admin_*
 -- functions for moverz_operator only.
-REVOKE ALL ON FUNCTION admin_check_limit(int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION admin_check_limit(int), admin_act(text, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION moverz_api.stream_auth(uuid), moverz_api.admin_overview(),
     moverz_api.admin_batches(text, text, int, int), moverz_api.admin_batch_photos(uuid),
     moverz_api.admin_failed_photos(int), moverz_api.admin_retry_photo(uuid),

@@ -287,14 +287,17 @@ void
 moverz_publisher_main(Datum main_arg)
 {
 	Publisher	pub;
-	WaitEventSet *events;
+	WaitEventSet *idle_events;
+	WaitEventSet *busy_events;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	moverz_publish_attach();
 	publisher_init(&pub);
-	events = moverz_wait_set(pub.epfd);
+	/* curl's sockets are waited on only while a request is in flight */
+	idle_events = moverz_wait_set(PGINVALID_SOCKET);
+	busy_events = moverz_wait_set(pub.epfd);
 	ereport(LOG, (errmsg("moverz_batch: progress publisher started (%s)",
 						 moverz_publish_url[0] ? moverz_publish_url : "moverz_batch.publish_url is empty: off")));
 
@@ -307,8 +310,8 @@ moverz_publisher_main(Datum main_arg)
 		moverz_process_interrupts();
 		next_event(&pub);
 		pgstat_report_activity(STATE_IDLE, pub.busy ? "publishing" : "waiting for progress events");
-		n = WaitEventSetWait(events, pub.busy ? pub.timer_ms : -1, occurred, lengthof(occurred),
-							 PG_WAIT_EXTENSION);
+		n = WaitEventSetWait(pub.busy ? busy_events : idle_events, pub.busy ? pub.timer_ms : -1,
+							 occurred, lengthof(occurred), PG_WAIT_EXTENSION);
 		for (int i = 0; i < n; i++)
 		{
 			if (occurred[i].events & WL_LATCH_SET)

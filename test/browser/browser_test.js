@@ -333,6 +333,11 @@ async function customerTests(browser, ctx) {
     last: window.mbState.lastEvent, stream: document.getElementById('stream-state').textContent,
   }));
   is([st.width, st.now], ['100%', '100'], 'the progress bar reaches 100 (#progress-fill width, aria-valuenow)');
+  // the fill has a CSS width transition: wait until it is drawn full
+  ok(await waitPage(page, () => {
+    const fill = document.getElementById('progress-fill').getBoundingClientRect().width;
+    return Math.abs(fill - document.getElementById('progress-bar').clientWidth) < 1;
+  }, 5000), 'the progress bar is drawn full');
   is(st.status, 'PARTIAL', '#batch-status shows PARTIAL');
   ok(st.events >= 2, 'the progress came through the stream (' + st.events + ' events)', st);
   ok(st.last && st.last.inventoryReady === true && st.last.status === 'PARTIAL',

@@ -53,19 +53,7 @@ $$;
 CREATE FUNCTION pg_temp.set_sql(b uuid, pos int, s text) RETURNS text LANGUAGE sql AS $$
 SELECT format('UPDATE moverz_batch.photos SET status = %L WHERE batch_id = %L AND position = %s', s, b, pos)
 $$;
--- blocked(pid, by): wait (up to 20 s) until backend pid waits for a lock
--- held by backend "by".
-CREATE FUNCTION pg_temp.blocked(pid int, blocker int) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1 .. 2000 LOOP
-        IF blocker = ANY (pg_blocking_pids(pid)) THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-    RETURN false;
-END
-$$;
+\ir include/blocked.sql
 -- result(conn): the (single-column) result of the query sent on conn, as
 -- text; the connection is drained.
 CREATE FUNCTION pg_temp.result(c text) RETURNS text LANGUAGE plpgsql AS $$

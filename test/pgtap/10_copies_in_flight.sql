@@ -111,17 +111,7 @@ SELECT * FROM dblink('w', format('SELECT done FROM moverz_batch.complete_photos(
        FROM moverz_batch.photos WHERE id = pg_temp.ph(:'b8', 0)), 'test-ai')) AS t(done int) \g /dev/null
 SELECT dblink_send_query('c', format('SELECT moverz_batch.create_batch(%L, %L, %L)', :'p', 'tap_copies',
     '[{"filename": "chair.jpg", "url": "https://c.example/chair.jpg"}]')) \g /dev/null
-CREATE FUNCTION pg_temp.blocked(pid int, blocker int) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1 .. 2000 LOOP
-        IF blocker = ANY (pg_blocking_pids(pid)) THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-    RETURN false;
-END
-$$;
+\ir include/blocked.sql
 SELECT ok(pg_temp.blocked(:c_pid, :w_pid), 'create_batch waits for the write-back in progress');
 SELECT dblink_exec('w', 'COMMIT') \g /dev/null
 SELECT r AS b9 FROM dblink_get_result('c') AS t(r uuid) \gset
