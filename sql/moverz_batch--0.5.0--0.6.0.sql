@@ -318,13 +318,14 @@ BEGIN
 END
 $$;
 
--- admin_check_limit: "limit" of an admin list, 1..500.
+-- admin_check_limit: "maxRows" of an admin list, 1..500 (not "limit":
+-- PostgREST keeps that query parameter for itself).
 CREATE FUNCTION admin_check_limit(p_limit int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 500 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('limit must be between 1 and 500 (got %s)', coalesce(p_limit::text, 'NULL'));
+            MESSAGE = format('maxRows must be between 1 and 500 (got %s)', coalesce(p_limit::text, 'NULL'));
     END IF;
 END
 $$;
@@ -354,14 +355,14 @@ SELECT jsonb_build_object(
 $$;
 
 -- moverz_api.admin_batches: GET /rpc/admin_batches?status=&userId=&
--- maxAgeHours=&limit=: batches_overview, newest first, filtered, with the
+-- maxAgeHours=&maxRows=: batches_overview, newest first, filtered, with the
 -- AI calls and their cost.
 CREATE FUNCTION moverz_api.admin_batches(status text DEFAULT NULL, "userId" text DEFAULT NULL,
-                                         "maxAgeHours" int DEFAULT NULL, "limit" int DEFAULT 50)
+                                         "maxAgeHours" int DEFAULT NULL, "maxRows" int DEFAULT 50)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM moverz_batch.admin_check_limit("limit");
+    PERFORM moverz_batch.admin_check_limit("maxRows");
     IF admin_batches.status IS NOT NULL
        AND admin_batches.status NOT IN (SELECT unnest(enum_range(NULL::moverz_batch.batch_status))::text) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -386,7 +387,7 @@ BEGIN
                    AND ("userId" IS NULL OR x.user_id = "userId")
                    AND ("maxAgeHours" IS NULL OR x.created_at > now() - make_interval(hours => "maxAgeHours"))
                  ORDER BY x.created_at DESC
-                 LIMIT "limit") AS o
+                 LIMIT "maxRows") AS o
           LEFT JOIN moverz_batch.batch_ai_metrics m ON m.batch_id = o.batch_id), '[]'));
 END
 $$;
@@ -410,19 +411,19 @@ BEGIN
 END
 $$;
 
--- moverz_api.admin_failed_photos: GET /rpc/admin_failed_photos?limit=:
+-- moverz_api.admin_failed_photos: GET /rpc/admin_failed_photos?maxRows=:
 -- failed_photos, newest first.
-CREATE FUNCTION moverz_api.admin_failed_photos("limit" int DEFAULT 50) RETURNS jsonb
+CREATE FUNCTION moverz_api.admin_failed_photos("maxRows" int DEFAULT 50) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM moverz_batch.admin_check_limit("limit");
+    PERFORM moverz_batch.admin_check_limit("maxRows");
     RETURN jsonb_build_object('photos', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'photoId', f.photo_id, 'batchId', f.batch_id, 'userId', f.user_id,
                    'filename', f.filename, 'url', f.url, 'errorCode', f.error_code,
                    'errorMessage', f.error_message, 'attempts', f.attempts, 'finishedAt', f.finished_at)
                    ORDER BY f.finished_at DESC)
-          FROM (SELECT * FROM moverz_batch.failed_photos LIMIT "limit") AS f), '[]'));
+          FROM (SELECT * FROM moverz_batch.failed_photos LIMIT "maxRows") AS f), '[]'));
 END
 $$;
 

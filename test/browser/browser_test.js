@@ -517,7 +517,7 @@ async function operatorTests(browser, ctx) {
      '#batches lists the customer\'s batch');
   await page.select('#f-status', 'PARTIAL');
   await page.click('#f-apply');
-  const partialIds = ((await apiOk('GET', '/rpc/admin_batches?status=PARTIAL&limit=100', TOKEN_OPERATOR)).batches || [])
+  const partialIds = ((await apiOk('GET', '/rpc/admin_batches?status=PARTIAL&maxRows=100', TOKEN_OPERATOR)).batches || [])
     .map((b) => b.batchId);
   const filtered = await waitPage(page, (sel, n) => {
     const rows = [...document.querySelectorAll('#batches tbody tr')];

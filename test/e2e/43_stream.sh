@@ -6,7 +6,7 @@
 # inventoryReady: true and the stream then ends; a late subscriber gets the
 # current state first; another user's token gets 404, no token 401, a
 # finished batch 410; nobody can publish through the public server; CORS
-# answers only the configured origins; with Nchan down the batches go on and
+# answers only the configured origins; the operators' API is theirs; with Nchan down the batches go on and
 # the server logs it once.
 source "$(dirname "$0")/common.sh"
 source "$(dirname "$0")/../http/lib_http.sh"
@@ -131,7 +131,17 @@ mb_http GET "$api/api/batches/$late/stream?access_token=$token_a" "" -H 'Accept:
     -H 'Origin: https://evil.example.net' --max-time 2
 is "$HTTP_STATUS" 403 "a stream from another origin: 403"
 
-# 6. Nchan down: the pipeline goes on, one WARNING in the log.
+# 6. The operators' API: its own role; its list sizes reach the SQL.
+token_op=$(mb_jwt "{\"role\": \"moverz_operator\", \"sub\": \"ops-$$\", \"exp\": $exp}")
+mb_http GET "$api/rpc/admin_batches?maxRows=1" "$token_op"
+is "$HTTP_STATUS:$(jq '.batches | length' <<<"$HTTP_BODY")" "200:1" "admin_batches?maxRows=1: one batch"
+mb_http GET "$api/rpc/admin_batches?maxRows=0" "$token_op"
+is "$HTTP_STATUS:$(jq -r .message <<<"$HTTP_BODY")" "400:maxRows must be between 1 and 500 (got 0)" \
+   "maxRows=0: 400 naming the parameter and the rule"
+mb_http GET "$api/rpc/admin_overview" "$token_a"
+is "$HTTP_STATUS" 403 "a customer token on the operators' API: 403"
+
+# 7. Nchan down: the pipeline goes on, one WARNING in the log.
 mb_http_stop_nginx() { kill "$MB_NGINX_PID" && wait "$MB_NGINX_PID" 2>/dev/null; MB_NGINX_PID=; }
 mb_http_stop_nginx
 before=$(grep -c 'progress events are not delivered' "$MB_DIR/server.log")

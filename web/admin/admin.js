@@ -193,7 +193,7 @@
     for (const [key, value] of Object.entries(filters)) {
       if (value !== '') params.set(key, value);
     }
-    params.set('limit', '100');
+    params.set('maxRows', '100');
     const data = (await api('GET', '/rpc/admin_batches?' + params.toString())) || {};
     fillTable('batches', data.batches || [], batchRow, 'batches-empty');
     markSelected();
@@ -235,7 +235,7 @@
 
   /* loadFailed: the most recent failed photos of all batches. */
   async function loadFailed() {
-    const data = (await api('GET', '/rpc/admin_failed_photos?limit=50')) || {};
+    const data = (await api('GET', '/rpc/admin_failed_photos?maxRows=50')) || {};
     fillTable('failed', data.photos || [], (p) => el('tr', { dataset: { photoId: p.photoId ?? '' } },
       el('td', { class: 'mono', title: p.batchId, text: shortId(p.batchId) }),
       td(p.userId),
