@@ -57,7 +57,7 @@ clean-extra:
 # Built by "make" and installed by "make install" next to PostgreSQL's own
 # client programs ($(bindir), from pg_config --bindir); see tools/moverz-batch.c.
 MB_CLIENT      = tools/moverz-batch
-MB_CLIENT_SRCS = tools/moverz-batch.c tools/mb_monitor.c
+MB_CLIENT_SRCS = tools/moverz-batch.c tools/mb_monitor.c tools/mb_bar.c
 MB_CLIENT_CFLAGS = -O2 -g -Wall -Wextra -Werror -DMB_VERSION='"$(EXTVERSION)"'
 
 all: $(MB_CLIENT)

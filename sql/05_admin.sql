@@ -210,12 +210,13 @@ SELECT l.label, m.calls, m.avg_latency_ms, round(m.p95_latency_ms::numeric, 3) A
 SELECT count(*) AS batches_in_metrics FROM moverz_batch.batch_ai_metrics;
 -- worker_status: the workers in shared memory.  Without background
 -- workers (moverz_batch.workers = 0) there are none; otherwise at most one
--- row per photo worker and one for the inventory worker.
+-- row per photo worker, one for the inventory worker and one for the
+-- progress publisher.
 SELECT array_agg(attname::text || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum) AS worker_status_columns
   FROM pg_attribute WHERE attrelid = 'moverz_batch.worker_status'::regclass AND attnum > 0;
 SELECT CASE WHEN current_setting('moverz_batch.workers')::int = 0 THEN count(*) = 0
-            ELSE count(*) <= current_setting('moverz_batch.workers')::int + 1
-                 AND bool_and(kind IN ('photo', 'inventory') AND pid > 0 AND inflight >= 0) END AS worker_status_ok
+            ELSE count(*) <= current_setting('moverz_batch.workers')::int + 2
+                 AND bool_and(kind IN ('photo', 'inventory', 'publisher') AND pid > 0 AND inflight >= 0) END AS worker_status_ok
   FROM moverz_batch.worker_status;
 
 ------------------------------------------------------------------------
@@ -227,7 +228,7 @@ SELECT paused FROM moverz_batch.queue_overview;
 SELECT count(*) AS claimed_while_paused FROM moverz_batch.claim_photos(0, 502, 100, 60000);
 SELECT pg_temp.st('v1') AS unchanged, (SELECT pending FROM moverz_batch.queue_overview) AS still_pending;
 SELECT moverz_batch.pause_processing() AS paused_again;
-SELECT moverz_batch.resume_processing() AS paused;
+SELECT moverz_batch.resume_processing() AS resumed;
 SELECT paused, paused_at IS NULL AS paused_at_cleared FROM moverz_batch.control;
 SELECT l.label || '#' || p.position AS photo, c.attempt
   FROM moverz_batch.claim_photos(0, 502, 100, 60000) AS c JOIN moverz_batch.photos p ON p.id = c.id JOIN pg_temp.lbl l ON l.id = p.batch_id

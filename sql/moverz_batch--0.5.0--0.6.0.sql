@@ -9,7 +9,11 @@
 -- each committed change for the progress publisher (publish_after_commit,
 -- publish_status); the stream's authorisation and the operator dashboard's
 -- functions (moverz_api.stream_auth, moverz_api.admin_*, role
--- moverz_operator).
+-- moverz_operator).  HTTP edges (issue #18): POST /api/batches/:id/cancel
+-- (moverz_api.cancel_batch), priority HIGH for members of moverz_priority
+-- only, a request without a token told 401 "a JWT is required";
+-- pause_processing / resume_processing return true once done (resume
+-- returned false) and log a change of state.
 -- test/e2e/70_upgrade.sh checks that an updated 0.5.0 (and every earlier
 -- release) has exactly the objects of a fresh 0.6.0.
 
@@ -74,7 +78,8 @@ $$;
 -- its own: a partial index of the open photos by checksum cost every photo
 -- two more index insertions (its creation and its claim), 17 % of scenario
 -- A's throughput.  The photos of the open batches are read through
--- photos_batch_position.
+-- photos_batch_position and matched by hash (enable_nestloop = off: a
+-- nested loop made it quadratic, 37 s for two batches of 1,000).
 -- The originals are locked FOR SHARE until this commits: their write-back,
 -- which settles their duplicates, waits for it and then sees these.  An
 -- original whose write-back committed while this waited comes back DONE (its
@@ -85,23 +90,25 @@ $$;
 -- photos only (their batches are not locked; see cancel_batch).
 CREATE OR REPLACE FUNCTION wait_for_copies_in_flight(p_batch_id uuid, p_project_id uuid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off SET jit = off AS $$
+SET enable_seqscan = off SET enable_nestloop = off SET jit = off AS $$
 DECLARE
     v_final uuid[];
 BEGIN
-    WITH marked AS (
+    WITH mine AS MATERIALIZED (
+        SELECT DISTINCT m.checksum FROM moverz_batch.photos m
+         WHERE m.batch_id = p_batch_id AND m.status = 'PENDING' AND m.duplicate_of IS NULL),
+    originals AS (
+        SELECT o.id, o.checksum, o.status
+          FROM moverz_batch.batches b
+          JOIN moverz_batch.photos o ON o.batch_id = b.id
+          JOIN mine ON mine.checksum = o.checksum
+         WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING') AND b.id <> p_batch_id
+           AND o.status IN ('PENDING', 'PROCESSING', 'DONE') AND o.duplicate_of IS NULL
+           FOR SHARE OF o),
+    marked AS (
         UPDATE moverz_batch.photos n
            SET duplicate_of = c.id, updated_at = now()
-          FROM (SELECT o.id, o.checksum, o.status
-                  FROM moverz_batch.batches b
-                  JOIN moverz_batch.photos o ON o.batch_id = b.id
-                 WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING')
-                   AND b.id <> p_batch_id
-                   AND o.status IN ('PENDING', 'PROCESSING', 'DONE') AND o.duplicate_of IS NULL
-                   AND o.checksum IN (SELECT m.checksum FROM moverz_batch.photos m
-                                       WHERE m.batch_id = p_batch_id AND m.status = 'PENDING'
-                                         AND m.duplicate_of IS NULL)
-                   FOR SHARE OF o) AS c
+          FROM originals c
          WHERE n.batch_id = p_batch_id AND n.checksum = c.checksum
            AND n.status = 'PENDING' AND n.duplicate_of IS NULL
         RETURNING c.id, c.status)
@@ -274,23 +281,194 @@ $$;
 REVOKE ALL ON FUNCTION publish_after_commit(uuid, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION publish_status() FROM PUBLIC;
 
+-- api_user: jwt_user_id(), or HTTP 401 when there is no token (the
+-- request ran as moverz_anon, which may call the API functions only to be
+-- told this), when the token names no user, or when it never expires (no
+-- "exp" claim: PostgREST refuses an expired token, but accepts one without
+-- "exp" for ever).
+CREATE OR REPLACE FUNCTION api_user() RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user text := moverz_batch.jwt_user_id();
+BEGIN
+    -- PostgREST ran the request as its anonymous role (no token, or one
+    -- without a role claim); "role" is the caller's, also in a SECURITY
+    -- DEFINER function
+    IF current_setting('role', true) = 'moverz_anon' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT401',
+            MESSAGE = 'a JWT is required: send "Authorization: Bearer <token>"',
+            HINT = 'The user is the token''s "sub" claim (HS256, claims role, sub and exp); '
+                   'an x-user-id header is not read.';
+    ELSIF v_user IS NULL OR btrim(v_user) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token names no user (no "sub" claim)',
+            HINT = 'Sign a JWT with {"role": "moverz_user", "sub": "<user id>", "exp": <expiry>}.';
+    ELSIF octet_length(v_user) > 255 THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token''s "sub" claim is longer than 255 bytes';
+    ELSIF jsonb_typeof(current_setting('request.jwt.claims', true)::jsonb -> 'exp') IS DISTINCT FROM 'number' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token never expires (no "exp" claim)',
+            HINT = 'Sign the JWT with an "exp" claim: seconds since 1970, e.g. one hour from now.';
+    END IF;
+    RETURN v_user;
+END
+$$;
+
+-- api_check_priority: HIGH jumps every queue: only a token whose role is a
+-- member of moverz_priority may ask for it (HTTP 403 naming the field);
+-- NORMAL and LOW are for everyone.
+CREATE FUNCTION api_check_priority(p_priority text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text := nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role';
+BEGIN
+    IF upper(p_priority) = 'HIGH'
+       AND NOT coalesce(EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = v_role
+                                   AND pg_catalog.pg_has_role(r.oid, 'moverz_priority', 'MEMBER')), false) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'priority HIGH is reserved to roles granted moverz_priority',
+            HINT = 'Send NORMAL or LOW, or ask an administrator for a token whose role is a member of moverz_priority.';
+    END IF;
+END
+$$;
+
+-- moverz_api.create_batch: POST /rpc/create_batch (nginx: POST /api/batches)
+-- with the seed's body {"projectId", "imageUrls": [{"filename", "filePath",
+-- "url", "roomType"?}], "priority"?} and an optional Idempotency-Key header.
+-- 202 Accepted, Location: /api/batches/<id>, {"success": true, "batchId",
+-- "photosCount", "jobsEnqueued"}.  The same key and body answer the same
+-- (with Idempotent-Replayed: true); the same key and another body 409.
+CREATE OR REPLACE FUNCTION moverz_api.create_batch(jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user text := moverz_batch.api_user();
+    v_project uuid;
+    v_batch uuid;
+    v_state text;
+    v_msg text;
+    v_hint text;
+    b record;
+BEGIN
+    PERFORM moverz_batch.api_check_body($1, '{"projectId", "imageUrls"}');
+    v_project := moverz_batch.api_body_uuid($1, 'projectId');
+    IF jsonb_typeof($1 -> 'priority') NOT IN ('string', 'null') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'priority must be one of HIGH, NORMAL, LOW';
+    END IF;
+    PERFORM moverz_batch.api_check_priority($1 ->> 'priority');
+    BEGIN
+        v_batch := moverz_batch.create_batch(v_project, v_user, $1 -> 'imageUrls',
+                                             coalesce($1 ->> 'priority', 'NORMAL'),
+                                             moverz_batch.request_header('idempotency-key'));
+    EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded OR unique_violation THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM moverz_batch.api_raise(v_state, v_msg, v_hint);
+    WHEN configuration_limit_exceeded THEN
+        -- the daily photo quota: 429 Too Many Requests with Retry-After
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
+        RAISE SQLSTATE 'PGRST' USING
+            MESSAGE = jsonb_build_object('code', '53400', 'message', v_msg, 'hint', v_hint, 'details', NULL)::text,
+            DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
+                                        'headers', jsonb_build_object('Retry-After', substr(v_state, 15)))::text;
+    END;
+    SELECT x.id, x.created_at <> now() AS replayed,
+           x.count_queued + x.count_processing + x.count_completed + x.count_failed AS n
+      INTO b FROM moverz_batch.batches x WHERE x.id = v_batch;
+    SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
+    PERFORM set_config('response.status', '202', true);
+    PERFORM set_config('response.headers',
+        (jsonb_build_array(jsonb_build_object('Location', '/api/batches/' || b.id))
+        || CASE WHEN b.replayed THEN '[{"Idempotent-Replayed": "true"}]'::jsonb ELSE '[]' END)::text, true);
+    RETURN jsonb_build_object('success', true, 'batchId', b.id, 'photosCount', b.n, 'jobsEnqueued', b.n);
+END
+$$;
+
+-- moverz_api.cancel_batch: POST /rpc/cancel_batch {"id"} (nginx: POST
+-- /api/batches/:id/cancel): cancel_batch.  200 {"success": true, "batchId",
+-- "photosCancelled"}; 404 as get_batch; 409 for a batch already finished.
+CREATE FUNCTION moverz_api.cancel_batch(id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n int;
+    v_msg text;
+BEGIN
+    PERFORM moverz_batch.api_owned_batch(cancel_batch.id, moverz_batch.api_user());
+    BEGIN
+        v_n := moverz_batch.cancel_batch(cancel_batch.id);
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = v_msg;
+    END;
+    SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
+    RETURN jsonb_build_object('success', true, 'batchId', cancel_batch.id, 'photosCancelled', v_n);
+END
+$$;
+
+-- the new functions, as the install script's privileges make them (70_http_api.sql)
+GRANT EXECUTE ON FUNCTION api_check_priority(text) TO moverz_app;
+REVOKE EXECUTE ON FUNCTION api_check_priority(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_api.cancel_batch(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION moverz_api.cancel_batch(uuid) TO moverz_user;
+-- a request without a token is told 401 by api_user(), not "permission denied"
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_anon;
+
+-- pause_processing / resume_processing: stop claiming photos (requests in
+-- flight finish normally; photos claimed ahead and not sent are handed
+-- back) and start again, without a restart; the switch survives restarts.
+-- Each returns true once done: processing is now paused (pause), or
+-- running (resume); calling either twice is harmless.  (Before 0.6.0
+-- resume_processing returned false, "not paused", which read as a
+-- failure.)
+CREATE OR REPLACE FUNCTION pause_processing() RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE moverz_batch.control SET paused = true, paused_at = now() WHERE NOT paused;
+    IF FOUND THEN
+        RAISE LOG 'moverz_batch: processing paused by %', session_user;
+    END IF;
+    PERFORM moverz_batch.recall_claimed_photos();
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION resume_processing() RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE moverz_batch.control SET paused = false, paused_at = NULL WHERE paused;
+    IF FOUND THEN
+        RAISE LOG 'moverz_batch: processing resumed by %', session_user;
+    END IF;
+    PERFORM moverz_batch.wake_photo_workers();
+    RETURN true;
+END
+$$;
+
 -- The browser side of the HTTP API: the authorisation of a live progress
 -- stream (nginx's Nchan module asks it for each subscriber, http/nginx.conf)
 -- and the operator dashboard's functions (web/admin/).
 --
--- Role moverz_operator (cluster-wide, created here only when absent): the
--- JWT role of operators.  PostgREST's authenticator may take it; it executes
--- the moverz_api.admin_* functions and nothing else, and moverz_user none of
--- them (a customer token gets 403).
+-- Roles (cluster-wide, created here only when absent):
+--   moverz_operator  the JWT role of operators.  PostgREST's authenticator
+--                    may take it; it executes the moverz_api.admin_*
+--                    functions and nothing else, and moverz_user none of
+--                    them (a customer token gets 403);
+--   moverz_priority  granted to nobody: a JWT role that is a member of it
+--                    may create HIGH priority batches (api_check_priority).
+-- The API's client errors (bad input, 401, 404, ...) are answered to the
+-- client and counted by PostgREST: the server does not log each one, nor
+-- the whole statement of the request with it, for the sessions of the
+-- authenticator (its errors of level LOG and above still are).
 
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'moverz_operator') THEN
         CREATE ROLE moverz_operator NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'moverz_priority') THEN
+        CREATE ROLE moverz_priority NOLOGIN;
+    END IF;
     IF NOT pg_catalog.pg_has_role('moverz_authenticator', 'moverz_operator', 'MEMBER') THEN
         GRANT moverz_operator TO moverz_authenticator;
     END IF;
+    ALTER ROLE moverz_authenticator SET log_min_messages = 'log';
+    ALTER ROLE moverz_authenticator SET log_min_error_statement = 'panic';
 END
 $$;
 
@@ -480,7 +658,7 @@ $$;
 
 CREATE FUNCTION moverz_api.admin_resume() RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-SELECT jsonb_build_object('paused', moverz_batch.resume_processing())
+SELECT jsonb_build_object('paused', NOT moverz_batch.resume_processing())
 $$;
 
 -- moverz_api.admin_workers: GET /rpc/admin_workers: worker_status.
@@ -515,7 +693,8 @@ SELECT jsonb_build_object(
                    JOIN moverz_batch.batch_ai_metrics m ON m.batch_id = b.id))
 $$;
 
--- Privileges: the stream's authorisation for moverz_user; the admin_*
+-- Privileges: the stream's authorisation for moverz_user (and moverz_anon,
+-- to be told 401 by api_user()); the admin_*
 -- functions for moverz_operator only.
 REVOKE ALL ON FUNCTION admin_check_limit(int), admin_act(text, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION moverz_api.stream_auth(uuid), moverz_api.admin_overview(),
@@ -523,7 +702,7 @@ REVOKE ALL ON FUNCTION moverz_api.stream_auth(uuid), moverz_api.admin_overview()
     moverz_api.admin_failed_photos(int), moverz_api.admin_retry_photo(uuid),
     moverz_api.admin_cancel_batch(uuid), moverz_api.admin_pause(), moverz_api.admin_resume(),
     moverz_api.admin_workers(), moverz_api.admin_costs() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION moverz_api.stream_auth(uuid) TO moverz_user;
+GRANT EXECUTE ON FUNCTION moverz_api.stream_auth(uuid) TO moverz_user, moverz_anon;
 GRANT USAGE ON SCHEMA moverz_api TO moverz_operator;
 GRANT EXECUTE ON FUNCTION moverz_api.admin_overview(), moverz_api.admin_batches(text, text, int, int),
     moverz_api.admin_batch_photos(uuid), moverz_api.admin_failed_photos(int),

@@ -28,6 +28,7 @@
 /* State of the inventory loop. */
 typedef struct InventoryLoop
 {
+	MoverzWorkerSlot *slot;		/* worker_status: jobs run */
 	SPIPlanPtr	run_plan;
 	SPIPlanPtr	due_plan;
 	bool		ran;			/* the last transaction ran a job */
@@ -95,6 +96,7 @@ run_due_jobs(InventoryLoop *loop)
 		if (!moverz_run_in_transaction(run_job_txn, loop, "syncing an inventory", NULL) ||
 			!loop->ran)
 			return false;
+		moverz_slot_report(loop->slot, -1, 1, 0, NULL);
 	}
 	return true;
 }
@@ -112,7 +114,7 @@ moverz_inventory_worker_main(Datum main_arg)
 
 	moverz_worker_setup("starting");
 	memset(&loop, 0, sizeof(loop));
-	moverz_attach_slot(0, true);
+	loop.slot = moverz_attach_slot(MOVERZ_SLOT_INVENTORY, 0);
 	events = moverz_wait_set(PGINVALID_SOCKET);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch inventory worker loop",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -95,10 +95,12 @@ typedef struct MoverzShared
 	slock_t		mutex;			/* protects everything below */
 	MoverzWorkerSlot photo[MOVERZ_MAX_PHOTO_WORKERS];
 	MoverzWorkerSlot inventory;
+	MoverzWorkerSlot publisher;
 	/* the pool-wide request rate: a token bucket, and a hold after a 429 */
 	double		tokens;
 	TimestampTz tokens_at;
 	TimestampTz hold_until;
+	bool		hold_logged;	/* a hold began and its end is not logged yet */
 	uint64		recall_epoch;	/* moves on at each committed recall */
 	MoverzOutage outage;		/* is the AI service down? */
 } MoverzShared;
@@ -108,13 +110,22 @@ extern MoverzShared *moverz_shared;
 /* shmem.c */
 extern void moverz_shmem_request(void);
 extern void moverz_shmem_startup(void);
-extern MoverzWorkerSlot *moverz_attach_slot(int index, bool inventory);
+/* Which worker a slot is for. */
+typedef enum MoverzSlotKind
+{
+	MOVERZ_SLOT_PHOTO,			/* photo worker "index" */
+	MOVERZ_SLOT_INVENTORY,
+	MOVERZ_SLOT_PUBLISHER
+} MoverzSlotKind;
+
+extern MoverzWorkerSlot *moverz_attach_slot(MoverzSlotKind kind, int index);
 extern void moverz_slot_report(MoverzWorkerSlot *slot, int inflight,
 							   int64 done_delta, int64 failed_delta,
 							   const char *error);
 extern int	moverz_rate_take(int want, long *wait_ms);
 extern void moverz_rate_give_back(int n);
 extern void moverz_rate_hold(long ms);
+extern void moverz_rate_hold_ended(void);
 extern long moverz_rate_held_ms(void);
 extern uint64 moverz_recall_epoch(void);
 extern void moverz_set_latches(bool photo, bool inventory);

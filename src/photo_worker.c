@@ -101,6 +101,8 @@ send_ready(PhotoLoop *loop)
 	uint64		epoch = moverz_recall_epoch();
 	int			n;
 
+	moverz_rate_hold_ended();
+
 	if (epoch != loop->recall_epoch ||
 		(loop->nready > 0 && (moverz_rate_held_ms() > 0 || moverz_outage_holding())))
 	{
@@ -441,7 +443,7 @@ moverz_photo_worker_main(Datum main_arg)
 
 	moverz_worker_setup("starting");
 	memset(&loop, 0, sizeof(loop));
-	loop.slot = moverz_attach_slot(index, false);
+	loop.slot = moverz_attach_slot(MOVERZ_SLOT_PHOTO, index);
 	loop.client = ai_client_create();
 	loop.claims = claim_state_create(loop.slot, index, loop.slot->claim_token);
 	loop.ready_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch ready photos",

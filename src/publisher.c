@@ -47,6 +47,7 @@ typedef struct Publisher
 	bool		busy;			/* a request is in flight */
 	bool		deleting;		/* it is the DELETE after a final event */
 	bool		failing;		/* the last delivery failed (logged once) */
+	MoverzWorkerSlot *slot;		/* worker_status: events delivered, failed */
 	MoverzPublishEvent event;	/* the event being delivered */
 	StringInfoData url;
 	struct curl_slist *headers;
@@ -199,7 +200,10 @@ delivered(Publisher *pub, CURLcode rc)
 	if (rc == CURLE_OK && ((status >= 200 && status < 300) || (pub->deleting && status == 404)))
 	{
 		if (!pub->deleting)
+		{
 			moverz_publish_report(true, NULL);
+			moverz_slot_report(pub->slot, 0, 1, 0, NULL);
+		}
 		if (pub->failing)
 			ereport(LOG, (errmsg("moverz_batch publisher: progress events reach %s again", moverz_publish_url)));
 		pub->failing = false;
@@ -213,6 +217,7 @@ delivered(Publisher *pub, CURLcode rc)
 	else
 		snprintf(why, sizeof(why), "HTTP %ld from %s", status, pub->url.data);
 	moverz_publish_report(false, why);
+	moverz_slot_report(pub->slot, 0, 0, 1, why);
 	if (!pub->failing)
 		ereport(WARNING,
 				(errmsg("moverz_batch publisher: progress events are not delivered: %s", why),
@@ -295,6 +300,7 @@ moverz_publisher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	moverz_publish_attach();
 	publisher_init(&pub);
+	pub.slot = moverz_attach_slot(MOVERZ_SLOT_PUBLISHER, 0);
 	/* curl's sockets are waited on only while a request is in flight */
 	idle_events = moverz_wait_set(PGINVALID_SOCKET);
 	busy_events = moverz_wait_set(pub.epfd);

@@ -91,17 +91,23 @@ detach_slot(int code, Datum arg)
 
 /*
  * moverz_attach_slot
- *		Take the slot of photo worker "index", or the inventory worker's, for
- *		the calling process.  The claim token changes with each incarnation.
+ *		Take the slot of photo worker "index", the inventory worker's or the
+ *		progress publisher's, for the calling process.  The claim token
+ *		changes with each incarnation.
  */
 MoverzWorkerSlot *
-moverz_attach_slot(int index, bool inventory)
+moverz_attach_slot(MoverzSlotKind kind, int index)
 {
 	MoverzWorkerSlot *slot;
 
 	if (moverz_shared == NULL)
 		elog(ERROR, "moverz_batch shared memory is not initialized");
-	slot = inventory ? &moverz_shared->inventory : &moverz_shared->photo[index];
+	if (kind == MOVERZ_SLOT_INVENTORY)
+		slot = &moverz_shared->inventory;
+	else if (kind == MOVERZ_SLOT_PUBLISHER)
+		slot = &moverz_shared->publisher;
+	else
+		slot = &moverz_shared->photo[index];
 
 	SpinLockAcquire(&moverz_shared->mutex);
 	slot->pid = MyProcPid;
@@ -351,16 +357,46 @@ moverz_rate_give_back(int n)
 
 /*
  * moverz_rate_hold
- *		The AI service said RATE_LIMIT: the whole pool holds back for ms.
+ *		Hold every request of the pool for ms after a RATE_LIMIT answer.
+ *		A hold that begins (none was running) is logged, once for the pool;
+ *		moverz_rate_hold_ended() logs its end.
  */
 void
 moverz_rate_hold(long ms)
 {
-	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz until = TimestampTzPlusMilliseconds(now, ms);
+	bool		began;
 
 	SpinLockAcquire(&moverz_shared->mutex);
+	began = !moverz_shared->hold_logged;
+	moverz_shared->hold_logged = true;
 	moverz_shared->hold_until = Max(moverz_shared->hold_until, until);
 	SpinLockRelease(&moverz_shared->mutex);
+	if (began)
+		ereport(LOG,
+				(errmsg("moverz_batch: the AI service is rate limiting (429): every request held for %ld ms", ms)));
+}
+
+/*
+ * moverz_rate_hold_ended
+ *		Log the end of a rate-limit hold, once for the pool (the first
+ *		worker to see it over).
+ */
+void
+moverz_rate_hold_ended(void)
+{
+	bool		ended = false;
+
+	SpinLockAcquire(&moverz_shared->mutex);
+	if (moverz_shared->hold_logged && hold_left_ms(GetCurrentTimestamp()) == 0)
+	{
+		moverz_shared->hold_logged = false;
+		ended = true;
+	}
+	SpinLockRelease(&moverz_shared->mutex);
+	if (ended)
+		ereport(LOG, (errmsg("moverz_batch: the rate-limit hold is over: sending again")));
 }
 
 /*
@@ -397,7 +433,7 @@ Datum
 moverz_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MoverzWorkerSlot slots[MOVERZ_MAX_PHOTO_WORKERS + 1];
+	MoverzWorkerSlot slots[MOVERZ_MAX_PHOTO_WORKERS + 2];
 	TupleDesc	desc;
 	Tuplestorestate *store;
 	MemoryContext oldcxt;
@@ -417,6 +453,7 @@ moverz_worker_status(PG_FUNCTION_ARGS)
 	SpinLockAcquire(&moverz_shared->mutex);
 	memcpy(slots, moverz_shared->photo, sizeof(MoverzWorkerSlot) * MOVERZ_MAX_PHOTO_WORKERS);
 	slots[MOVERZ_MAX_PHOTO_WORKERS] = moverz_shared->inventory;
+	slots[MOVERZ_MAX_PHOTO_WORKERS + 1] = moverz_shared->publisher;
 	SpinLockRelease(&moverz_shared->mutex);
 
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
@@ -432,5 +469,7 @@ moverz_worker_status(PG_FUNCTION_ARGS)
 			put_slot_row(store, desc, "photo", i, &slots[i]);
 	if (slots[MOVERZ_MAX_PHOTO_WORKERS].pid != 0)
 		put_slot_row(store, desc, "inventory", 0, &slots[MOVERZ_MAX_PHOTO_WORKERS]);
+	if (slots[MOVERZ_MAX_PHOTO_WORKERS + 1].pid != 0)
+		put_slot_row(store, desc, "publisher", 0, &slots[MOVERZ_MAX_PHOTO_WORKERS + 1]);
 	return (Datum) 0;
 }

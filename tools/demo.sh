@@ -4,7 +4,12 @@
 # Installs what is missing, builds and installs moverz_batch, starts a
 # throwaway PostgreSQL cluster and the fake AI service, submits a realistic
 # batch (several rooms, one unreachable photo), shows its progress live,
-# prints the final batch_progress JSON and stops everything it started.
+# then what the model found photo by photo and the AI metrics, ends with the
+# batch's summary (its progress bar and inventory) and stops everything it
+# started.
+#
+# tools/demo.sh --json: the same, and the final batch_progress JSON too
+# (before the summary, which stays last on the screen).
 #
 # With a real model instead of the fake (README, "AI providers"):
 #   MOVERZ_AI_PROVIDER=anthropic ANTHROPIC_API_KEY=sk-ant-... tools/demo.sh
@@ -22,11 +27,19 @@ source test/lib.sh
 source test/http/lib_http.sh
 
 WEB=0
-case "${1:-}" in
-    --web) WEB=1 ;;
-    "") ;;
-    *) echo "usage: tools/demo.sh [--web]" >&2; exit 2 ;;
-esac
+JSON=0
+for arg in "$@"; do
+    case "$arg" in
+        --web) WEB=1 ;;
+        --json) JSON=1 ;;
+        "") ;;
+        *) echo "usage: tools/demo.sh [--json | --web]" >&2; exit 2 ;;
+    esac
+done
+if [ "$WEB" = 1 ] && [ "$JSON" = 1 ]; then
+    echo "usage: tools/demo.sh [--json | --web]" >&2
+    exit 2
+fi
 
 cleanup() {
     [ "$WEB" = 1 ] && mb_http_stop
@@ -157,17 +170,32 @@ else
     echo
 fi
 mb_wait_for 10 "SELECT moverz_batch.batch_progress('$batch') ? 'inventorySummary'"
-echo "== final batch_progress('$batch')"
-psql -qAtX -c "SELECT jsonb_pretty(moverz_batch.batch_progress('$batch'))"
+echo
 echo "== what the model found, photo by photo"
-psql -qX -c "SELECT p.filename, coalesce(p.room_type, '?') AS room,
+psql -qX -P pager=off -P format=wrapped -c "SELECT p.filename, coalesce(p.room_type, '?') AS room,
                     coalesce((SELECT string_agg((i->>'quantity') || ' x ' || (i->>'label') || ' (' || (i->>'volume_m3') || ' m3)', ', ')
                                 FROM jsonb_array_elements(p.analysis->'items') i),
                              p.error_code || ': ' || left(p.error_message, 100)) AS found
                FROM moverz_batch.photos p WHERE p.batch_id = '$batch' ORDER BY p.position"
 echo "== AI metrics of the batch"
-psql -qX -c "SELECT count(*) AS calls, round(avg(latency_ms)) AS avg_latency_ms,
+psql -qX -P pager=off -P format=wrapped -c "SELECT count(*) AS calls, round(avg(latency_ms)) AS avg_latency_ms,
                     count(*) FILTER (WHERE success) AS successes, sum(tokens_in) AS tokens_in,
                     sum(tokens_out) AS tokens_out, sum(cost_usd) AS total_cost_usd,
                     string_agg(DISTINCT model, ', ') AS models
                FROM moverz_batch.ai_metrics WHERE meta->>'batchId' = '$batch'"
+if [ "$JSON" = 1 ]; then
+    echo "== final batch_progress('$batch')"
+    psql -qAtX -c "SELECT jsonb_pretty(moverz_batch.batch_progress('$batch'))"
+fi
+[ "$JSON" = 1 ] || echo "(tools/demo.sh --json also prints the final batch_progress JSON)"
+# the human summary last, so that it is what stays on the screen
+echo "== summary of batch $batch"
+if [ -x tools/moverz-batch ]; then
+    tools/moverz-batch watch "$batch" || [ $? -eq 2 ]   # a finished batch: its bar and inventory at once
+else
+    psql -qX -P pager=off -P format=wrapped -c "SELECT p->>'status' AS status, p#>>'{counts,completed}' AS analysed,
+                        p#>>'{counts,failed}' AS failed, p#>>'{counts,total}' AS total,
+                        p#>>'{inventorySummary,totalItems}' AS items,
+                        p#>>'{inventorySummary,totalVolume}' AS volume_m3
+                   FROM moverz_batch.batch_progress('$batch') p"
+fi

@@ -3,14 +3,15 @@
  * mb_monitor.c
  *	  The commands of moverz-batch that look at batches and at the queue:
  *	  status (batch_progress as JSON), watch (live progress of one batch,
- *	  from NOTIFY moverz_batch_progress, then its inventory) and top (the
- *	  queue, the AI throughput and the workers, refreshed); and the psql-like
- *	  table output they share.
+ *	  from NOTIFY moverz_batch_progress, shown by mb_bar.c, then its outcome,
+ *	  duplicates and inventory) and top (the queue, the AI throughput and the
+ *	  workers, refreshed); and the psql-like table output they share.
  *
  *	  watch and top wait with pselect() on the connection's socket, with
- *	  SIGINT blocked outside the wait, so that an interrupt is never lost
- *	  between the check of the flag and the wait.  A SIGINT during a query
- *	  cancels it (PQcancel is async-signal-safe), as in psql.
+ *	  SIGINT and SIGWINCH blocked outside the wait, so that an interrupt or
+ *	  a resize is never lost between the check of its flag and the wait.  A
+ *	  SIGINT during a query cancels it (PQcancel is async-signal-safe), as in
+ *	  psql.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,8 +25,10 @@
 #include "moverz-batch.h"
 
 /* watch re-reads batch_progress at least this often, in case a
- * notification was missed (or the server is older than 65_notify.sql). */
+ * notification was missed (or the server is older than 65_notify.sql); on
+ * a terminal more often, for the rate and the ETA. */
 #define POLL_SECONDS 2.0
+#define TTY_POLL_SECONDS 1.0
 
 /* Failed photos listed after the inventory, at most. */
 #define MAX_FAILED_LISTED 20
@@ -33,27 +36,8 @@
 #define CPP_STR2(x) #x
 #define CPP_STR(x) CPP_STR2(x)
 
-/* Width of the progress bar, in characters. */
-#define BAR_WIDTH 30
-
 volatile sig_atomic_t mb_interrupted = 0;
 static PGcancel *volatile cancel_handle = NULL;
-
-/* The state of a batch, as batch_progress and the notifications give it. */
-typedef struct BatchState
-{
-	char		batch_id[64];	/* canonical, as in the notifications */
-	char		status[16];
-	int			progress;
-	long		queued;
-	long		processing;
-	long		completed;
-	long		failed;
-	long		cancelled;
-	long		total;
-	bool		inventory_ready;
-	char		ai_down_since[16];	/* "HH:MM:SS" while the AI service is down */
-} BatchState;
 
 /* What ended a wait of watch. */
 typedef enum WaitResult
@@ -102,10 +86,10 @@ set_interrupt_handler(PGconn *conn)
 }
 
 /*
- * now_seconds: monotonic clock, in seconds.
+ * mb_now: monotonic clock, in seconds.
  */
-static double
-now_seconds(void)
+double
+mb_now(void)
 {
 	struct timespec ts;
 
@@ -115,7 +99,8 @@ now_seconds(void)
 
 /*
  * wait_readable: wait until sock (-1: none) is readable, seconds have
- * passed or SIGINT arrives.  1: readable, 0: not, -1: error (reported).
+ * passed, or SIGINT or SIGWINCH arrives.  1: readable, 0: not, -1: error
+ * (reported).
  */
 static int
 wait_readable(int sock, double seconds)
@@ -139,10 +124,12 @@ wait_readable(int sock, double seconds)
 		FD_SET(sock, &rfds);
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGWINCH);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	during = old;
 	sigdelset(&during, SIGINT);
-	if (!mb_interrupted)
+	sigdelset(&during, SIGWINCH);
+	if (!mb_interrupted && !mb_resized)
 	{
 		rc = pselect(sock + 1, sock >= 0 ? &rfds : NULL, NULL, NULL, &ts, &during);
 		save_errno = errno;
@@ -340,60 +327,6 @@ same_state(const BatchState *a, const BatchState *b)
 }
 
 /*
- * is_terminal: a status no worker changes any more.
- */
-static bool
-is_terminal(const char *status)
-{
-	return strcmp(status, "PARTIAL") == 0 || strcmp(status, "COMPLETED") == 0 ||
-		strcmp(status, "FAILED") == 0 || strcmp(status, "CANCELLED") == 0;
-}
-
-/*
- * show_state: on a terminal, redraw the progress bar in place; otherwise
- * print one line "HH:MM:SS STATUS N% queued=... total=..." per change.
- */
-static void
-show_state(const BatchState *st, bool tty)
-{
-	char		bar[BAR_WIDTH + 1];
-	char		stamp[16];
-	time_t		t = time(NULL);
-	struct tm	tm;
-	int			filled = st->progress * BAR_WIDTH / 100;
-
-	if (tty)
-	{
-		memset(bar, '#', filled);
-		memset(bar + filled, '.', BAR_WIDTH - filled);
-		bar[BAR_WIDTH] = '\0';
-		char		ai[64] = "";
-
-		if (st->ai_down_since[0])
-			snprintf(ai, sizeof(ai), ", waiting for the AI service (down since %s)", st->ai_down_since);
-		printf("\r[%s] %3d%%  %ld done, %ld failed, %ld processing, %ld queued of %ld  %s%s%s\033[K",
-			   bar, st->progress, st->completed, st->failed, st->processing, st->queued,
-			   st->total, st->status,
-			   is_terminal(st->status) && !st->inventory_ready ? ", waiting for the inventory" : "", ai);
-	}
-	else
-	{
-		localtime_r(&t, &tm);
-		strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-		printf("%s %s %d%% queued=%ld processing=%ld completed=%ld failed=%ld",
-			   stamp, st->status, st->progress, st->queued, st->processing,
-			   st->completed, st->failed);
-		if (st->cancelled > 0)
-			printf(" cancelled=%ld", st->cancelled);
-		printf(" total=%ld%s", st->total, st->inventory_ready ? " inventory=ready" : "");
-		if (st->ai_down_since[0])
-			printf(" waiting_for_ai_service_since=%s", st->ai_down_since);
-		printf("\n");
-	}
-	fflush(stdout);
-}
-
-/*
  * drain_notifications: consume the notifications received; whether one
  * was about the batch.
  */
@@ -414,23 +347,25 @@ drain_notifications(PGconn *conn, const char *batch_id)
 }
 
 /*
- * watch_wait: wait for a notification about the batch, the next fallback
- * poll, the deadline (0: none) or SIGINT.
+ * watch_wait: wait for a notification about the batch, the next poll
+ * (then poll seconds later), a resize of the terminal, the deadline (0:
+ * none) or SIGINT.
  */
 static WaitResult
-watch_wait(PGconn *conn, const char *batch_id, double deadline, double *next_poll)
+watch_wait(PGconn *conn, const char *batch_id, double deadline, double poll,
+		   double *next_poll)
 {
 	for (;;)
 	{
-		double		now = now_seconds();
+		double		now = mb_now();
 		double		until = *next_poll;
 		int			r;
 
 		if (deadline > 0 && now >= deadline)
 			return WAIT_TIMEOUT;
-		if (drain_notifications(conn, batch_id) || now >= *next_poll)
+		if (drain_notifications(conn, batch_id) || now >= *next_poll || mb_resized)
 		{
-			*next_poll = now + POLL_SECONDS;
+			*next_poll = now + poll;
 			return WAIT_REFRESH;
 		}
 		if (deadline > 0 && deadline < until)
@@ -454,10 +389,12 @@ watch_wait(PGconn *conn, const char *batch_id, double deadline, double *next_pol
  * timeout, SIGINT or an error (their exit codes).
  */
 static int
-watch_loop(PGconn *conn, const MbOptions *opts, const char *batch_arg, BatchState *st, bool tty)
+watch_loop(PGconn *conn, const MbOptions *opts, const char *batch_arg, BatchState *st,
+		   MbBar *bar)
 {
-	double		deadline = opts->timeout > 0 ? now_seconds() + opts->timeout : 0;
-	double		next_poll = now_seconds() + POLL_SECONDS;
+	double		deadline = opts->timeout > 0 ? mb_now() + opts->timeout : 0;
+	double		poll = bar->tty ? TTY_POLL_SECONDS : POLL_SECONDS;
+	double		next_poll = mb_now() + poll;
 	BatchState	shown;
 	PGresult   *res = mb_query(conn, "LISTEN moverz_batch_progress", 0, NULL);
 	WaitResult	w = WAIT_REFRESH;
@@ -465,11 +402,11 @@ watch_loop(PGconn *conn, const MbOptions *opts, const char *batch_arg, BatchStat
 	PQclear(res);
 	if (res == NULL || !fetch_state(conn, batch_arg, st))
 		return mb_interrupted ? MB_EXIT_INTERRUPTED : MB_EXIT_ERROR;
-	show_state(st, tty);
+	mb_bar_show(bar, st);
 	shown = *st;
-	while (!is_terminal(st->status) || !st->inventory_ready)
+	while (!mb_is_terminal(st->status) || !st->inventory_ready)
 	{
-		w = watch_wait(conn, st->batch_id, deadline, &next_poll);
+		w = watch_wait(conn, st->batch_id, deadline, poll, &next_poll);
 		if (w != WAIT_REFRESH)
 			break;
 		if (!fetch_state(conn, st->batch_id, st))
@@ -477,15 +414,14 @@ watch_loop(PGconn *conn, const MbOptions *opts, const char *batch_arg, BatchStat
 			w = mb_interrupted ? WAIT_INTERRUPTED : WAIT_ERROR;
 			break;
 		}
-		if (!same_state(st, &shown))
-			show_state(st, tty);
+		if (bar->tty || !same_state(st, &shown))
+			mb_bar_show(bar, st);
 		shown = *st;
 	}
-	if (tty)
-		putchar('\n');
+	mb_bar_stop(bar);
 	if (w == WAIT_TIMEOUT)
 		mb_error("timed out after %g s: batch %s is %s%s", opts->timeout, st->batch_id,
-				 st->status, is_terminal(st->status) ? ", its inventory is not ready" : "");
+				 st->status, mb_is_terminal(st->status) ? ", its inventory is not ready" : "");
 	else if (w == WAIT_INTERRUPTED)
 		fprintf(stderr, "%s: interrupted\n", progname);
 	return w == WAIT_REFRESH ? MB_EXIT_OK : w == WAIT_TIMEOUT ? MB_EXIT_TIMEOUT :
@@ -518,12 +454,60 @@ print_failed_photos(PGconn *conn, const BatchState *st)
 }
 
 /*
- * print_summary: the batch's outcome and its inventory: one row per room,
- * then the totals; then its failed photos.
+ * print_duplicates: how many of the batch's photos were duplicates (of
+ * photos of earlier batches, of other photos of this one), whose items
+ * the inventory counts once, for the original; nothing when none.
  */
 static bool
-print_summary(PGconn *conn, const BatchState *st)
+print_duplicates(PGconn *conn, const BatchState *st, const MbBar *bar)
 {
+	const char *params[1] = {st->batch_id};
+	PGresult   *res;
+	long		earlier;
+	long		here;
+	char		text[256];
+
+	res = mb_query(conn,
+				   "WITH p AS (SELECT e ->> 'id' AS id, e ->> 'duplicateOf' AS dup"
+				   "   FROM pg_catalog.jsonb_array_elements("
+				   "moverz_batch.batch_progress($1::uuid) -> 'photos') AS e) "
+				   "SELECT count(*) FILTER (WHERE dup NOT IN (SELECT id FROM p)),"
+				   "       count(*) FILTER (WHERE dup IN (SELECT id FROM p))"
+				   "  FROM p WHERE dup IS NOT NULL", 1, params);
+	if (res == NULL)
+		return false;
+	earlier = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	here = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	if (earlier > 0)
+	{
+		snprintf(text, sizeof(text), earlier == 1 ?
+				 "%ld of %ld photos was a duplicate of a photo already analysed: "
+				 "its items are counted once, in the earlier batch" :
+				 "%ld of %ld photos were duplicates of photos already analysed: "
+				 "their items are counted once, in the earlier batch", earlier, st->total);
+		mb_bar_print(bar, text);
+	}
+	if (here > 0)
+	{
+		snprintf(text, sizeof(text), here == 1 ?
+				 "%ld photo repeated another photo of this batch: its items are counted once" :
+				 "%ld photos repeated other photos of this batch: their items are counted once",
+				 here);
+		mb_bar_print(bar, text);
+	}
+	return true;
+}
+
+/*
+ * print_summary: the batch's outcome, its duplicates and its inventory: one
+ * row per room, then the totals; then its failed photos.
+ */
+static bool
+print_summary(PGconn *conn, const BatchState *st, const MbBar *bar)
+{
+	char		text[256];
+
 	const char *params[1] = {st->batch_id};
 	PGresult   *res;
 
@@ -538,11 +522,19 @@ print_summary(PGconn *conn, const BatchState *st)
 				   "   FROM b) AS t ORDER BY k, n", 1, params);
 	if (res == NULL)
 		return false;
-	printf("\nBatch %s: %s, %ld of %ld photos analysed, %ld failed", st->batch_id,
-		   st->status, st->completed, st->total, st->failed);
+	snprintf(text, sizeof(text), "Batch %s: %s, %ld of %ld photos analysed, %ld failed",
+			 st->batch_id, st->status, st->completed, st->total, st->failed);
 	if (st->cancelled > 0)
-		printf(", %ld cancelled", st->cancelled);
-	printf("\n\nInventory\n");
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), ", %ld cancelled",
+				 st->cancelled);
+	putchar('\n');
+	mb_bar_print(bar, text);
+	if (!print_duplicates(conn, st, bar))
+	{
+		PQclear(res);
+		return false;
+	}
+	printf("\nInventory\n");
 	print_table(stdout, res, 1);
 	PQclear(res);
 	return st->failed == 0 || print_failed_photos(conn, st);
@@ -557,15 +549,16 @@ int
 mb_watch(PGconn *conn, const MbOptions *opts, char **args, int nargs)
 {
 	BatchState	st;
-	bool		tty = isatty(fileno(stdout));
+	MbBar		bar;
 	int			rc;
 
 	(void) nargs;
 	set_interrupt_handler(conn);
-	rc = watch_loop(conn, opts, args[0], &st, tty);
+	mb_bar_start(&bar, isatty(fileno(stdout)));
+	rc = watch_loop(conn, opts, args[0], &st, &bar);
 	if (rc == MB_EXIT_OK)
 	{
-		if (!print_summary(conn, &st))
+		if (!print_summary(conn, &st, &bar))
 			rc = mb_interrupted ? MB_EXIT_INTERRUPTED : MB_EXIT_ERROR;
 		else if (strcmp(st.status, "COMPLETED") != 0)
 			rc = MB_EXIT_FAILURES;

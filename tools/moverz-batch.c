@@ -113,7 +113,8 @@ usage(void)
 		   "            batch id\n");
 	printf("  watch     follow a batch live (NOTIFY moverz_batch_progress) until it is\n"
 		   "            finished and its inventory is ready, then print the inventory;\n"
-		   "            a progress bar on a terminal, one line per change otherwise\n");
+		   "            on a terminal, a progress bar with the rate and the ETA (colours\n"
+		   "            unless NO_COLOR is set), else one line per change\n");
 	printf("  status    print the batch's progress (batch_progress) as JSON\n");
 	printf("  top       overview of the queue, the AI throughput and the workers,\n"
 		   "            refreshed; printed once when standard output is not a terminal\n");

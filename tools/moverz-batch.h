@@ -3,7 +3,8 @@
  * moverz-batch.h
  *	  Shared declarations of moverz-batch, the command-line client of the
  *	  moverz_batch extension (tools/moverz-batch.c: options, connection,
- *	  submit, status, output helpers; tools/mb_monitor.c: watch, top).
+ *	  submit, status, output helpers; tools/mb_monitor.c: status, watch,
+ *	  top; tools/mb_bar.c: watch's progress line).
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +48,37 @@ typedef struct MbOptions
 	bool		once;			/* --once */
 } MbOptions;
 
+/* The state of a batch, as batch_progress and the notifications give it. */
+typedef struct BatchState
+{
+	char		batch_id[64];	/* canonical, as in the notifications */
+	char		status[16];
+	int			progress;
+	long		queued;
+	long		processing;
+	long		completed;
+	long		failed;
+	long		cancelled;
+	long		total;
+	bool		inventory_ready;
+	char		ai_down_since[16];	/* "HH:MM:SS" while the AI service is down */
+} BatchState;
+
+/* Progress samples kept for the rate: enough for MB_RATE_WINDOW seconds. */
+#define MB_RATE_SAMPLES 64
+
+/* How watch shows a batch's progress (tools/mb_bar.c). */
+typedef struct MbBar
+{
+	bool		tty;			/* stdout is a terminal: one line redrawn */
+	bool		color;			/* ... and NO_COLOR is not set */
+	int			columns;		/* the terminal's width */
+	int			nsamples;		/* samples kept, the newest at [head] */
+	int			head;
+	double		sample_time[MB_RATE_SAMPLES];	/* monotonic seconds */
+	long		sample_done[MB_RATE_SAMPLES];	/* photos completed or failed */
+} MbBar;
+
 extern const char *progname;
 
 /* tools/moverz-batch.c */
@@ -62,5 +94,14 @@ extern volatile sig_atomic_t mb_interrupted;
 extern int	mb_status(PGconn *conn, const MbOptions *opts, char **args, int nargs);
 extern int	mb_watch(PGconn *conn, const MbOptions *opts, char **args, int nargs);
 extern int	mb_top(PGconn *conn, const MbOptions *opts, char **args, int nargs);
+extern double mb_now(void);
+
+/* tools/mb_bar.c: watch's progress, a line per change or a redrawn bar */
+extern volatile sig_atomic_t mb_resized;
+extern void mb_bar_start(MbBar *bar, bool tty);
+extern void mb_bar_show(MbBar *bar, const BatchState *st);
+extern void mb_bar_stop(MbBar *bar);
+extern void mb_bar_print(const MbBar *bar, const char *text);
+extern bool mb_is_terminal(const char *status);
 
 #endif							/* MOVERZ_BATCH_CLI_H */

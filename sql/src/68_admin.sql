@@ -94,11 +94,17 @@ SELECT (m.meta ->> 'batchId')::uuid AS batch_id,
 -- pause_processing / resume_processing: stop claiming photos (requests in
 -- flight finish normally; photos claimed ahead and not sent are handed
 -- back) and start again, without a restart; the switch survives restarts.
--- Return whether processing is now paused.
+-- Each returns true once done: processing is now paused (pause), or
+-- running (resume); calling either twice is harmless.  (Before 0.6.0
+-- resume_processing returned false, "not paused", which read as a
+-- failure.)
 CREATE FUNCTION pause_processing() RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE moverz_batch.control SET paused = true, paused_at = now();
+    UPDATE moverz_batch.control SET paused = true, paused_at = now() WHERE NOT paused;
+    IF FOUND THEN
+        RAISE LOG 'moverz_batch: processing paused by %', session_user;
+    END IF;
     PERFORM moverz_batch.recall_claimed_photos();
     RETURN true;
 END
@@ -107,9 +113,12 @@ $$;
 CREATE FUNCTION resume_processing() RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE moverz_batch.control SET paused = false, paused_at = NULL;
+    UPDATE moverz_batch.control SET paused = false, paused_at = NULL WHERE paused;
+    IF FOUND THEN
+        RAISE LOG 'moverz_batch: processing resumed by %', session_user;
+    END IF;
     PERFORM moverz_batch.wake_photo_workers();
-    RETURN false;
+    RETURN true;
 END
 $$;
 

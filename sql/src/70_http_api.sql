@@ -49,15 +49,25 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')
 $$;
 
--- api_user: jwt_user_id(), or HTTP 401 when the token names no user or
--- never expires (no "exp" claim: PostgREST refuses an expired token, but
--- accepts one without "exp" for ever).
+-- api_user: jwt_user_id(), or HTTP 401 when there is no token (the
+-- request ran as moverz_anon, which may call the API functions only to be
+-- told this), when the token names no user, or when it never expires (no
+-- "exp" claim: PostgREST refuses an expired token, but accepts one without
+-- "exp" for ever).
 CREATE FUNCTION api_user() RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_user text := moverz_batch.jwt_user_id();
 BEGIN
-    IF v_user IS NULL OR btrim(v_user) = '' THEN
+    -- PostgREST ran the request as its anonymous role (no token, or one
+    -- without a role claim); "role" is the caller's, also in a SECURITY
+    -- DEFINER function
+    IF current_setting('role', true) = 'moverz_anon' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT401',
+            MESSAGE = 'a JWT is required: send "Authorization: Bearer <token>"',
+            HINT = 'The user is the token''s "sub" claim (HS256, claims role, sub and exp); '
+                   'an x-user-id header is not read.';
+    ELSIF v_user IS NULL OR btrim(v_user) = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'PT401', MESSAGE = 'the token names no user (no "sub" claim)',
             HINT = 'Sign a JWT with {"role": "moverz_user", "sub": "<user id>", "exp": <expiry>}.';
     ELSIF octet_length(v_user) > 255 THEN
@@ -104,6 +114,24 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_msg;
     END IF;
     RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_msg, HINT = p_hint;
+END
+$$;
+
+-- api_check_priority: HIGH jumps every queue: only a token whose role is a
+-- member of moverz_priority may ask for it (HTTP 403 naming the field);
+-- NORMAL and LOW are for everyone.
+CREATE FUNCTION api_check_priority(p_priority text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text := nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role';
+BEGIN
+    IF upper(p_priority) = 'HIGH'
+       AND NOT coalesce(EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = v_role
+                                   AND pg_catalog.pg_has_role(r.oid, 'moverz_priority', 'MEMBER')), false) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'priority HIGH is reserved to roles granted moverz_priority',
+            HINT = 'Send NORMAL or LOW, or ask an administrator for a token whose role is a member of moverz_priority.';
+    END IF;
 END
 $$;
 
@@ -241,6 +269,7 @@ BEGIN
     IF jsonb_typeof($1 -> 'priority') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'priority must be one of HIGH, NORMAL, LOW';
     END IF;
+    PERFORM moverz_batch.api_check_priority($1 ->> 'priority');
     BEGIN
         v_batch := moverz_batch.create_batch(v_project, v_user, $1 -> 'imageUrls',
                                              coalesce($1 ->> 'priority', 'NORMAL'),
@@ -332,6 +361,27 @@ BEGIN
 END
 $$;
 
+-- moverz_api.cancel_batch: POST /rpc/cancel_batch {"id"} (nginx: POST
+-- /api/batches/:id/cancel): cancel_batch.  200 {"success": true, "batchId",
+-- "photosCancelled"}; 404 as get_batch; 409 for a batch already finished.
+CREATE FUNCTION moverz_api.cancel_batch(id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n int;
+    v_msg text;
+BEGIN
+    PERFORM moverz_batch.api_owned_batch(cancel_batch.id, moverz_batch.api_user());
+    BEGIN
+        v_n := moverz_batch.cancel_batch(cancel_batch.id);
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = v_msg;
+    END;
+    SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
+    RETURN jsonb_build_object('success', true, 'batchId', cancel_batch.id, 'photosCancelled', v_n);
+END
+$$;
+
 -- Privileges.  PUBLIC executes nothing of the extension: moverz_app keeps
 -- what PUBLIC could execute so far (the SQL API; not what earlier files
 -- reserved to the owner, as the workers' functions); moverz_user executes
@@ -354,6 +404,10 @@ $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA moverz_api FROM PUBLIC;
 GRANT USAGE ON SCHEMA moverz_api TO moverz_anon, moverz_user;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_user;
+-- ... and to moverz_anon, so that a request without a token is answered
+-- 401 "a JWT is required" by api_user(), their first step, rather than
+-- "permission denied for function ..."
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_anon;
 
 GRANT USAGE ON SCHEMA moverz_batch TO moverz_user, moverz_app;
 GRANT EXECUTE ON FUNCTION jwt_user_id() TO moverz_user;

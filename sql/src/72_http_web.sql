@@ -2,19 +2,31 @@
 -- stream (nginx's Nchan module asks it for each subscriber, http/nginx.conf)
 -- and the operator dashboard's functions (web/admin/).
 --
--- Role moverz_operator (cluster-wide, created here only when absent): the
--- JWT role of operators.  PostgREST's authenticator may take it; it executes
--- the moverz_api.admin_* functions and nothing else, and moverz_user none of
--- them (a customer token gets 403).
+-- Roles (cluster-wide, created here only when absent):
+--   moverz_operator  the JWT role of operators.  PostgREST's authenticator
+--                    may take it; it executes the moverz_api.admin_*
+--                    functions and nothing else, and moverz_user none of
+--                    them (a customer token gets 403);
+--   moverz_priority  granted to nobody: a JWT role that is a member of it
+--                    may create HIGH priority batches (api_check_priority).
+-- The API's client errors (bad input, 401, 404, ...) are answered to the
+-- client and counted by PostgREST: the server does not log each one, nor
+-- the whole statement of the request with it, for the sessions of the
+-- authenticator (its errors of level LOG and above still are).
 
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'moverz_operator') THEN
         CREATE ROLE moverz_operator NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'moverz_priority') THEN
+        CREATE ROLE moverz_priority NOLOGIN;
+    END IF;
     IF NOT pg_catalog.pg_has_role('moverz_authenticator', 'moverz_operator', 'MEMBER') THEN
         GRANT moverz_operator TO moverz_authenticator;
     END IF;
+    ALTER ROLE moverz_authenticator SET log_min_messages = 'log';
+    ALTER ROLE moverz_authenticator SET log_min_error_statement = 'panic';
 END
 $$;
 
@@ -204,7 +216,7 @@ $$;
 
 CREATE FUNCTION moverz_api.admin_resume() RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-SELECT jsonb_build_object('paused', moverz_batch.resume_processing())
+SELECT jsonb_build_object('paused', NOT moverz_batch.resume_processing())
 $$;
 
 -- moverz_api.admin_workers: GET /rpc/admin_workers: worker_status.
@@ -239,7 +251,8 @@ SELECT jsonb_build_object(
                    JOIN moverz_batch.batch_ai_metrics m ON m.batch_id = b.id))
 $$;
 
--- Privileges: the stream's authorisation for moverz_user; the admin_*
+-- Privileges: the stream's authorisation for moverz_user (and moverz_anon,
+-- to be told 401 by api_user()); the admin_*
 -- functions for moverz_operator only.
 REVOKE ALL ON FUNCTION admin_check_limit(int), admin_act(text, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION moverz_api.stream_auth(uuid), moverz_api.admin_overview(),
@@ -247,7 +260,7 @@ REVOKE ALL ON FUNCTION moverz_api.stream_auth(uuid), moverz_api.admin_overview()
     moverz_api.admin_failed_photos(int), moverz_api.admin_retry_photo(uuid),
     moverz_api.admin_cancel_batch(uuid), moverz_api.admin_pause(), moverz_api.admin_resume(),
     moverz_api.admin_workers(), moverz_api.admin_costs() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION moverz_api.stream_auth(uuid) TO moverz_user;
+GRANT EXECUTE ON FUNCTION moverz_api.stream_auth(uuid) TO moverz_user, moverz_anon;
 GRANT USAGE ON SCHEMA moverz_api TO moverz_operator;
 GRANT EXECUTE ON FUNCTION moverz_api.admin_overview(), moverz_api.admin_batches(text, text, int, int),
     moverz_api.admin_batch_photos(uuid), moverz_api.admin_failed_photos(int),

@@ -119,4 +119,57 @@ is "$(q "SELECT count(*) FROM moverz_batch.inventory_sync_jobs WHERE batch_id = 
 mb_http GET "$api/api/batches/$batch" "$token"
 is "$(jq -r '[.batch.status, .batch.inventorySummary.totalItems] | @tsv' <<<"$HTTP_BODY")" \
    "$(printf 'PARTIAL\t7')" "PARTIAL, the same inventory"
+# Cancel: POST /api/batches/:id/cancel (processing paused, so that it has
+# something to cancel); a finished batch cannot be cancelled (409).
+q "SELECT moverz_batch.pause_processing()" >/dev/null
+mb_http_json POST "$api/api/batches" "$token" \
+    "{\"projectId\": \"$project\", \"imageUrls\": [{\"filename\": \"c.jpg\", \"url\": \"https://img.example.com/c.jpg\"}]}"
+cancelled=$(jq -r .batchId <<<"$HTTP_BODY")
+mb_http POST "$api/api/batches/$cancelled/cancel" "$token"
+is "$HTTP_STATUS:$(jq -c '[.success, .photosCancelled]' <<<"$HTTP_BODY")" "200:[true,1]" \
+   "POST /api/batches/:id/cancel: 200, one photo cancelled"
+q "SELECT moverz_batch.resume_processing()" >/dev/null
+mb_http GET "$api/api/batches/$cancelled" "$token"
+is "$(jq -r .batch.status <<<"$HTTP_BODY")" CANCELLED "the batch is CANCELLED"
+mb_http POST "$api/api/batches/$batch/cancel" "$token"
+is "$HTTP_STATUS:$(jq -r .message <<<"$HTTP_BODY")" "409:batch $batch is already PARTIAL and cannot be cancelled" \
+   "a finished batch: 409 with the reason"
+mb_http POST "$api/api/batches/$cancelled/cancel" "$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"other-$$\", \"exp\": $(($(date +%s) + 600))}")"
+is "$HTTP_STATUS" 404 "another user's batch: 404"
+
+# 405 says what is allowed.
+mb_http DELETE "$api/api/batches/$batch" "$token"
+is "$HTTP_STATUS|$(mb_http_header Allow)" "405|GET, HEAD" "DELETE /api/batches/:id: 405, Allow: GET, HEAD"
+mb_http GET "$api/api/batches/$batch/cancel" "$token"
+is "$HTTP_STATUS|$(mb_http_header Allow)" "405|POST" "GET .../cancel: 405, Allow: POST"
+mb_http PUT "$api/api/batches" "$token"
+is "$HTTP_STATUS|$(mb_http_header Allow)" "405|GET, HEAD, POST" "PUT /api/batches: 405, Allow: GET, HEAD, POST"
+
+# The seed's curl (x-user-id, no token): 401 that says what is needed.
+mb_http_json POST "$api/api/batches" "" "{\"projectId\": \"$project\", \"imageUrls\": []}" -H "x-user-id: $user"
+is "$HTTP_STATUS|$(jq -r '.message + " / " + .hint' <<<"$HTTP_BODY")" \
+   "401|a JWT is required: send \"Authorization: Bearer <token>\" / The user is the token's \"sub\" claim (HS256, claims role, sub and exp); an x-user-id header is not read." \
+   "no token (the seed's x-user-id header): 401, a JWT is required, with the hint"
+
+# HIGH priority: only for roles granted moverz_priority.
+before=$(q "SELECT count(*) FROM moverz_batch.batches WHERE user_id = '$user'")
+mb_http_json POST "$api/api/batches" "$token" \
+    "{\"projectId\": \"$project\", \"priority\": \"HIGH\", \"imageUrls\": [{\"filename\": \"h.jpg\", \"url\": \"https://img.example.com/h.jpg\"}]}"
+is "$HTTP_STATUS|$(jq -r .message <<<"$HTTP_BODY")" "403|priority HIGH is reserved to roles granted moverz_priority" \
+   "a customer asking for HIGH: 403 naming the field"
+is "$(q "SELECT count(*) FROM moverz_batch.batches WHERE user_id = '$user'")" "$before" "... and nothing written"
+q "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'e2e_vip_user') THEN
+     CREATE ROLE e2e_vip_user NOLOGIN IN ROLE moverz_user, moverz_priority; END IF; END \$\$;
+   GRANT e2e_vip_user TO moverz_authenticator" >/dev/null
+vip=$(mb_jwt "{\"role\": \"e2e_vip_user\", \"sub\": \"$user\", \"exp\": $(($(date +%s) + 600))}")
+mb_http_json POST "$api/api/batches" "$vip" \
+    "{\"projectId\": \"$project\", \"priority\": \"HIGH\", \"imageUrls\": [{\"filename\": \"h.jpg\", \"url\": \"https://img.example.com/h.jpg\"}]}"
+is "$HTTP_STATUS|$(q "SELECT priority FROM moverz_batch.batches WHERE id = '$(jq -r .batchId <<<"$HTTP_BODY")'")" "202|HIGH" \
+   "a role that is a member of moverz_priority: HIGH accepted"
+
+# Client errors do not flood the server log: a 400 writes no ERROR there.
+errors=$(grep -c 'ERROR:' "$MB_DIR/server.log")
+mb_http_json POST "$api/api/batches" "$token" "{\"projectId\": \"$project\", \"imageUrls\": [{\"filename\": \"x.jpg\", \"url\": \"ftp://x\"}]}"
+is "$HTTP_STATUS|$(($(grep -c 'ERROR:' "$MB_DIR/server.log") - errors))" "400|0" \
+   "a 400 is answered, not logged by the server"
 done_testing

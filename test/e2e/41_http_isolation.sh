@@ -76,13 +76,13 @@ is "$(direct "$b" "SELECT count(*) FROM moverz_batch.photos WHERE user_id <> '$b
 
 # Tokens.
 now=$(date +%s)
-for case in "no token||" \
+for case in "no token||PT401" \
             "wrong secret|$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$a\"}" "not-the-secret-not-the-secret-not-the-secret")|PGRST301" \
             "expired|$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$a\", \"exp\": $((now - 60))}")|PGRST301" \
             "malformed|not.a.jwt|PGRST301" \
             "alg none|$(printf '%s' '{"alg":"none","typ":"JWT"}' | _mb_b64url).$(printf '%s' "{\"role\":\"moverz_user\",\"sub\":\"$a\"}" | _mb_b64url).|PGRST301" \
-            "role moverz_anon|$(mb_jwt "{\"role\": \"moverz_anon\", \"sub\": \"$a\"}")|42501" \
-            "no role claim|$(mb_jwt "{\"sub\": \"$a\"}")|42501" \
+            "role moverz_anon|$(mb_jwt "{\"role\": \"moverz_anon\", \"sub\": \"$a\", \"exp\": $((now + 600))}")|PT401" \
+            "no role claim|$(mb_jwt "{\"sub\": \"$a\", \"exp\": $((now + 600))}")|PT401" \
             "no sub claim|$(mb_jwt '{"role": "moverz_user"}')|PT401" \
             "no exp claim, never expires|$(mb_jwt "{\"role\": \"moverz_user\", \"sub\": \"$a\"}")|PT401"; do
     IFS='|' read -r name tok code <<<"$case"

@@ -3,8 +3,10 @@
 # from a file and from stdin (assets stored verbatim, an SQL-injection-shaped
 # URL included, room types, priority, idempotency key, --create-project);
 # bad input -> exit 1 with the server's message; watch on live batches (plain
-# lines when piped, increasing progress, the inventory summary, exit codes 0 /
-# 2 / 3 / 130, a progress bar on a terminal); status (JSON); top --once.
+# lines when piped, increasing progress, the inventory summary, duplicates
+# reported, exit codes 0 / 2 / 3 / 130); watch in a real terminal (tmux, 80
+# and 120 columns: a bar that fits the width, redrawn in place, with rate and
+# ETA; colours unless NO_COLOR); status (JSON); top --once.
 source "$(dirname "$0")/common.sh"
 CLI=${MOVERZ_BATCH_CLI:-$MB_ROOT/tools/moverz-batch}
 u=https://img.example.com
@@ -187,6 +189,23 @@ is "$rc" 2 "watch: a FAILED batch exits 2"
 cli watch "$ok_b"
 is "$rc" 0 "watch: a batch already finished prints its summary at once"
 
+# The same photos again: duplicates, whose items the inventory counts once.
+dup_b=$(printf '%s\n' "$u/c1.jpg?items=box:3:0.1&latency_ms=200" "$u/c2.jpg?items=desk:1:0.8&latency_ms=400 office" |
+        "$CLI" submit --project "$project" --user cli-user)
+batches+=("$dup_b")
+cli watch "$dup_b"
+is "$rc" 0 "watch: a batch of duplicates exits 0"
+has "$out" "2 of 2 photos were duplicates of photos already analysed: their items are counted once, in the earlier batch" \
+    "its summary says the photos were duplicates of earlier ones"
+is "$(sed -n '/^Inventory$/,/^$/p' <<<"$out" | grep -E '^ total ' | tr -s ' ')" " total | 0 | 0" \
+   "and its inventory counts nothing again"
+rep_b=$(printf '%s\n' "$u/r1.jpg?items=box:1:0.1&n=$$" "$u/r1.jpg?items=box:1:0.1&n=$$" "$u/r2.jpg?items=box:1:0.1&n=$$" |
+        "$CLI" submit --project "$project" --user cli-user)
+batches+=("$rep_b")
+cli watch "$rep_b"
+has "$out" "1 photo repeated another photo of this batch: its items are counted once" \
+    "a photo repeated within a batch is reported too"
+
 # A batch that lasts >= 3 s: a 429 with Retry-After: 3, then success.
 slow=$(echo "$u/slow.jpg?fault=429&retry_after=3&fail_first=1&items=box:1:0.1" |
        "$CLI" submit --project "$project" --user cli-user)
@@ -221,8 +240,89 @@ if command -v script >/dev/null; then
             "$CLI" submit --project "$project" --user cli-user)
     batches+=("$tty_b")
     script -qfec "$CLI watch $tty_b" /dev/null >"$tmp/tty.out" 2>&1 </dev/null
-    has "$(cat "$tmp/tty.out")" $'\r[##############################] 100%' "on a terminal: a progress bar redrawn in place"
+    ok "$(grep -qE $'\r\\[#+\\] 100%.*\e\\[K' "$tmp/tty.out"; echo $?)" "on a terminal: a progress bar redrawn in place"
     has "$(cat "$tmp/tty.out")" "Batch $tty_b: COMPLETED" "then the summary"
+fi
+
+# --- watch in a real terminal: tmux, 80 and 120 columns ------------------------
+command -v tmux >/dev/null ||
+    { mb_as_root apt-get update -qq && mb_as_root env DEBIAN_FRONTEND=noninteractive \
+          apt-get install -y -qq --no-install-recommends tmux; } >/dev/null 2>&1
+ok "$(command -v tmux >/dev/null; echo $?)" "tmux is installed (the terminal tests need it)"
+if command -v tmux >/dev/null; then
+    trap 'tmux -S "$tmp/tmux.sock" kill-server 2>/dev/null; rm -rf "$tmp"' EXIT
+
+    # tm ARGS...: tmux on a private server (its socket in $tmp, no user
+    # configuration).
+    tm() { tmux -S "$tmp/tmux.sock" -f /dev/null "$@"; }
+
+    # slow_batch: a batch of about 4 s (7 photos of 0.5 to 3.5 s, one
+    # unreachable); the suite's 2 s request time-out is raised meanwhile.
+    set_conf moverz_batch.request_timeout 10s
+    slow_batch() {
+        local i
+        { for i in 1 2 3 4 5 6 7; do echo "$u/tty$i.jpg?items=box:1:0.1&latency_ms=$((i * 500))&s=$1"; done
+          echo "https://gone.invalid/tty.jpg"; } | "$CLI" submit --project "$project" --user cli-user
+    }
+
+    # tty_watch NAME COLUMNS BATCH ENV...: start "watch BATCH" in a new
+    # detached session NAME of COLUMNS x 24, with ENV (env(1) arguments).
+    tty_watch() {
+        local name=$1 cols=$2 b=$3
+        shift 3
+        tm new-session -d -s "$name" -x "$cols" -y 24 \
+            "env $* '$CLI' watch $b; echo \"watch exited \$?\"; sleep 300"
+    }
+
+    # tty_follow NAME...: until watch exits in all the sessions (60 s at most),
+    # the screens seen every 0.2 s, one after another, in $tmp/NAME.seen.
+    tty_follow() {
+        local name i left
+        for i in $(seq 300); do
+            left=0
+            for name in "$@"; do
+                tm capture-pane -p -t "$name" >>"$tmp/$name.seen"
+                grep -q '^watch exited' "$tmp/$name.seen" || left=1
+            done
+            [ "$left" = 0 ] && break
+            sleep 0.2
+        done
+    }
+
+    # tty_check NAME COLUMNS BATCH: the assertions on the final screen.
+    tty_check() {
+        local name=$1 cols=$2 b=$3 screen bars
+        # the whole history; the lines the terminal wrapped joined again
+        screen=$(tm capture-pane -p -J -S - -t "$name" | sed 's/ *$//')
+        echo "$screen" | grep -v '^$' | sed "s/^/# $cols| /"
+        is "$(awk -v w="$cols" 'length($0) > w { n++ } END { print n + 0 }' <<<"$screen")" 0 \
+           "$cols columns: no line is longer than the terminal"
+        bars=$(grep -E '^\[[#.]+\] +[0-9]+%' <<<"$screen")
+        is "$(grep -c . <<<"$bars")" 1 "$cols columns: the bar line appears once (no wrapped or leftover copy)"
+        ok "$([ "${#bars}" -le $((cols - 1)) ] && echo 0 || echo 1)" \
+           "$cols columns: the bar line takes at most $((cols - 1)) columns (${#bars})"
+        ok "$(grep -qE '^\[#+\] 100%  7/8 done, 1 failed  [0-9.]+ photos/s  PARTIAL$' <<<"$bars"; echo $?)" \
+           "$cols columns: its final state, rate and status, with no fragment of a longer line after it"
+        has "$screen" "Batch $b: PARTIAL, 7 of 8 photos analysed," "$cols columns: then the summary"
+        has "$screen" "watch exited 2" "$cols columns: watch exits 2 (PARTIAL)"
+        ok "$(grep -qE '^\[[#.]+\] +[0-9]+%.*  ETA [0-9]+[smh]' "$tmp/$name.seen"; echo $?)" \
+           "$cols columns: an ETA while it runs"
+    }
+
+    tty80=$(slow_batch 80-$$)
+    tty120=$(slow_batch 120-$$)
+    batches+=("$tty80" "$tty120")
+    tty_watch w80 80 "$tty80" -u NO_COLOR
+    tty_watch w120 120 "$tty120" NO_COLOR=1
+    tty_follow w80 w120
+    tty_check w80 80 "$tty80"
+    tty_check w120 120 "$tty120"
+    ok "$(tm capture-pane -p -e -S - -t w80 | grep -qE $'\e\\[[0-9;]*m'; echo $?)" \
+       "a terminal without NO_COLOR: colours (ESC[...m)"
+    ok "$(tm capture-pane -p -e -S - -t w120 | grep -qE $'\e\\[[0-9;]*m' && echo 1 || echo 0)" \
+       "NO_COLOR=1: no colour sequence"
+    tm kill-server 2>/dev/null
+    reset_conf moverz_batch.request_timeout
 fi
 
 # --- status ----------------------------------------------------------------

@@ -101,9 +101,14 @@ rm -f "$out"
 is "$(q "SELECT total || '/' || completed || '/' || status FROM moverz_batch.batches_overview WHERE batch_id = '$live'")" \
    "4/4/COMPLETED" "batches_overview"
 is "$(q "SELECT count(*) FROM moverz_batch.failed_photos WHERE batch_id = '$live'")" 0 "failed_photos"
-is "$(q "SELECT string_agg(kind, ',' ORDER BY kind, worker) FROM moverz_batch.worker_status")" "inventory,photo,photo" \
-   "worker_status lists the running workers"
+is "$(q "SELECT string_agg(kind, ',' ORDER BY kind, worker) FROM moverz_batch.worker_status")" "inventory,photo,photo,publisher" \
+   "worker_status lists every running worker (photo, inventory, the progress publisher)"
 is "$(q "SELECT bool_and(pid > 0 AND since <= now()) AND sum(done) > 0 FROM moverz_batch.worker_status WHERE kind = 'photo'")" t \
    "worker_status: pids and done counters"
+mb_wait_for 10 "SELECT s.done >= (SELECT count(*) FROM moverz_batch.inventory_sync_jobs j
+                                    WHERE j.status = 'DONE' AND j.finished_at >= s.since)
+                  AND s.done > 0
+                  FROM moverz_batch.worker_status s WHERE kind = 'inventory'" >/dev/null
+ok $? "worker_status: the inventory worker counts the jobs it ran (no longer 0)"
 is "$(q "SELECT pending + in_flight FROM moverz_batch.queue_overview")" 0 "queue_overview: nothing left"
 done_testing

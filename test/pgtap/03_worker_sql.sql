@@ -194,7 +194,7 @@ SELECT pg_temp.mk('tw_e', 'e1', pg_temp.a(2)) IS NOT NULL AS e1 \gset
 SELECT ok(moverz_batch.pause_processing(), 'pause_processing');
 SELECT is(pg_temp.claim(1, 200, 10), '{}'::text[], 'paused: nothing claimed');
 SELECT is(pg_temp.st('e1'), 'QUEUED 2/0/0/0', 'paused: the photos still wait');
-SELECT ok(NOT moverz_batch.resume_processing(), 'resume_processing');
+SELECT ok(moverz_batch.resume_processing(), 'resume_processing returns true: processing runs');
 SELECT is(pg_temp.claim(1, 200, 10), ARRAY['e1#0', 'e1#1'], 'resumed: claimed');
 
 -- Turns count the photos each user has in flight: claiming one photo at a

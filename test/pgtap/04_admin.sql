@@ -53,10 +53,12 @@ SELECT columns_are('moverz_batch', 'batch_ai_metrics',
                    ARRAY['batch_id', 'calls', 'avg_latency_ms', 'p95_latency_ms', 'success_count', 'total_cost_usd'],
                    'batch_ai_metrics columns');
 -- worker_status: none without background workers; at most one row per
--- photo worker plus the inventory worker otherwise.
+-- photo worker plus the inventory worker and the progress publisher
+-- otherwise.
 SELECT ok(CASE WHEN current_setting('moverz_batch.workers')::int = 0 THEN count(*) = 0
-               ELSE count(*) <= current_setting('moverz_batch.workers')::int + 1
-                    AND coalesce(bool_and(kind IN ('photo', 'inventory') AND pid > 0 AND since IS NOT NULL), true) END,
+               ELSE count(*) <= current_setting('moverz_batch.workers')::int + 2
+                    AND coalesce(bool_and(kind IN ('photo', 'inventory', 'publisher') AND pid > 0
+                                          AND since IS NOT NULL), true) END,
           'worker_status: one row per running worker (none with moverz_batch.workers = 0)')
   FROM moverz_batch.worker_status;
 

@@ -3,7 +3,7 @@
 -- (role moverz_user, request.jwt.claims, request.headers), in one
 -- rolled-back transaction.
 BEGIN;
-SELECT plan(68);
+SELECT plan(69);
 SET LOCAL client_min_messages = warning;
 
 -- as_user(role, sub, sql): the single value of sql run under role with the
@@ -57,8 +57,8 @@ SELECT policy_roles_are('moverz_batch', 'photos', 'photos_own_rows', ARRAY['move
 -- The API schema: functions only, SECURITY DEFINER, search_path pinned, for moverz_user only.
 SELECT is((SELECT count(*) FROM pg_class WHERE relnamespace = 'moverz_api'::regnamespace), 0::bigint,
           'no table, view or sequence in moverz_api');
-SELECT functions_are('moverz_api', ARRAY['create_batch', 'create_project', 'get_batch', 'list_batches', 'list_projects',
-                                         'retry_batch', 'stream_auth',
+SELECT functions_are('moverz_api', ARRAY['cancel_batch', 'create_batch', 'create_project', 'get_batch', 'list_batches',
+                                         'list_projects', 'retry_batch', 'stream_auth',
                                          'admin_batch_photos', 'admin_batches', 'admin_cancel_batch', 'admin_costs',
                                          'admin_failed_photos', 'admin_overview', 'admin_pause', 'admin_resume',
                                          'admin_retry_photo', 'admin_workers'],
@@ -70,14 +70,19 @@ SELECT is((SELECT string_agg(format('%s:%s', proname, provolatile), ',' ORDER BY
             WHERE pronamespace = 'moverz_api'::regnamespace),
           'admin_batch_photos:s,admin_batches:s,admin_cancel_batch:v,admin_costs:s,admin_failed_photos:s,'
           'admin_overview:s,admin_pause:v,admin_resume:v,admin_retry_photo:v,admin_workers:s,'
-          'create_batch:v,create_project:v,get_batch:s,list_batches:s,list_projects:s,retry_batch:v,stream_auth:s',
+          'cancel_batch:v,create_batch:v,create_project:v,get_batch:s,list_batches:s,list_projects:s,retry_batch:v,stream_auth:s',
           'the GETs are STABLE, the writes VOLATILE');
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_user', oid, 'EXECUTE')
-             AND NOT has_function_privilege('moverz_anon', oid, 'EXECUTE')
+             AND has_function_privilege('moverz_anon', oid, 'EXECUTE')
              AND NOT has_function_privilege('moverz_authenticator', oid, 'EXECUTE')),
-          'create_batch,create_project,get_batch,list_batches,list_projects,retry_batch,stream_auth',
-          'EXECUTE: moverz_user the customers'' functions; moverz_anon, the authenticator (and PUBLIC) no');
+          'cancel_batch,create_batch,create_project,get_batch,list_batches,list_projects,retry_batch,stream_auth',
+          'EXECUTE: moverz_user the customers'' functions, and moverz_anon to be told 401; the authenticator (and PUBLIC) no');
+SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
+             AND has_function_privilege('moverz_anon', oid, 'EXECUTE')
+             AND NOT EXISTS (SELECT 1 FROM regexp_matches(pg_get_functiondef(oid),
+                                                          'moverz_batch\.api_user\(\)') AS m)),
+          NULL, 'every function moverz_anon may call asks api_user() (401 without a token)');
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_operator', oid, 'EXECUTE')
              AND NOT has_function_privilege('moverz_user', oid, 'EXECUTE')
@@ -158,9 +163,11 @@ SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', $$DELETE FROM moverz_batch
 SELECT is(pg_temp.as_user('moverz_anon', NULL, $$SELECT count(*) FROM moverz_batch.batches$$),
           'ERROR 42501: permission denied for schema moverz_batch', 'moverz_anon cannot read a table');
 SELECT is(pg_temp.as_user('moverz_anon', NULL, format($$SELECT moverz_api.create_batch('{"projectId": "%s", "imageUrls": []}')$$, :'pa')),
-          'ERROR 42501: permission denied for function create_batch', 'moverz_anon cannot create a batch');
+          'ERROR PT401: a JWT is required: send "Authorization: Bearer <token>"',
+          'moverz_anon cannot create a batch: 401, a JWT is required');
 SELECT is(pg_temp.as_user('moverz_anon', NULL, $$SELECT moverz_api.create_project('{"name": "x"}')$$),
-          'ERROR 42501: permission denied for function create_project', 'moverz_anon cannot create a project');
+          'ERROR PT401: a JWT is required: send "Authorization: Bearer <token>"',
+          'moverz_anon cannot create a project: 401');
 
 -- The API as moverz_user: reads.
 SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', format($$SELECT moverz_api.get_batch(%L)$$, :'ba'))::jsonb,
