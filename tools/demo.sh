@@ -42,6 +42,8 @@ if [ "$WEB" = 1 ] && [ "$JSON" = 1 ]; then
 fi
 
 cleanup() {
+    set +e   # stop everything, whatever fails on the way
+    [ -n "${SLEEP_PID:-}" ] && kill "$SLEEP_PID" 2>/dev/null
     [ "$WEB" = 1 ] && mb_http_stop
     [ -n "${FAKE_AI_PID:-}" ] && kill "$FAKE_AI_PID" 2>/dev/null
     [ -n "${FAKE_OUT:-}" ] && rm -f "$FAKE_OUT"
@@ -125,7 +127,8 @@ if [ "$WEB" = 1 ]; then
     echo "   operator dashboard  $MB_API_URL/admin/#token=$operator"
     echo "   (\"Use the demo photos\" fills the demo's 7 photos; the API is $MB_API_URL/api/...)"
     echo "== Ctrl-C stops everything"
-    while :; do sleep 3600; done
+    # (a sleep in the background, waited for: a signal interrupts the wait at once)
+    while :; do sleep 3600 & SLEEP_PID=$!; wait "$SLEEP_PID"; done
 fi
 if [ "$PROVIDER" != moverz-ai ]; then
     # public photos of rooms (Unsplash), or the user's own list
