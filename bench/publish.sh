@@ -9,7 +9,9 @@
 # its inventory (server timestamps), the
 # events published and the publisher's counters.
 #
-# Usage: bench/publish.sh [--runs N] [--photos N] [--no-build]
+# Usage: bench/publish.sh [--runs N] [--photos N] [--no-build] [--no-subscriber]
+#   --no-subscriber  publish with nobody following the batches (what the
+#                    pipeline and the publisher cost, without the SSE client)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
@@ -18,12 +20,14 @@ source test/http/lib_http.sh
 RUNS=5
 PHOTOS=2000
 BUILD=1
+SUBSCRIBER=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift ;;
         --photos) PHOTOS=$2; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+        --no-subscriber) SUBSCRIBER=0 ;;
+        -h|--help) sed -n 2,14p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -68,7 +72,7 @@ one_run() {
                  (SELECT jsonb_agg(jsonb_build_object('filename', 'p' || i || '.jpg',
                           'url', 'https://img.example.com/$mode$run/p' || i || '.jpg?items=box:1:0.1'))
                     FROM generate_series(1, $PHOTOS) AS i))")
-    if [ "$mode" = on ]; then
+    if [ "$mode" = on ] && [ "$SUBSCRIBER" = 1 ]; then
         curl -sN --max-time 120 -H 'Accept: text/event-stream' \
              "$MB_API_URL/api/batches/$batch/stream?access_token=$token" >"$WORK/sse.$run" 2>/dev/null &
         sse=$!
@@ -90,7 +94,7 @@ one_run() {
     fi
 }
 
-echo "# bench/publish.sh: $PHOTOS photos per batch, 0 ms AI, 1 photo worker, $RUNS runs per mode, alternating"
+echo "# bench/publish.sh: $PHOTOS photos per batch, 0 ms AI, 1 photo worker, $RUNS runs per mode, alternating, SSE subscriber: $([ "$SUBSCRIBER" = 1 ] && echo yes || echo no)"
 echo "# $(nproc) cores, $(uname -r), PostgreSQL $(q 'SHOW server_version'), $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null)"
 : >"$WORK/off"; : >"$WORK/on"
 for run in $(seq "$RUNS"); do
