@@ -22,7 +22,7 @@ DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(wildcard sql/released/$(EXTENSION)--*.sql) $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 REGRESS      = 01_create_batch 02_status_counters 03_progress_inventory 04_bad_input 05_admin 06_duplicates
-REGRESS_OPTS = --inputdir=. --dbname=moverz_regress
+REGRESS_OPTS = --inputdir=.
 
 PG_CPPFLAGS = -I$(srcdir)/src -DMOVERZ_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
@@ -31,6 +31,10 @@ SHLIB_LINK  = -lcurl
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the database of make installcheck: PGXS adds --dbname=$(CONTRIB_TESTDB) and
+# sets it in Makefile.global, so it is overridden after the include
+CONTRIB_TESTDB = moverz_regress
 
 # the version is compiled into the User-Agent of the AI requests
 src/ai_client.o: Makefile
