@@ -104,13 +104,16 @@ BEGIN
           JOIN mine ON mine.checksum = o.checksum
          WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING') AND b.id <> p_batch_id
            AND o.status IN ('PENDING', 'PROCESSING', 'DONE') AND o.duplicate_of IS NULL
+         ORDER BY o.id          -- locked in id order, as cancel_batch locks them
            FOR SHARE OF o),
     marked AS (
         UPDATE moverz_batch.photos n
            SET duplicate_of = c.id, updated_at = now()
           FROM originals c
          WHERE n.batch_id = p_batch_id AND n.checksum = c.checksum
-           AND n.status = 'PENDING' AND n.duplicate_of IS NULL
+           -- the later copies within this batch too (they pointed at its
+           -- first): settle_duplicates settles one level
+           AND n.status = 'PENDING'
         RETURNING c.id, c.status)
     SELECT array_agg(DISTINCT m.id) FILTER (WHERE m.status = 'DONE') INTO v_final FROM marked m;
     PERFORM moverz_batch.settle_duplicates(v_final);
@@ -451,10 +454,9 @@ $$;
 --                    them (a customer token gets 403);
 --   moverz_priority  granted to nobody: a JWT role that is a member of it
 --                    may create HIGH priority batches (api_check_priority).
--- The API's client errors (bad input, 401, 404, ...) are answered to the
--- client and counted by PostgREST: the server does not log each one, nor
--- the whole statement of the request with it, for the sessions of the
--- authenticator (its errors of level LOG and above still are).
+-- The API's errors are logged by the server in one line each, without the
+-- statement of the request (PostgREST's, with the whole body: up to 4 MB
+-- of photo URLs) for the sessions of the authenticator.
 
 DO $$
 BEGIN
@@ -467,7 +469,6 @@ BEGIN
     IF NOT pg_catalog.pg_has_role('moverz_authenticator', 'moverz_operator', 'MEMBER') THEN
         GRANT moverz_operator TO moverz_authenticator;
     END IF;
-    ALTER ROLE moverz_authenticator SET log_min_messages = 'log';
     ALTER ROLE moverz_authenticator SET log_min_error_statement = 'panic';
 END
 $$;

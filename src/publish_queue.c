@@ -64,6 +64,7 @@ typedef struct PendingEvent
 static PublishQueue *queue = NULL;
 static List *pending = NIL;		/* of PendingEvent, in TopTransactionContext */
 static bool callbacks_registered = false;
+static uint64 dropped_seen = 0;	/* the publisher's: drops it reported */
 
 /*
  * queue_bytes
@@ -203,12 +204,16 @@ moverz_publish_after_commit(PG_FUNCTION_ARGS)
 
 	if (moverz_publish_url == NULL || moverz_publish_url[0] == '\0' || queue == NULL)
 		PG_RETURN_VOID();
+	/* never fail the transaction for its progress event: skip it */
 	if (len >= MOVERZ_PUBLISH_STATE_MAX)
-		ereport(ERROR,
+	{
+		ereport(WARNING,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("state of batch %s is %d bytes, more than a progress event holds (%d)",
+				 errmsg("progress event of batch %s not published: its state is %d bytes, more than an event holds (%d)",
 						DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0))),
 						len, MOVERZ_PUBLISH_STATE_MAX - 1)));
+		PG_RETURN_VOID();
+	}
 	if (!callbacks_registered)
 	{
 		RegisterXactCallback(publish_xact_callback, NULL);
@@ -247,6 +252,7 @@ moverz_publish_attach(void)
 		elog(ERROR, "moverz_batch publish queue is not initialized");
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->latch = MyLatch;
+	dropped_seen = queue->dropped;	/* an earlier incarnation reported those */
 	LWLockRelease(queue->lock);
 	on_shmem_exit(publish_detach, (Datum) 0);
 }
@@ -254,12 +260,11 @@ moverz_publish_attach(void)
 /*
  * moverz_publish_next
  *		The publisher takes the oldest event; false when there is none.
- *		*dropped tells how many events were dropped since the last call.
+ *		Adds to *dropped the events dropped since the last call.
  */
 bool
 moverz_publish_next(MoverzPublishEvent *out, uint64 *dropped)
 {
-	static uint64 dropped_seen = 0;
 	bool		found = false;
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
@@ -268,7 +273,7 @@ moverz_publish_next(MoverzPublishEvent *out, uint64 *dropped)
 		*out = queue->entries[queue->tail++ % moverz_publish_queue_size];
 		found = true;
 	}
-	*dropped = queue->dropped - dropped_seen;
+	*dropped += queue->dropped - dropped_seen;
 	dropped_seen = queue->dropped;
 	LWLockRelease(queue->lock);
 	return found;

@@ -43,7 +43,7 @@ typedef struct Publisher
 	CURLM	   *multi;
 	CURL	   *easy;
 	int			epfd;			/* curl's sockets */
-	long		timer_ms;		/* curl's next timeout, -1: none */
+	TimestampTz timer_due;		/* when curl wants its timeout action; 0: never */
 	bool		busy;			/* a request is in flight */
 	bool		deleting;		/* it is the DELETE after a final event */
 	bool		failing;		/* the last delivery failed (logged once) */
@@ -81,13 +81,31 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 
 /*
  * timer_cb
- *		curl's timer callback: when it next wants socket_action(TIMEOUT).
+ *		curl's timer callback: when it next wants socket_action(TIMEOUT),
+ *		kept as a deadline (curl calls this only when it changes, so a wait
+ *		woken by the latch must not start the interval again).
  */
 static int
 timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-	((Publisher *) userp)->timer_ms = timeout_ms;
+	((Publisher *) userp)->timer_due =
+		timeout_ms < 0 ? 0 : TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return 0;
+}
+
+/*
+ * timer_left_ms
+ *		Milliseconds until curl's deadline (0: due now), -1 when none.
+ */
+static long
+timer_left_ms(const Publisher *pub)
+{
+	long		ms;
+
+	if (pub->timer_due == 0)
+		return -1;
+	ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), pub->timer_due);
+	return Max(ms, 0);
 }
 
 /*
@@ -132,7 +150,7 @@ publisher_init(Publisher *pub)
 		ereport(FATAL,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("moverz_batch publisher: cannot set up libcurl: %m")));
-	pub->timer_ms = -1;
+	pub->timer_due = 0;
 	initStringInfo(&pub->url);
 	check_curl(curl_multi_setopt(pub->multi, CURLMOPT_SOCKETFUNCTION, socket_cb), true, "CURLMOPT_SOCKETFUNCTION");
 	check_curl(curl_multi_setopt(pub->multi, CURLMOPT_SOCKETDATA, pub), true, "CURLMOPT_SOCKETDATA");
@@ -316,7 +334,7 @@ moverz_publisher_main(Datum main_arg)
 		moverz_process_interrupts();
 		next_event(&pub);
 		pgstat_report_activity(STATE_IDLE, pub.busy ? "publishing" : "waiting for progress events");
-		n = WaitEventSetWait(pub.busy ? busy_events : idle_events, pub.busy ? pub.timer_ms : -1,
+		n = WaitEventSetWait(pub.busy ? busy_events : idle_events, pub.busy ? timer_left_ms(&pub) : -1,
 							 occurred, lengthof(occurred), PG_WAIT_EXTENSION);
 		for (int i = 0; i < n; i++)
 		{
@@ -325,9 +343,11 @@ moverz_publisher_main(Datum main_arg)
 			if (occurred[i].events & WL_SOCKET_READABLE)
 				sockets_ready = true;
 		}
-		/* curl's sockets, or its timeout (n == 0) */
-		if (pub.busy && (sockets_ready || n == 0))
-			drive(&pub, sockets_ready);
+		/* curl's sockets; its deadline, whatever woke us */
+		if (pub.busy && sockets_ready)
+			drive(&pub, true);
+		if (pub.busy && timer_left_ms(&pub) == 0)
+			drive(&pub, false);
 	}
 	/* exit code 1: restarted after pg_terminate_backend, as the other workers */
 	proc_exit(1);

@@ -148,13 +148,16 @@ BEGIN
           JOIN mine ON mine.checksum = o.checksum
          WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING') AND b.id <> p_batch_id
            AND o.status IN ('PENDING', 'PROCESSING', 'DONE') AND o.duplicate_of IS NULL
+         ORDER BY o.id          -- locked in id order, as cancel_batch locks them
            FOR SHARE OF o),
     marked AS (
         UPDATE moverz_batch.photos n
            SET duplicate_of = c.id, updated_at = now()
           FROM originals c
          WHERE n.batch_id = p_batch_id AND n.checksum = c.checksum
-           AND n.status = 'PENDING' AND n.duplicate_of IS NULL
+           -- the later copies within this batch too (they pointed at its
+           -- first): settle_duplicates settles one level
+           AND n.status = 'PENDING'
         RETURNING c.id, c.status)
     SELECT array_agg(DISTINCT m.id) FILTER (WHERE m.status = 'DONE') INTO v_final FROM marked m;
     PERFORM moverz_batch.settle_duplicates(v_final);

@@ -9,10 +9,9 @@
 --                    them (a customer token gets 403);
 --   moverz_priority  granted to nobody: a JWT role that is a member of it
 --                    may create HIGH priority batches (api_check_priority).
--- The API's client errors (bad input, 401, 404, ...) are answered to the
--- client and counted by PostgREST: the server does not log each one, nor
--- the whole statement of the request with it, for the sessions of the
--- authenticator (its errors of level LOG and above still are).
+-- The API's errors are logged by the server in one line each, without the
+-- statement of the request (PostgREST's, with the whole body: up to 4 MB
+-- of photo URLs) for the sessions of the authenticator.
 
 DO $$
 BEGIN
@@ -25,7 +24,6 @@ BEGIN
     IF NOT pg_catalog.pg_has_role('moverz_authenticator', 'moverz_operator', 'MEMBER') THEN
         GRANT moverz_operator TO moverz_authenticator;
     END IF;
-    ALTER ROLE moverz_authenticator SET log_min_messages = 'log';
     ALTER ROLE moverz_authenticator SET log_min_error_statement = 'panic';
 END
 $$;

@@ -130,6 +130,20 @@ is "$HTTP_STATUS|$(mb_http_header Access-Control-Allow-Origin)" "200|" \
 mb_http GET "$api/api/batches/$late/stream?access_token=$token_a" "" -H 'Accept: text/event-stream' \
     -H 'Origin: https://evil.example.net' --max-time 2
 is "$HTTP_STATUS" 403 "a stream from another origin: 403"
+q "SELECT moverz_batch.pause_processing()" >/dev/null
+mb_http_json POST "$api/api/batches" "$token_a" \
+    "{\"projectId\": \"$project\", \"imageUrls\": [{\"filename\": \"o.jpg\", \"url\": \"https://img.example.com/o.jpg\"}]}"
+open=$(jq -r .batchId <<<"$HTTP_BODY")
+mb_http GET "$api/api/batches/$open/stream?access_token=$token_a" "" -H 'Accept: text/event-stream' \
+    -H 'Origin: https://app.example.com' --max-time 2
+is "$HTTP_STATUS|$(tr -d '\r' <"$MB_HTTP_DIR/last.headers" | grep -ci '^access-control-allow-origin: https://app.example.com$')" "200|1" \
+   "a stream from the allowed origin: 200, Access-Control-Allow-Origin once (EventSource refuses two)"
+q "SELECT moverz_batch.resume_processing()" >/dev/null
+mb_http DELETE "$api/api/batches/$late" "$token_a" -H 'Origin: https://app.example.com'
+is "$HTTP_STATUS|$(mb_http_header Allow)|$(mb_http_header Access-Control-Allow-Origin)" \
+   "405|GET, HEAD|https://app.example.com" "a 405 to the allowed origin keeps its CORS headers"
+mb_http GET "$api/api/batches/$(tr a-f A-F <<<"$late")/stream?access_token=$token_a" "" -H 'Accept: text/event-stream' --max-time 2
+is "$HTTP_STATUS" 404 "a stream URL with the id in upper case: 404 (no channel has that name)"
 
 # 6. The operators' API: its own role; its list sizes reach the SQL.
 token_op=$(mb_jwt "{\"role\": \"moverz_operator\", \"sub\": \"ops-$$\", \"exp\": $exp}")

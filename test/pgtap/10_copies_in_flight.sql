@@ -11,7 +11,7 @@
 -- (and at the start, after an interrupted run).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(24);
+SELECT plan(27);
 
 DELETE FROM moverz_batch.projects WHERE user_id = 'tap_copies';
 SELECT moverz_batch.create_project('tap_copies', 'copies') AS p \gset
@@ -88,6 +88,21 @@ SELECT pg_temp.mk(:'p', 'https://c.example/lamp.jpg') AS b7 \gset
 SELECT is(pg_temp.st(pg_temp.ph(:'b7', 0)), 'PENDING copy', 'a waiting copy');
 SELECT is(moverz_batch.cancel_batch(:'b6'), 1, 'the first batch is cancelled');
 SELECT is(pg_temp.st(pg_temp.ph(:'b7', 0)), 'PENDING', 'the copy no longer waits');
+
+-- 3b. The same photo twice in the new batch, while waiting elsewhere: both
+--     copies wait for the first one, and both settle with it.
+SELECT pg_temp.mk(:'p', 'https://c.example/rug.jpg') AS b10 \gset
+SELECT pg_temp.mk(:'p', 'https://c.example/rug.jpg', 'https://c.example/rug.jpg') AS b11 \gset
+SELECT is((SELECT array_agg(duplicate_of) FROM moverz_batch.photos WHERE batch_id = :'b11'),
+          ARRAY[pg_temp.ph(:'b10', 0), pg_temp.ph(:'b10', 0)], 'both copies wait for the photo of the other batch');
+SELECT ok((SELECT pg_temp.ph(:'b10', 0) = ANY (x.c) AND NOT pg_temp.ph(:'b11', 0) = ANY (x.c)
+                   AND NOT pg_temp.ph(:'b11', 1) = ANY (x.c)
+              FROM (SELECT pg_temp.claimed(14) AS c) AS x),
+          'the claim sends the rug once: neither copy');
+SELECT pg_temp.answer(14, pg_temp.ph(:'b10', 0), 200) \g /dev/null
+SELECT is((SELECT string_agg(status::text, ',') || ' ' || (SELECT status FROM moverz_batch.batches WHERE id = :'b11')
+             FROM moverz_batch.photos WHERE batch_id = :'b11'), 'DONE,DONE COMPLETED',
+          'both copies take its analysis, and their batch completes');
 
 -- 4. The race: the first copy's write-back has updated it but not yet
 --    committed when the second batch is created.  create_batch waits for
