@@ -321,9 +321,11 @@ $$;
 CREATE FUNCTION api_check_priority(p_priority text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_role text := nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role';
+    -- the request's role, as PostgREST set it from the token ("role" is
+    -- the caller's, also in a SECURITY DEFINER function)
+    v_role text := current_setting('role', true);
 BEGIN
-    IF upper(p_priority) = 'HIGH'
+    IF p_priority = 'HIGH'
        AND NOT coalesce(EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = v_role
                                    AND pg_catalog.pg_has_role(r.oid, 'moverz_priority', 'MEMBER')), false) THEN
         RAISE EXCEPTION USING ERRCODE = '42501',

@@ -256,21 +256,29 @@ drive(Publisher *pub, bool sockets_ready)
 	int			running;
 	CURLMsg    *msg;
 	int			left;
+	CURLMcode	mrc = CURLM_OK;
 
 	if (sockets_ready)
 	{
 		struct epoll_event evs[8];
 		int			n = epoll_wait(pub->epfd, evs, lengthof(evs), 0);
 
-		for (int i = 0; i < n; i++)
-			(void) curl_multi_socket_action(pub->multi, evs[i].data.fd,
-											((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
-											((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-											((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0),
-											&running);
+		for (int i = 0; i < n && mrc == CURLM_OK; i++)
+		{
+			mrc = curl_multi_socket_action(pub->multi, evs[i].data.fd,
+										   ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+										   ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+										   ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0),
+										   &running);
+			/* a socket curl closed while handling an earlier one: no matter */
+			if (mrc == CURLM_BAD_SOCKET)
+				mrc = CURLM_OK;
+		}
 	}
 	else
-		(void) curl_multi_socket_action(pub->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		mrc = curl_multi_socket_action(pub->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	/* a multi handle that fails here is broken (no memory...): start again */
+	check_curl(mrc, true, "curl_multi_socket_action");
 	while ((msg = curl_multi_info_read(pub->multi, &left)) != NULL)
 	{
 		if (msg->msg == CURLMSG_DONE && msg->easy_handle == pub->easy)
