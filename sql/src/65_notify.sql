@@ -72,7 +72,7 @@ BEGIN
         v_state := moverz_batch.progress_payload(p_batch_id)::jsonb || jsonb_build_object('txid', v_txid);
         PERFORM moverz_batch.publish_after_commit(p_batch_id, v_state::text,
             (v_state ->> 'inventoryReady')::boolean
-            AND v_state ->> 'status' IN ('COMPLETED', 'PARTIAL', 'FAILED', 'CANCELLED'));
+            AND moverz_batch.is_terminal((v_state ->> 'status')::moverz_batch.batch_status));
     END IF;
 END
 $$;

@@ -42,7 +42,7 @@ BEGIN
     PERFORM moverz_batch.api_owned_batch(stream_auth.id, moverz_batch.api_user());
     v_state := moverz_batch.progress_payload(stream_auth.id)::jsonb;
     IF (v_state ->> 'inventoryReady')::boolean
-       AND v_state ->> 'status' IN ('COMPLETED', 'PARTIAL', 'FAILED', 'CANCELLED') THEN
+       AND moverz_batch.is_terminal((v_state ->> 'status')::moverz_batch.batch_status) THEN
         RAISE EXCEPTION USING ERRCODE = 'PT410',
             MESSAGE = format('batch %s has finished: its stream has ended', stream_auth.id),
             DETAIL = v_state::text,
