@@ -388,6 +388,9 @@ moverz_rate_hold_ended(void)
 {
 	bool		ended = false;
 
+	/* every turn of every photo worker asks: no lock while no hold began */
+	if (!moverz_shared->hold_logged)
+		return;
 	SpinLockAcquire(&moverz_shared->mutex);
 	if (moverz_shared->hold_logged && hold_left_ms(GetCurrentTimestamp()) == 0)
 	{
