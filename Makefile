@@ -10,7 +10,7 @@
 # script from each to the next (sql/moverz_batch--A--B.sql).
 
 EXTENSION   = moverz_batch
-EXTVERSION  = 0.6.0
+EXTVERSION  = 0.7.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
@@ -37,7 +37,7 @@ include $(PGXS)
 CONTRIB_TESTDB = moverz_regress
 
 # the version is compiled into the User-Agent of the AI requests
-src/ai_client.o: Makefile
+src/ai_client.o src/worker_common.o: Makefile
 
 $(DATA_built): $(SQL_SOURCES)
 	cat $^ > $@
@@ -45,7 +45,7 @@ $(DATA_built): $(SQL_SOURCES)
 # The fake AI service used by the tests, the demo and the benchmarks.
 FAKE_AI = test/fake_ai/fake_ai
 $(FAKE_AI): $(wildcard test/fake_ai/*.c) test/fake_ai/fake_ai.h
-	$(CC) -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^) $(shell pkg-config --cflags --libs libmicrohttpd) -lpthread
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^) $(shell pkg-config --cflags --libs libmicrohttpd libcrypto) -lpthread
 
 fake_ai: $(FAKE_AI)
 #all: $(FAKE_AI)

@@ -24,7 +24,7 @@ sleep 60
 test/fake_ai/fake_ai --port $port --latency-ms 20 >/tmp/ob_fake2.log 2>&1 &
 FAKE_AI_PID=$!
 up_at=$(psql -qAtX -c "SELECT clock_timestamp()")
-until [ "$(psql -qAtX -c "SELECT moverz_batch.is_terminal(status) AND inventory_queued FROM moverz_batch.batches WHERE id = '$b'")" = t ]; do sleep 0.1; done
+until [ "$(psql -qAtX -c "SELECT moverz_batch_internal.is_terminal(status) AND inventory_queued FROM moverz_batch.batches WHERE id = '$b'")" = t ]; do sleep 0.1; done
 sleep 1
 psql -qX -c "SELECT status, count_completed, count_failed FROM moverz_batch.batches WHERE id = '$b'" \
   -c "SELECT count(*) FILTER (WHERE created_at BETWEEN '$down_at' AND '$up_at') AS calls_during_outage,

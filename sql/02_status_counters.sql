@@ -24,7 +24,7 @@ SELECT format('%s %s/%s/%s/%s inv=%s jobs=%s%s', x.status,
               x.count_queued, x.count_processing, x.count_completed, x.count_failed,
               x.inventory_queued, (SELECT count(*) FROM moverz_batch.inventory_sync_jobs j WHERE j.batch_id = b),
               CASE WHEN (x.count_queued, x.count_processing, x.count_completed, x.count_failed, x.status)
-                        = (r.q, r.p, r.c, r.f, moverz_batch.derive_status(r.q, r.p, r.c, r.f))
+                        = (r.q, r.p, r.c, r.f, moverz_batch_internal.derive_status(r.q, r.p, r.c, r.f))
                    THEN '' ELSE ' MISMATCH' END)
   FROM moverz_batch.batches x,
        LATERAL (SELECT (count(*) FILTER (WHERE status = 'PENDING'))::int AS q,
@@ -38,7 +38,7 @@ $$;
 SELECT moverz_batch.create_project('r02_user', 'status tests') AS p \gset
 
 -- derive_status, the seed's rules, on its own.
-SELECT q, pr, c, f, moverz_batch.derive_status(q, pr, c, f)
+SELECT q, pr, c, f, moverz_batch_internal.derive_status(q, pr, c, f)
   FROM (VALUES (3, 0, 0, 0), (2, 1, 0, 0), (0, 3, 0, 0), (2, 0, 1, 0), (2, 0, 0, 1), (0, 1, 1, 1),
                (0, 0, 3, 0), (0, 0, 0, 3), (0, 0, 2, 1), (0, 0, 1, 2), (0, 0, 0, 0)) AS t(q, pr, c, f);
 
@@ -176,7 +176,7 @@ SELECT pg_temp.st(:'o') AS o_rolled_back;
 -- job per batch and generation, a job for exactly the terminal batches
 -- (besides h, emptied after its job).
 SELECT count(*) AS batches, count(*) FILTER (WHERE pg_temp.st(id) LIKE '%MISMATCH') AS mismatches,
-       count(*) FILTER (WHERE moverz_batch.is_terminal(status)) AS terminal,
+       count(*) FILTER (WHERE moverz_batch_internal.is_terminal(status)) AS terminal,
        count(*) FILTER (WHERE inventory_queued) AS inventory_queued
   FROM moverz_batch.batches WHERE project_id = :'p';
 SELECT count(*) AS jobs, count(DISTINCT (batch_id, generation)) AS distinct_batch_generations

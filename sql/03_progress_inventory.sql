@@ -87,7 +87,7 @@ SELECT jsonb_array_length(moverz_batch.batch_progress(:'x', photos_offset => 1) 
 -- The inventory job of the batch: totals = sum of quantities and of
 -- quantity x volume_m3, per room (the photo's room, else the AI's, else
 -- "other"); the ERROR photo and the empty one add nothing.
-SELECT moverz_batch.run_inventory_job(pg_temp.job(:'x', 1)) AS run;
+SELECT moverz_batch_internal.run_inventory_job(pg_temp.job(:'x', 1)) AS run;
 SELECT pg_temp.jobs(:'x') AS jobs;
 SELECT attempts, finished_at IS NOT NULL AS finished, last_error FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'x';
 SELECT pg_temp.prog(:'x') -> 'inventorySummary' AS inventory_summary;
@@ -95,8 +95,8 @@ SELECT generation, total_items, total_volume FROM moverz_batch.inventory_summari
 SELECT (SELECT position FROM moverz_batch.photos ph WHERE ph.id = i.photo_id) AS position, item_no, room_type, label, quantity, unit_volume_m3
   FROM moverz_batch.inventory_items i WHERE batch_id = :'x' ORDER BY 1, 2;
 -- A job runs once.
-SELECT moverz_batch.run_inventory_job(pg_temp.job(:'x', 1)) IS NULL AS second_run_is_noop,
-       moverz_batch.run_inventory_job(-1) IS NULL AS unknown_job_is_noop;
+SELECT moverz_batch_internal.run_inventory_job(pg_temp.job(:'x', 1)) IS NULL AS second_run_is_noop,
+       moverz_batch_internal.run_inventory_job(-1) IS NULL AS unknown_job_is_noop;
 -- Re-running the sync replaces, never adds.
 SELECT moverz_batch.sync_inventory(:'x') = (pg_temp.prog(:'x') -> 'inventorySummary') AS same_summary;
 SELECT moverz_batch.sync_inventory(:'x') ->> 'totalItems' AS total_items_third_sync;
@@ -154,7 +154,7 @@ SELECT moverz_batch.retry_batch(:'x') AS retried_again,
 -- Finishing again enqueues exactly one new job, for the new generation.
 SELECT pg_temp.done(:'x', 3, '{"items": [{"label": "piano", "quantity": 1, "volume_m3": 3}]}');
 SELECT pg_temp.jobs(:'x') AS jobs;
-SELECT moverz_batch.run_inventory_job(pg_temp.job(:'x', 2)) AS run;
+SELECT moverz_batch_internal.run_inventory_job(pg_temp.job(:'x', 2)) AS run;
 SELECT pg_temp.prog(:'x') - 'photos' AS completed_after_retry;
 SELECT generation, total_items, total_volume FROM moverz_batch.inventory_summaries WHERE batch_id = :'x';
 
@@ -166,7 +166,7 @@ SELECT pg_temp.done(:'w', 0, '{"items": [{"label": "desk", "quantity": 1, "volum
 UPDATE moverz_batch.photos SET status = 'ERROR', error_code = 'TIMEOUT' WHERE batch_id = :'w' AND position = 1;
 SELECT pg_temp.jobs(:'w') AS jobs;
 SELECT moverz_batch.retry_batch(:'w') AS retried;
-SELECT moverz_batch.run_inventory_job(pg_temp.job(:'w', 1)) AS stale_run;
+SELECT moverz_batch_internal.run_inventory_job(pg_temp.job(:'w', 1)) AS stale_run;
 SELECT count(*) AS summaries FROM moverz_batch.inventory_summaries WHERE batch_id = :'w';
 UPDATE moverz_batch.photos SET status = 'ERROR', error_code = 'RATE_LIMIT' WHERE batch_id = :'w' AND position = 1;
 SELECT pg_temp.jobs(:'w') AS jobs;
@@ -175,7 +175,7 @@ SELECT moverz_batch.retry_batch(:'w') AS retried;
 UPDATE moverz_batch.photos SET status = 'PROCESSING' WHERE batch_id = :'w' AND position = 1;
 SELECT pg_temp.jobs(:'w') AS jobs, pg_temp.prog(:'w') ->> 'status' AS status;
 SELECT pg_temp.done(:'w', 1, '{"items": [{"label": "chair", "quantity": 2, "volume_m3": 0.2}]}');
-SELECT moverz_batch.run_inventory_job(pg_temp.job(:'w', 2)) AS gen2_run, moverz_batch.run_inventory_job(pg_temp.job(:'w', 3)) AS gen3_run;
+SELECT moverz_batch_internal.run_inventory_job(pg_temp.job(:'w', 2)) AS gen2_run, moverz_batch_internal.run_inventory_job(pg_temp.job(:'w', 3)) AS gen3_run;
 SELECT pg_temp.jobs(:'w') AS jobs;
 SELECT pg_temp.prog(:'w') -> 'inventorySummary' AS inventory_summary;
 
@@ -185,7 +185,7 @@ SELECT moverz_batch.create_batch(:'p', 'r03_user', '[{"filename": "1.jpg", "url"
   {"filename": "2.jpg", "url": "https://x.example/v/2.jpg"}]') AS v \gset
 UPDATE moverz_batch.photos SET status = 'ERROR', error_code = 'NETWORK_ERROR',
        analysis = '{"items": [{"label": "ghost", "quantity": 9, "volume_m3": 9}]}' WHERE batch_id = :'v';
-SELECT moverz_batch.run_inventory_job(pg_temp.job(:'v', 1)) AS run;
+SELECT moverz_batch_internal.run_inventory_job(pg_temp.job(:'v', 1)) AS run;
 SELECT pg_temp.prog(:'v') AS failed;
 SELECT moverz_batch.retry_batch(:'v') AS retried;
 SELECT pg_temp.prog(:'v') AS retried_failed;

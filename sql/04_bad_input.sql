@@ -85,7 +85,7 @@ SELECT what, pg_temp.cb(assets) AS result FROM (VALUES
 -- The URL rule at its edges (written out in C since 0.4.0; the rule is the
 -- case-insensitive ^https?://[^/?#\s@]*[a-z0-9\]][^\s]*$): a host part up
 -- to the first / ? # or @ with a letter, digit or ']' in it, no white space.
-SELECT url, pg_temp.try(format('SELECT moverz_batch.check_assets(%L)', pg_temp.a1('a.jpg', url))) AS result
+SELECT url, pg_temp.try(format('SELECT moverz_batch_internal.check_assets(%L)', pg_temp.a1('a.jpg', url))) AS result
   FROM (VALUES ('HTTPS://X.EXAMPLE/A.JPG'), ('http://x'), ('http://[::1]/a.jpg'),
                ('https://user@x.example/a.jpg'), ('https://x.example?q=a&b=@c'), ('http://x.example#top'),
                ('http://@x.example/a.jpg'), ('http://-/a.jpg'), ('http://./a1.jpg'), ('http://?x'),
@@ -162,7 +162,7 @@ SELECT what, pg_temp.try(q) AS result FROM (VALUES
     ('purge not an interval', 'SELECT moverz_batch.purge(''soon'')')
   ) AS t(what, q);
 -- An unknown inventory job is not an error: nothing to run.
-SELECT moverz_batch.run_inventory_job(-42) AS unknown_job;
+SELECT moverz_batch_internal.run_inventory_job(-42) AS unknown_job;
 
 -- Nothing was written by any of the calls above.
 SELECT pg_temp.nrows() = :'before' AS nothing_written;

@@ -55,7 +55,7 @@ $$;
 -- job(label): run the batch's pending inventory jobs, oldest generation
 -- first: generation:outcome.
 CREATE FUNCTION pg_temp.jobs_run(label text) RETURNS text LANGUAGE sql AS $$
-SELECT string_agg(j.generation || ':' || moverz_batch.run_inventory_job(j.id), ' ' ORDER BY j.generation)
+SELECT string_agg(j.generation || ':' || moverz_batch_internal.run_inventory_job(j.id), ' ' ORDER BY j.generation)
   FROM moverz_batch.inventory_sync_jobs j WHERE j.batch_id = pg_temp.bid(label) AND j.status = 'PENDING'
 $$;
 
@@ -80,13 +80,13 @@ SELECT moverz_batch.cancel_batch(:'c1') AS cancelled;
 SELECT * FROM pg_temp.ph('c1');
 SELECT pg_temp.st('c1') AS after_cancel;
 SELECT cancelled_at IS NOT NULL AS cancelled_at_set, completed_at IS NOT NULL AS completed_at_set,
-       moverz_batch.is_terminal(status) AS terminal
+       moverz_batch_internal.is_terminal(status) AS terminal
   FROM moverz_batch.batches WHERE id = :'c1';
 -- batch_progress: counts.cancelled, in the total; 100 %: nothing is left.
 SELECT pg_temp.prog('c1') AS progress;
 -- The answer to the request that was in flight arrives late: nothing
 -- changes (the photo is no longer PROCESSING), but the call is logged.
-SELECT * FROM moverz_batch.complete_photos(501, jsonb_build_array(jsonb_build_object(
+SELECT * FROM moverz_batch_internal.complete_photos(501, jsonb_build_array(jsonb_build_object(
     'id', pg_temp.pid('c1', 2), 'batch_id', :'c1', 'user_id', 'r05_user', 'attempt', 1, 'http_status', 200, 'latency_ms', 40,
     'body', '{"items": [{"label": "piano", "quantity": 1, "volume_m3": 3}]}'::jsonb)), 3, 1000, 'test-ai');
 SELECT * FROM pg_temp.ph('c1') WHERE pos = 2;
@@ -225,13 +225,13 @@ SELECT CASE WHEN current_setting('moverz_batch.workers')::int = 0 THEN count(*) 
 SELECT moverz_batch.pause_processing() AS paused;
 SELECT paused, paused_at IS NOT NULL AS paused_at_set FROM moverz_batch.control;
 SELECT paused FROM moverz_batch.queue_overview;
-SELECT count(*) AS claimed_while_paused FROM moverz_batch.claim_photos(0, 502, 100, 60000);
+SELECT count(*) AS claimed_while_paused FROM moverz_batch_internal.claim_photos(0, 502, 100, 60000);
 SELECT pg_temp.st('v1') AS unchanged, (SELECT pending FROM moverz_batch.queue_overview) AS still_pending;
 SELECT moverz_batch.pause_processing() AS paused_again;
 SELECT moverz_batch.resume_processing() AS resumed;
 SELECT paused, paused_at IS NULL AS paused_at_cleared FROM moverz_batch.control;
 SELECT l.label || '#' || p.position AS photo, c.attempt
-  FROM moverz_batch.claim_photos(0, 502, 100, 60000) AS c JOIN moverz_batch.photos p ON p.id = c.id JOIN pg_temp.lbl l ON l.id = p.batch_id
+  FROM moverz_batch_internal.claim_photos(0, 502, 100, 60000) AS c JOIN moverz_batch.photos p ON p.id = c.id JOIN pg_temp.lbl l ON l.id = p.batch_id
  ORDER BY 1;
 SELECT pg_temp.st('v1') AS claimed;
 SELECT count(*) AS rows FROM moverz_batch.control;

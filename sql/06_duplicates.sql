@@ -37,7 +37,7 @@ $$;
 -- claim(token): claim_photos for worker 0 (limit 100), as label#position
 -- and attempt.
 CREATE FUNCTION pg_temp.claim(tok bigint) RETURNS TABLE (photo text, attempt int) LANGUAGE sql AS $$
-SELECT pg_temp.name(c.id), c.attempt FROM moverz_batch.claim_photos(0, tok, 100, 60000) AS c ORDER BY 1
+SELECT pg_temp.name(c.id), c.attempt FROM moverz_batch_internal.claim_photos(0, tok, 100, 60000) AS c ORDER BY 1
 $$;
 -- r(label, position, http_status, body): the result of the photo's current
 -- attempt, as the worker hands it to complete_photos.
@@ -49,11 +49,11 @@ $$;
 -- complete(token, results): complete_photos (3 attempts, backoff 1 s).
 CREATE FUNCTION pg_temp.complete(tok bigint, VARIADIC results jsonb[]) RETURNS text LANGUAGE sql AS $$
 SELECT format('done=%s rate_limit_ms=%s', c.done, c.rate_limit_ms)
-  FROM moverz_batch.complete_photos(tok, to_jsonb(results), 3, 1000, 'test-ai') AS c
+  FROM moverz_batch_internal.complete_photos(tok, to_jsonb(results), 3, 1000, 'test-ai') AS c
 $$;
 -- run_job(label): run the batch's pending inventory job.
 CREATE FUNCTION pg_temp.run_job(label text) RETURNS text LANGUAGE sql AS $$
-SELECT moverz_batch.run_inventory_job(j.id) FROM moverz_batch.inventory_sync_jobs j JOIN pg_temp.lbl l ON l.id = j.batch_id
+SELECT moverz_batch_internal.run_inventory_job(j.id) FROM moverz_batch.inventory_sync_jobs j JOIN pg_temp.lbl l ON l.id = j.batch_id
  WHERE l.label = $1 AND j.status = 'PENDING'
 $$;
 -- summary(label): the batch's inventorySummary, as batch_progress shows it.
@@ -215,7 +215,7 @@ SELECT moverz_batch.cancel_batch(:'c2') AS cancelled;
 
 -- Counters equal a recount everywhere; every terminal batch has its job.
 SELECT count(*) AS batches, count(*) FILTER (WHERE pg_temp.st(label) LIKE '%MISMATCH') AS mismatches,
-       count(*) FILTER (WHERE moverz_batch.is_terminal(b.status)
+       count(*) FILTER (WHERE moverz_batch_internal.is_terminal(b.status)
                           AND NOT EXISTS (SELECT 1 FROM moverz_batch.inventory_sync_jobs j
                                            WHERE j.batch_id = b.id AND j.generation = b.inventory_generation)) AS terminal_without_job
   FROM pg_temp.lbl l JOIN moverz_batch.batches b ON b.id = l.id;

@@ -386,7 +386,7 @@ load_frame_txn(void *arg)
 
 	moverz_saved_plan(&plan,
 					  "SELECT prompt_version, system_prompt, analysis_schema::text"
-					  "  FROM moverz_batch.ai_request_config()", 0, NULL);
+					  "  FROM moverz_batch_internal.ai_request_config()", 0, NULL);
 	rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "moverz_batch: reading ai_request_config() failed: %s",

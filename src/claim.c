@@ -179,7 +179,7 @@ claim_txn(void *arg)
 	values[4] = Int32GetDatum(moverz_max_inflight_per_user);
 	run_plan(state, PLAN_CLAIM,
 			 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
-			 "  FROM moverz_batch.claim_photos($1, $2, $3, $4, $5)", 5, types, values,
+			 "  FROM moverz_batch_internal.claim_photos($1, $2, $3, $4, $5)", 5, types, values,
 			 false, "claim");
 
 	/* copied row by row: a failure halfway frees what was copied */
@@ -234,7 +234,7 @@ unclaim_txn(void *arg)
 
 	values[0] = Int64GetDatum(call->state->claim_token);
 	values[1] = call->ids;
-	run_plan(call->state, PLAN_UNCLAIM, "SELECT moverz_batch.unclaim_photos($1, $2)",
+	run_plan(call->state, PLAN_UNCLAIM, "SELECT moverz_batch_internal.unclaim_photos($1, $2)",
 			 2, types, values, true, "unclaim");
 	call->count = result_int(1);
 }
@@ -287,7 +287,7 @@ write_back_txn(void *arg)
 	values[4] = CStringGetTextDatum(ai_provider_name(moverz_ai_provider));
 	run_plan(call->state, PLAN_COMPLETE,
 			 "SELECT done, rate_limit_ms"
-			 "  FROM moverz_batch.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types, values,
+			 "  FROM moverz_batch_internal.complete_photos($1, $2::jsonb, $3, $4, $5)", 5, types, values,
 			 true, "write-back");
 	call->count = result_int(1);
 	call->rate_limit_ms = result_int(2);
@@ -416,7 +416,7 @@ release_txn(void *arg)
 	values[1] = Int64GetDatum(state->claim_token);
 	values[2] = Int32GetDatum(moverz_workers);
 	values[3] = Int32GetDatum(moverz_max_attempts);
-	run_plan(state, PLAN_RELEASE, "SELECT moverz_batch.release_claims($1, $2, $3, $4)",
+	run_plan(state, PLAN_RELEASE, "SELECT moverz_batch_internal.release_claims($1, $2, $3, $4)",
 			 4, types, values, true, "release of stale claims");
 	call->count = result_int(1);
 }

@@ -59,7 +59,7 @@ run_job_txn(void *arg)
 	InventoryLoop *loop = (InventoryLoop *) arg;
 	bool		isnull;
 
-	single_value(moverz_saved_plan(&loop->run_plan, "SELECT moverz_batch.run_next_inventory_job()", 0, NULL),
+	single_value(moverz_saved_plan(&loop->run_plan, "SELECT moverz_batch_internal.run_next_inventory_job()", 0, NULL),
 				 &isnull);
 	loop->ran = !isnull;
 }
@@ -75,7 +75,7 @@ due_txn(void *arg)
 	bool		isnull;
 	Datum		d;
 
-	d = single_value(moverz_saved_plan(&loop->due_plan, "SELECT moverz_batch.next_inventory_due_ms()", 0, NULL),
+	d = single_value(moverz_saved_plan(&loop->due_plan, "SELECT moverz_batch_internal.next_inventory_due_ms()", 0, NULL),
 					 &isnull);
 	loop->due_ms = isnull ? -1 : (long) Min(DatumGetFloat8(d), (double) LONG_MAX);
 }

@@ -10,6 +10,7 @@
 #include "moverz_batch.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -84,12 +85,31 @@ moverz_wait_set(pgsocket fd)
 
 /*
  * moverz_extension_present
- *		Is moverz_batch installed in this database?  Inside a transaction.
+ *		Is moverz_batch installed in this database, in a version this
+ *		library drives?  Inside a transaction.  The workers call the
+ *		functions of schema moverz_batch_internal (0.7.0 on): in a database
+ *		whose extension is older (the library was updated, ALTER EXTENSION
+ *		moverz_batch UPDATE not yet run) they hold the work, and say so once.
  */
 bool
 moverz_extension_present(void)
 {
-	return OidIsValid(get_extension_oid("moverz_batch", true));
+	static bool older_logged = false;
+
+	if (!OidIsValid(get_extension_oid("moverz_batch", true)))
+		return false;
+	if (OidIsValid(get_namespace_oid("moverz_batch_internal", true)))
+	{
+		older_logged = false;
+		return true;
+	}
+	if (!older_logged)
+		ereport(LOG,
+				(errmsg("moverz_batch: the extension in database \"%s\" is older than its library %s: the workers wait",
+						moverz_database, MOVERZ_VERSION),
+				 errhint("Run ALTER EXTENSION moverz_batch UPDATE in that database.")));
+	older_logged = true;
+	return false;
 }
 
 /*

@@ -11,7 +11,7 @@ MB_PG_VERSION=${MB_PG_VERSION:-15}
 MB_PGBIN=${MB_PGBIN:-/usr/lib/postgresql/$MB_PG_VERSION/bin}
 MB_DEBS=(make gcc pkg-config curl ca-certificates "postgresql-$MB_PG_VERSION"
          "postgresql-server-dev-$MB_PG_VERSION" libcurl4-openssl-dev libmicrohttpd-dev
-         libpq-dev jq nginx "postgresql-$MB_PG_VERSION-pgtap" pgtap nodejs)
+         libpq-dev libssl-dev jq nginx "postgresql-$MB_PG_VERSION-pgtap" pgtap nodejs)
 
 # mb_as_root CMD...: run CMD as root (directly, or through sudo).
 mb_as_root() {

@@ -18,6 +18,11 @@
 # the batch is then made of public photos of rooms, and the demo prints what
 # the model found in each.
 #
+# tools/demo.sh --installed: the same, from the installed package
+# (postgresql-15-moverz-batch, README "Install"): nothing is built but the
+# fake AI service; the extension is the package's and the client is the
+# moverz-batch on PATH.
+#
 # tools/demo.sh --web: the same stack plus PostgREST and nginx with Nchan;
 # prints the customer page's and the operator dashboard's URLs, each with a
 # token, and keeps everything up until Ctrl-C.
@@ -28,16 +33,19 @@ source test/http/lib_http.sh
 
 WEB=0
 JSON=0
+INSTALLED=0
+USAGE="usage: tools/demo.sh [--installed] [--json | --web]"
 for arg in "$@"; do
     case "$arg" in
         --web) WEB=1 ;;
         --json) JSON=1 ;;
+        --installed) INSTALLED=1 ;;
         "") ;;
-        *) echo "usage: tools/demo.sh [--json | --web]" >&2; exit 2 ;;
+        *) echo "$USAGE" >&2; exit 2 ;;
     esac
 done
 if [ "$WEB" = 1 ] && [ "$JSON" = 1 ]; then
-    echo "usage: tools/demo.sh [--json | --web]" >&2
+    echo "$USAGE" >&2
     exit 2
 fi
 
@@ -92,7 +100,16 @@ PROVIDER=${MOVERZ_AI_PROVIDER:-moverz-ai}
 [ "$PROVIDER" = moverz-ai ] || provider_check
 
 mb_install_deps
-mb_build
+CLI=
+if [ "$INSTALLED" = 1 ]; then
+    CLI=$(command -v moverz-batch) || die "--installed: moverz-batch is not on PATH (is the package installed?)"
+    [ -f "$("$MB_PGBIN/pg_config" --sharedir)/extension/moverz_batch.control" ] \
+        || die "--installed: moverz_batch is not installed for PostgreSQL $MB_PG_VERSION"
+    echo "== using the installed moverz_batch and $CLI ($("$CLI" --version))"
+else
+    mb_build
+    [ -x tools/moverz-batch ] && CLI=tools/moverz-batch
+fi
 make -s fake_ai >/dev/null
 
 if [ "$PROVIDER" = moverz-ai ]; then
@@ -157,8 +174,8 @@ batch=$(psql -qAtX -v ON_ERROR_STOP=1 -v assets="$(cat web/customer/demo-photos.
 echo "== batch $batch submitted (7 photos; cave.jpg has an unreachable URL)"
 fi
 
-if [ -x tools/moverz-batch ]; then
-    tools/moverz-batch watch "$batch" || [ $? -eq 2 ]   # 2: finished with failures
+if [ -n "$CLI" ]; then
+    "$CLI" watch "$batch" || [ $? -eq 2 ]   # 2: finished with failures
 else
     while :; do
         line=$(psql -qAtX -c "SELECT p->>'status', p->>'progress', p#>>'{counts,completed}',
@@ -193,8 +210,8 @@ fi
 [ "$JSON" = 1 ] || echo "(tools/demo.sh --json also prints the final batch_progress JSON)"
 # the human summary last, so that it is what stays on the screen
 echo "== summary of batch $batch"
-if [ -x tools/moverz-batch ]; then
-    tools/moverz-batch watch "$batch" || [ $? -eq 2 ]   # a finished batch: its bar and inventory at once
+if [ -n "$CLI" ]; then
+    "$CLI" watch "$batch" || [ $? -eq 2 ]   # a finished batch: its bar and inventory at once
 else
     psql -qX -P pager=off -P format=wrapped -c "SELECT p->>'status' AS status, p#>>'{counts,completed}' AS analysed,
                         p#>>'{counts,failed}' AS failed, p#>>'{counts,total}' AS total,

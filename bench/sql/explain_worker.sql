@@ -11,7 +11,7 @@ SELECT moverz_batch.create_batch(bench.new_project(), 'bench', assets) AS b
   FROM bench.payloads WHERE key = :'key' \gset
 ANALYZE;
 CREATE TEMP TABLE claimed AS
-SELECT * FROM moverz_batch.claim_photos(0, 1, 0, 300000) LIMIT 0;
+SELECT * FROM moverz_batch_internal.claim_photos(0, 1, 0, 300000) LIMIT 0;
 PREPARE results AS
 SELECT jsonb_agg(jsonb_build_object(
         'id', c.id, 'batch_id', c.batch_id, 'user_id', c.user_id, 'attempt', c.attempt,
@@ -24,23 +24,23 @@ SELECT jsonb_agg(jsonb_build_object(
 \echo ==== plain timings (client-side, including one round trip), :claim photos per call
 \timing on
 \echo -- round 1: claim_photos, complete_photos
-TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch.claim_photos(0, 1, :claim, 300000);
+TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch_internal.claim_photos(0, 1, :claim, 300000);
 \timing off
 EXECUTE results \gset r_
 \timing on
-SELECT moverz_batch.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
+SELECT moverz_batch_internal.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
 \echo -- round 2: claim_photos, complete_photos
-TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch.claim_photos(0, 1, :claim, 300000);
+TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch_internal.claim_photos(0, 1, :claim, 300000);
 \timing off
 EXECUTE results \gset r_
 \timing on
-SELECT moverz_batch.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
+SELECT moverz_batch_internal.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
 \echo -- round 3: claim_photos, complete_photos
-TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch.claim_photos(0, 1, :claim, 300000);
+TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch_internal.claim_photos(0, 1, :claim, 300000);
 \timing off
 EXECUTE results \gset r_
 \timing on
-SELECT moverz_batch.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
+SELECT moverz_batch_internal.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
 \timing off
 \echo ==== EXPLAIN ANALYZE (auto_explain, statements >= 1 ms, nested): round 4
 LOAD 'auto_explain';
@@ -51,9 +51,9 @@ SET auto_explain.log_nested_statements = on;
 SET auto_explain.log_triggers = on;
 SET client_min_messages = log;
 \echo ---- claim_photos
-TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch.claim_photos(0, 1, :claim, 300000);
+TRUNCATE claimed; INSERT INTO claimed SELECT * FROM moverz_batch_internal.claim_photos(0, 1, :claim, 300000);
 SET client_min_messages = warning;
 EXECUTE results \gset r_
 SET client_min_messages = log;
 \echo ---- complete_photos
-SELECT moverz_batch.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;
+SELECT moverz_batch_internal.complete_photos(1, :'r_jsonb_agg'::jsonb, 3, 5000, 'moverz-ai') IS NOT NULL AS written;

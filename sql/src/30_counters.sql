@@ -5,7 +5,7 @@
 -- processing, or pending mixed with finished; PARTIAL: >= 1 DONE and >= 1
 -- ERROR, nothing left; COMPLETED: all DONE; FAILED: all ERROR.  A batch with
 -- cancelled photos and nothing left to do is CANCELLED (cancel_batch).
-CREATE FUNCTION derive_status(queued int, processing int, completed int, failed int,
+CREATE FUNCTION moverz_batch_internal.derive_status(queued int, processing int, completed int, failed int,
                               cancelled int DEFAULT 0)
 RETURNS batch_status LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
@@ -22,21 +22,21 @@ END
 $$;
 
 -- is_terminal: a batch that no worker will touch again.
-CREATE FUNCTION is_terminal(s batch_status) RETURNS boolean
+CREATE FUNCTION moverz_batch_internal.is_terminal(s batch_status) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT s IN ('PARTIAL', 'COMPLETED', 'FAILED', 'CANCELLED')
 $$;
 
 -- status_delta_of: what one photo leaving status "old" and entering status
 -- "new" does to its batch's counters (NULL: no such side).
-CREATE FUNCTION status_delta_of(old photo_status, new photo_status)
-RETURNS status_delta LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION moverz_batch_internal.status_delta_of(old photo_status, new photo_status)
+RETURNS moverz_batch_internal.status_delta LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT ROW((new IS NOT DISTINCT FROM 'PENDING')::int    - (old IS NOT DISTINCT FROM 'PENDING')::int,
            (new IS NOT DISTINCT FROM 'PROCESSING')::int - (old IS NOT DISTINCT FROM 'PROCESSING')::int,
            (new IS NOT DISTINCT FROM 'DONE')::int       - (old IS NOT DISTINCT FROM 'DONE')::int,
            (new IS NOT DISTINCT FROM 'ERROR')::int      - (old IS NOT DISTINCT FROM 'ERROR')::int,
            (new IS NOT DISTINCT FROM 'CANCELLED')::int  - (old IS NOT DISTINCT FROM 'CANCELLED')::int
-          )::moverz_batch.status_delta
+          )::moverz_batch_internal.status_delta
 $$;
 
 -- apply_batch_delta: add a counter delta to one batch, derive its status
@@ -46,7 +46,7 @@ $$;
 -- the counters left by the one before: none is lost, one enqueues.  Photos
 -- added to a batch that does not exist are a foreign-key violation; photos
 -- leaving a deleted batch are not.
-CREATE FUNCTION apply_batch_delta(p_batch_id uuid, d status_delta)
+CREATE FUNCTION moverz_batch_internal.apply_batch_delta(p_batch_id uuid, d moverz_batch_internal.status_delta)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     b record;
@@ -60,7 +60,7 @@ BEGIN
            count_completed = x.count_completed + d.completed,
            count_failed = x.count_failed + d.failed,
            count_cancelled = x.count_cancelled + d.cancelled,
-           status = moverz_batch.derive_status(x.count_queued + d.queued, x.count_processing + d.processing,
+           status = moverz_batch_internal.derive_status(x.count_queued + d.queued, x.count_processing + d.processing,
                                                x.count_completed + d.completed, x.count_failed + d.failed,
                                                x.count_cancelled + d.cancelled),
            updated_at = now()
@@ -71,19 +71,19 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '23503',
             MESSAGE = format('photos reference batch_id %s, which does not exist', p_batch_id),
             HINT = 'Photos are created with their batch by create_batch.';
-    ELSIF NOT FOUND OR NOT moverz_batch.is_terminal(b.status) OR b.inventory_queued THEN
+    ELSIF NOT FOUND OR NOT moverz_batch_internal.is_terminal(b.status) OR b.inventory_queued THEN
         RETURN;
     END IF;
     UPDATE moverz_batch.batches SET inventory_queued = true, completed_at = now()
      WHERE id = p_batch_id;
     INSERT INTO moverz_batch.inventory_sync_jobs (batch_id, project_id, user_id, generation)
     VALUES (b.id, b.project_id, b.user_id, b.inventory_generation);
-    PERFORM moverz_batch.wake_inventory_worker();
+    PERFORM moverz_batch_internal.wake_inventory_worker();
 END
 $$;
 
 -- counts_items: does a photo in this state count in inventories?
-CREATE FUNCTION counts_items(status photo_status, duplicate_of uuid, analysis jsonb)
+CREATE FUNCTION moverz_batch_internal.counts_items(status photo_status, duplicate_of uuid, analysis jsonb)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT status = 'DONE' AND duplicate_of IS NULL AND analysis IS NOT NULL
 $$;
@@ -93,42 +93,42 @@ $$;
 -- An UPDATE counts its old rows out and its new rows in, in one delta per
 -- batch, so a batch never passes through a transient state.  It also keeps
 -- the inventory items and per-room totals current (apply_inventory_delta).
-CREATE FUNCTION photos_counts_trigger() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+CREATE FUNCTION moverz_batch_internal.photos_counts_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_void text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
+        PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
+           FROM (SELECT n.batch_id, (moverz_batch_internal.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
-        PERFORM moverz_batch.apply_inventory_delta(NULL, ARRAY(
-            SELECT n.id FROM new_rows n WHERE moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis)));
+        PERFORM moverz_batch_internal.apply_inventory_delta(NULL, ARRAY(
+            SELECT n.id FROM new_rows n WHERE moverz_batch_internal.counts_items(n.status, n.duplicate_of, n.analysis)));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f, k)
+        PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
+           FROM (SELECT o.batch_id, (moverz_batch_internal.status_delta_of(o.status, NULL)).* FROM old_rows o) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
-        PERFORM moverz_batch.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
+        PERFORM moverz_batch_internal.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
     ELSE
-        PERFORM moverz_batch.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch.status_delta)
-           FROM (SELECT o.batch_id, (moverz_batch.status_delta_of(o.status, NULL)).* FROM old_rows o
+        PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
+           FROM (SELECT o.batch_id, (moverz_batch_internal.status_delta_of(o.status, NULL)).* FROM old_rows o
                  UNION ALL
-                 SELECT n.batch_id, (moverz_batch.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
+                 SELECT n.batch_id, (moverz_batch_internal.status_delta_of(NULL, n.status)).* FROM new_rows n) AS x(batch_id, q, p, c, f, k)
           GROUP BY batch_id
           ORDER BY batch_id;
         IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'DONE')
            OR EXISTS (SELECT 1 FROM old_rows WHERE status = 'DONE') THEN
             -- rows whose counted items changed: out with the old, in with the new
             WITH pair AS (
-                SELECT o.id, moverz_batch.counts_items(o.status, o.duplicate_of, o.analysis) AS was,
-                       moverz_batch.counts_items(n.status, n.duplicate_of, n.analysis) AS is_now,
+                SELECT o.id, moverz_batch_internal.counts_items(o.status, o.duplicate_of, o.analysis) AS was,
+                       moverz_batch_internal.counts_items(n.status, n.duplicate_of, n.analysis) AS is_now,
                        (o.analysis = n.analysis AND o.room_type IS NOT DISTINCT FROM n.room_type
                         AND o.batch_id = n.batch_id) AS same
                   FROM old_rows o JOIN new_rows n ON n.id = o.id
             )
-            SELECT moverz_batch.apply_inventory_delta(
+            SELECT moverz_batch_internal.apply_inventory_delta(
                        ARRAY(SELECT id FROM pair WHERE was AND NOT (is_now AND same)),
                        ARRAY(SELECT id FROM pair WHERE is_now AND NOT (was AND same)))
               INTO STRICT v_void;
@@ -140,18 +140,18 @@ $$;
 
 CREATE TRIGGER photos_counts_insert AFTER INSERT ON photos
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.photos_counts_trigger();
 CREATE TRIGGER photos_counts_update AFTER UPDATE ON photos
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.photos_counts_trigger();
 CREATE TRIGGER photos_counts_delete AFTER DELETE ON photos
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION photos_counts_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.photos_counts_trigger();
 
 -- batches_photos_trigger: a batch's photos go with it, as by ON DELETE
 -- CASCADE (statement-level; TRUNCATE too).  SECURITY DEFINER, as a foreign
 -- key's cascade runs as the table owner.
-CREATE FUNCTION batches_photos_trigger() RETURNS trigger
+CREATE FUNCTION moverz_batch_internal.batches_photos_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -162,13 +162,13 @@ BEGIN
     RETURN NULL;
 END
 $$;
-REVOKE ALL ON FUNCTION batches_photos_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.batches_photos_trigger() FROM PUBLIC;
 
 -- projects_lock_photos: before a project goes (its batches, then their
 -- photos, by cascade), lock its photos, in the order of every path
 -- (cancel_batch): a write-back holding some of them finishes first, instead
 -- of deadlocking with the cascade that holds their batch.
-CREATE FUNCTION projects_lock_photos() RETURNS trigger
+CREATE FUNCTION moverz_batch_internal.projects_lock_photos() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM 1 FROM moverz_batch.photos p
@@ -178,13 +178,13 @@ BEGIN
     RETURN OLD;
 END
 $$;
-REVOKE ALL ON FUNCTION projects_lock_photos() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.projects_lock_photos() FROM PUBLIC;
 
 CREATE TRIGGER projects_lock_photos BEFORE DELETE ON projects
-    FOR EACH ROW EXECUTE FUNCTION projects_lock_photos();
+    FOR EACH ROW EXECUTE FUNCTION moverz_batch_internal.projects_lock_photos();
 
 CREATE TRIGGER batches_delete_photos AFTER DELETE ON batches
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION batches_photos_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.batches_photos_trigger();
 CREATE TRIGGER batches_truncate_photos AFTER TRUNCATE ON batches
-    FOR EACH STATEMENT EXECUTE FUNCTION batches_photos_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.batches_photos_trigger();

@@ -1,7 +1,7 @@
 -- The SQL API: projects, batches, progress, retry.
 
 -- check_user_id: the user id every API call is made for.
-CREATE FUNCTION check_user_id(p_user_id text) RETURNS void
+CREATE FUNCTION moverz_batch_internal.check_user_id(p_user_id text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
     IF p_user_id IS NULL OR btrim(p_user_id) = '' THEN
@@ -14,11 +14,11 @@ $$;
 
 -- create_project: a new project owned by user_id.
 CREATE FUNCTION create_project(user_id text, name text) RETURNS uuid
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id uuid;
 BEGIN
-    PERFORM moverz_batch.check_user_id(user_id);
+    PERFORM moverz_batch_internal.check_user_id(user_id);
     IF name IS NULL OR btrim(name) = '' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'name must be a non-empty string';
     ELSIF octet_length(name) > 200 THEN
@@ -34,14 +34,14 @@ $$;
 -- check_assets: raise the first broken rule of create_batch's "assets": the
 -- array as a whole, then each element in order, then whether each roomType
 -- is one of room_types.  In C (src/assets.c), as asset_rows.
-CREATE FUNCTION check_assets(assets jsonb) RETURNS void
+CREATE FUNCTION moverz_batch_internal.check_assets(assets jsonb) RETURNS void
 LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'moverz_check_assets';
 
 -- asset_rows: one row per element of a checked "assets", in order, with a
 -- new time-ordered id, the checksum md5(filename || ':' || url) and, when an
 -- earlier element has the same checksum, the first such element's id.
-CREATE FUNCTION asset_rows(assets jsonb,
+CREATE FUNCTION moverz_batch_internal.asset_rows(assets jsonb,
                            OUT id uuid, OUT "position" int, OUT filename text, OUT file_path text,
                            OUT url text, OUT room_type text, OUT checksum text, OUT first_id uuid)
 RETURNS SETOF record LANGUAGE c VOLATILE
@@ -49,7 +49,7 @@ AS 'MODULE_PATHNAME', 'moverz_asset_rows';
 
 -- owned_project: the project, if it exists and belongs to user_id; the same
 -- error otherwise, so that another user's project is not revealed.
-CREATE FUNCTION owned_project(p_project_id uuid, p_user_id text) RETURNS uuid
+CREATE FUNCTION moverz_batch_internal.owned_project(p_project_id uuid, p_user_id text) RETURNS uuid
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_project_id IS NULL THEN
@@ -81,7 +81,7 @@ $$;
 -- after TRUNCATE and ANALYZE), the lookup became a sequential scan of photos
 -- per asset, kept for the session: the second batch of 1,000 photos took
 -- 106 ms instead of 12 (quadratic in the batch size).
-CREATE FUNCTION insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
+CREATE FUNCTION moverz_batch_internal.insert_photos(p_batch_id uuid, p_project_id uuid, p_user_id text,
                               p_priority batch_priority, assets jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off SET jit = off AS $$
@@ -95,7 +95,7 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        coalesce(pr.id, a.first_id),
        CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
        pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
-  FROM moverz_batch.asset_rows(assets) AS a
+  FROM moverz_batch_internal.asset_rows(assets) AS a
   LEFT JOIN LATERAL (
       SELECT p.id, p.analysis, p.room_type
         FROM moverz_batch.photos p
@@ -108,7 +108,7 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
     IF EXISTS (SELECT 1 FROM moverz_batch.batches b
                 WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING')
                   AND b.id <> p_batch_id) THEN
-        PERFORM moverz_batch.wait_for_copies_in_flight(p_batch_id, p_project_id);
+        PERFORM moverz_batch_internal.wait_for_copies_in_flight(p_batch_id, p_project_id);
     END IF;
 END
 $$;
@@ -132,7 +132,7 @@ $$;
 -- Two batches of the same photo created at the same instant (neither sees
 -- the other uncommitted) are both sent.  Lock order: the other batches'
 -- photos only (their batches are not locked; see cancel_batch).
-CREATE FUNCTION wait_for_copies_in_flight(p_batch_id uuid, p_project_id uuid) RETURNS void
+CREATE FUNCTION moverz_batch_internal.wait_for_copies_in_flight(p_batch_id uuid, p_project_id uuid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off SET enable_nestloop = off SET jit = off AS $$
 DECLARE
@@ -160,7 +160,7 @@ BEGIN
            AND n.status = 'PENDING'
         RETURNING c.id, c.status)
     SELECT array_agg(DISTINCT m.id) FILTER (WHERE m.status = 'DONE') INTO v_final FROM marked m;
-    PERFORM moverz_batch.settle_duplicates(v_final);
+    PERFORM moverz_batch_internal.settle_duplicates(v_final);
 END
 $$;
 
@@ -170,7 +170,7 @@ $$;
 -- Over it: SQLSTATE 53400, "retry after" the seconds until enough of those
 -- photos leave the window (in the DETAIL, as retry_after_s=N; the HTTP API
 -- answers 429 with Retry-After).
-CREATE FUNCTION check_photo_quota(p_user_id text, p_n int) RETURNS void
+CREATE FUNCTION moverz_batch_internal.check_photo_quota(p_user_id text, p_n int) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_quota int := coalesce(nullif(current_setting('moverz_batch.max_photos_per_user_per_day', true), ''), '0')::int;
@@ -198,7 +198,7 @@ BEGIN
      WHERE v_used - x.freed + p_n <= v_quota OR x.freed >= v_used;
     RAISE EXCEPTION USING ERRCODE = '53400',
         MESSAGE = format('user_id %s: %s photos in the last 24 hours, %s more would exceed the quota of %s (moverz_batch.max_photos_per_user_per_day)',
-                         moverz_batch.echo_value(p_user_id), v_used, p_n, v_quota),
+                         moverz_batch_internal.echo_value(p_user_id), v_used, p_n, v_quota),
         DETAIL = format('retry_after_s=%s', greatest(coalesce(v_wait, 86400), 1)::bigint),
         HINT = 'Try again later, or split the photos into smaller batches.';
 END
@@ -213,7 +213,7 @@ $$;
 -- for 10,000 photos, for the checks and the insert).
 CREATE FUNCTION create_batch(project_id uuid, user_id text, assets jsonb,
                              priority text DEFAULT 'NORMAL', idempotency_key text DEFAULT NULL)
-RETURNS uuid LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_priority moverz_batch.batch_priority;
@@ -221,19 +221,19 @@ DECLARE
     v_batch uuid;
     v_existing record;
 BEGIN
-    PERFORM moverz_batch.check_user_id(user_id);
+    PERFORM moverz_batch_internal.check_user_id(user_id);
     IF priority IS NULL OR priority NOT IN ('HIGH', 'NORMAL', 'LOW') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('priority must be one of HIGH, NORMAL, LOW (got %s)', coalesce(moverz_batch.echo_value(priority), 'NULL'));
+            MESSAGE = format('priority must be one of HIGH, NORMAL, LOW (got %s)', coalesce(moverz_batch_internal.echo_value(priority), 'NULL'));
     END IF;
     IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR octet_length(idempotency_key) > 255) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'idempotency_key must be a non-empty string of at most 255 bytes';
     END IF;
     v_priority := priority::moverz_batch.batch_priority;
-    PERFORM moverz_batch.owned_project(create_batch.project_id, create_batch.user_id);
-    PERFORM moverz_batch.check_assets(assets);
-    PERFORM moverz_batch.check_photo_quota(create_batch.user_id, jsonb_array_length(assets));
+    PERFORM moverz_batch_internal.owned_project(create_batch.project_id, create_batch.user_id);
+    PERFORM moverz_batch_internal.check_assets(assets);
+    PERFORM moverz_batch_internal.check_photo_quota(create_batch.user_id, jsonb_array_length(assets));
     IF idempotency_key IS NOT NULL THEN
         v_hash := md5(concat_ws('|', create_batch.project_id, v_priority, assets::text));
     END IF;
@@ -252,12 +252,12 @@ BEGIN
         END IF;
         RETURN v_existing.id;
     END IF;
-    PERFORM moverz_batch.insert_photos(v_batch, create_batch.project_id, create_batch.user_id,
+    PERFORM moverz_batch_internal.insert_photos(v_batch, create_batch.project_id, create_batch.user_id,
                                        v_priority, assets);
-    PERFORM moverz_batch.wake_photo_workers();
+    PERFORM moverz_batch_internal.wake_photo_workers();
     IF v_priority = 'HIGH' THEN
         -- photos claimed ahead must not go before these
-        PERFORM moverz_batch.recall_claimed_photos();
+        PERFORM moverz_batch_internal.recall_claimed_photos();
     END IF;
     RETURN v_batch;
 END
@@ -288,7 +288,7 @@ $$;
 -- batch's photos, as submitted; roomType, errorCode and duplicateOf only
 -- when set) and "inventorySummary" when summary is not NULL.  In C
 -- (src/progress.c): one jsonb built in place of a copy per photo and per "||".
-CREATE FUNCTION progress_document(state jsonb, batch_id uuid, photos_limit bigint,
+CREATE FUNCTION moverz_batch_internal.progress_document(state jsonb, batch_id uuid, photos_limit bigint,
                                   photos_offset bigint, summary jsonb)
 RETURNS jsonb LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'moverz_progress_document';
@@ -297,7 +297,7 @@ AS 'MODULE_PATHNAME', 'moverz_progress_document';
 -- photos_offset page the photos list (ordered as submitted); the counts always
 -- cover the whole batch.  A photo that duplicates another carries duplicateOf.
 CREATE FUNCTION batch_progress(batch_id uuid, photos_limit int DEFAULT NULL, photos_offset int DEFAULT 0)
-RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     b moverz_batch.batches;
     v_summary jsonb;
@@ -309,12 +309,12 @@ BEGIN
     END IF;
     SELECT * INTO b FROM moverz_batch.batches WHERE id = batch_progress.batch_id;
     IF NOT FOUND THEN
-        PERFORM moverz_batch.raise_not_found('batch_id', batch_progress.batch_id, 'batch');
+        PERFORM moverz_batch_internal.raise_not_found('batch_id', batch_progress.batch_id, 'batch');
     END IF;
     SELECT s.summary INTO v_summary
       FROM moverz_batch.inventory_summaries s
      WHERE s.batch_id = b.id AND s.generation = b.inventory_generation;
-    RETURN moverz_batch.progress_document(moverz_batch.batch_state(b), b.id, photos_limit,
+    RETURN moverz_batch_internal.progress_document(moverz_batch.batch_state(b), b.id, photos_limit,
                                           photos_offset, v_summary);
 END
 $$;
@@ -333,7 +333,7 @@ $$;
 -- every path, see cancel_batch): the photos, then their batch; the batch
 -- is read after the photos' locks, so a cancel that committed meanwhile is
 -- seen.
-CREATE FUNCTION reopen_photos(p_batch_id uuid, p_photo_id uuid) RETURNS int
+CREATE FUNCTION moverz_batch_internal.reopen_photos(p_batch_id uuid, p_photo_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_status moverz_batch.batch_status;
@@ -346,7 +346,7 @@ BEGIN
        FOR UPDATE;
     SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = p_batch_id FOR UPDATE;
     IF NOT FOUND THEN
-        PERFORM moverz_batch.raise_not_found('batch_id', p_batch_id, 'batch');
+        PERFORM moverz_batch_internal.raise_not_found('batch_id', p_batch_id, 'batch');
     ELSIF v_status = 'CANCELLED' THEN
         RAISE EXCEPTION USING ERRCODE = '55000',
             MESSAGE = format('batch %s is CANCELLED: its photos cannot be retried', p_batch_id);
@@ -367,7 +367,7 @@ BEGIN
            SET inventory_queued = false, inventory_generation = b.inventory_generation + 1,
                completed_at = NULL
          WHERE b.id = p_batch_id;
-        PERFORM moverz_batch.wake_photo_workers();
+        PERFORM moverz_batch_internal.wake_photo_workers();
     END IF;
     RETURN v_n;
 END
@@ -377,14 +377,14 @@ $$;
 -- re-opened for exactly one new inventory sync once it finishes again.
 -- Returns the number of photos sent back.
 CREATE FUNCTION retry_batch(batch_id uuid) RETURNS int
-LANGUAGE sql AS $$
-SELECT moverz_batch.reopen_photos(batch_id, NULL)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+SELECT moverz_batch_internal.reopen_photos(batch_id, NULL)
 $$;
 
 -- retry_photo: one ERROR photo (and its duplicates) back to PENDING.
 -- Returns the number of photos sent back (0 when it was not in ERROR).
 CREATE FUNCTION retry_photo(photo_id uuid) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_batch uuid;
     v_photo uuid;
@@ -396,9 +396,9 @@ BEGIN
       LEFT JOIN moverz_batch.photos o ON o.id = p.duplicate_of
      WHERE p.id = retry_photo.photo_id;
     IF NOT FOUND THEN
-        PERFORM moverz_batch.raise_not_found('photo_id', retry_photo.photo_id, 'photo');
+        PERFORM moverz_batch_internal.raise_not_found('photo_id', retry_photo.photo_id, 'photo');
     END IF;
-    RETURN moverz_batch.reopen_photos(v_batch, v_photo);
+    RETURN moverz_batch_internal.reopen_photos(v_batch, v_photo);
 END
 $$;
 
@@ -424,14 +424,14 @@ $$;
 -- is seen by its UPDATE (a statement of its own, with a new snapshot), and
 -- a retry that comes after it finds the batch CANCELLED.
 CREATE FUNCTION cancel_batch(batch_id uuid) RETURNS int
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_status moverz_batch.batch_status;
     v_n int;
 BEGIN
     SELECT b.status INTO v_status FROM moverz_batch.batches b WHERE b.id = cancel_batch.batch_id;
     IF NOT FOUND THEN
-        PERFORM moverz_batch.raise_not_found('batch_id', cancel_batch.batch_id, 'batch');
+        PERFORM moverz_batch_internal.raise_not_found('batch_id', cancel_batch.batch_id, 'batch');
     END IF;
     PERFORM 1 FROM moverz_batch.photos p
      WHERE p.batch_id = cancel_batch.batch_id AND p.status IN ('PENDING', 'PROCESSING', 'ERROR')
@@ -458,10 +458,10 @@ BEGIN
        AND d.duplicate_of = o.id AND d.duplicate_of IS NOT NULL
        AND d.batch_id <> cancel_batch.batch_id AND d.status = 'PENDING';
     IF FOUND THEN
-        PERFORM moverz_batch.wake_photo_workers();
+        PERFORM moverz_batch_internal.wake_photo_workers();
     END IF;
     -- photos of this batch a worker claimed ahead are not sent either
-    PERFORM moverz_batch.recall_claimed_photos();
+    PERFORM moverz_batch_internal.recall_claimed_photos();
     RETURN v_n;
 END
 $$;

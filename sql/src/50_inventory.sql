@@ -2,7 +2,7 @@
 
 -- photo_items: one row per item of the given photos' analyses.  The room is
 -- the photo's own, else the one the AI saw (if accepted), else "other".
-CREATE FUNCTION photo_items(p_photo_ids uuid[])
+CREATE FUNCTION moverz_batch_internal.photo_items(p_photo_ids uuid[])
 RETURNS TABLE (batch_id uuid, photo_id uuid, item_no int, project_id uuid, user_id text,
                room_type text, label text, quantity int, unit_volume_m3 numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -21,7 +21,7 @@ $$;
 -- that left or entered "DONE, not a duplicate, with an analysis".  Generic
 -- plans: the planner judged a custom plan (arrays known) cheaper every time,
 -- so each write-back planned the insert of the items again (0.5 ms).
-CREATE FUNCTION apply_inventory_delta(p_removed uuid[], p_added uuid[])
+CREATE FUNCTION moverz_batch_internal.apply_inventory_delta(p_removed uuid[], p_added uuid[])
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off
 SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
@@ -44,7 +44,7 @@ BEGIN
         WITH came AS (
             INSERT INTO moverz_batch.inventory_items (batch_id, photo_id, item_no, project_id, user_id,
                                                       room_type, label, quantity, unit_volume_m3)
-            SELECT * FROM moverz_batch.photo_items(p_added)
+            SELECT * FROM moverz_batch_internal.photo_items(p_added)
             RETURNING batch_id, room_type, quantity, unit_volume_m3
         )
         INSERT INTO moverz_batch.inventory_rooms AS r (batch_id, room_type, item_rows, items, volume)
@@ -64,7 +64,7 @@ $$;
 -- totalVolume = sum of quantity x volume_m3, and the same per room.  ERROR
 -- photos contribute nothing, and neither do duplicates: the same sofa
 -- photographed twice is moved once.
-CREATE FUNCTION inventory_summary(p_project_id uuid, p_batch_id uuid) RETURNS jsonb
+CREATE FUNCTION moverz_batch_internal.inventory_summary(p_project_id uuid, p_batch_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 WITH rooms AS (
     SELECT r.room_type, sum(r.items) AS items, sum(r.volume) AS volume
@@ -88,7 +88,7 @@ $$;
 -- totals (kept current as its photos finish), stored for batch_progress.
 -- Re-running replaces; it never adds twice.
 CREATE FUNCTION sync_inventory(batch_id uuid) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     b record;
     v_summary jsonb;
@@ -97,9 +97,9 @@ BEGIN
       FROM moverz_batch.batches x WHERE x.id = sync_inventory.batch_id
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        PERFORM moverz_batch.raise_not_found('batch_id', sync_inventory.batch_id, 'batch');
+        PERFORM moverz_batch_internal.raise_not_found('batch_id', sync_inventory.batch_id, 'batch');
     END IF;
-    v_summary := moverz_batch.inventory_summary(b.project_id, b.id);
+    v_summary := moverz_batch_internal.inventory_summary(b.project_id, b.id);
     INSERT INTO moverz_batch.inventory_summaries AS s (batch_id, project_id, user_id, generation,
                                                        total_items, total_volume, summary)
     VALUES (b.id, b.project_id, b.user_id, b.inventory_generation,
@@ -114,13 +114,13 @@ $$;
 -- project_inventory: the inventory summary of a whole project (the seed's
 -- inventory sync without a batchId), from all its DONE photos.
 CREATE FUNCTION project_inventory(project_id uuid) RETURNS jsonb
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM 1 FROM moverz_batch.projects p WHERE p.id = project_inventory.project_id;
     IF NOT FOUND THEN
-        PERFORM moverz_batch.raise_not_found('project_id', project_inventory.project_id, 'project');
+        PERFORM moverz_batch_internal.raise_not_found('project_id', project_inventory.project_id, 'project');
     END IF;
-    RETURN moverz_batch.inventory_summary(project_inventory.project_id, NULL);
+    RETURN moverz_batch_internal.inventory_summary(project_inventory.project_id, NULL);
 END
 $$;
 
@@ -130,7 +130,7 @@ $$;
 -- plans live as long as it does: enable_seqscan = off, as the photo
 -- workers' functions (sql/src/60_worker.sql), so that plans made while the
 -- tables were empty do not read them whole once they have grown.
-CREATE FUNCTION run_inventory_job(job_id bigint) RETURNS text
+CREATE FUNCTION moverz_batch_internal.run_inventory_job(job_id bigint) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     j record;

@@ -33,7 +33,7 @@ SELECT pg_catalog.pg_extension_config_dump('model_prices', '');
 -- ai_cost_usd: the cost of one call of model with these token counts, from
 -- model_prices; NULL when the model has no price or the cost does not fit
 -- ai_metrics.cost_usd (a paid answer is never lost for its metadata).
-CREATE FUNCTION ai_cost_usd(p_model text, p_tokens_in int, p_tokens_out int) RETURNS numeric
+CREATE FUNCTION moverz_batch_internal.ai_cost_usd(p_model text, p_tokens_in int, p_tokens_out int) RETURNS numeric
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT CASE WHEN c < 1000000 THEN round(c, 6) END
   FROM (SELECT (coalesce(p_tokens_in, 0) * p.input_usd_per_mtok
@@ -51,7 +51,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'moverz-1' $$;
 
 -- ai_room_type_list: the accepted room types, with their descriptions, as
 -- the prompt names them.
-CREATE FUNCTION ai_room_type_list() RETURNS text
+CREATE FUNCTION moverz_batch_internal.ai_room_type_list() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT string_agg(t.room_type || ' (' || t.description || ')', ', ' ORDER BY t.room_type)
   FROM moverz_batch.room_types t
@@ -61,7 +61,7 @@ $$;
 -- moverz_batch.ai_system_prompt when set, else the built-in one; in both,
 -- {room_types} is replaced by the accepted room types.
 CREATE FUNCTION ai_system_prompt() RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 SELECT replace(coalesce(nullif(current_setting('moverz_batch.ai_system_prompt', true), ''),
 $prompt$You look at one photo of a room for a moving company, which prices a move by the volume of what it carries.
 List the furniture and the large objects a mover would carry: furniture, appliances, electronics, lamps, rugs, boxes, bicycles, plants in pots. Leave out what stays in the building (built-in cupboards, radiators, sinks, doors, windows, fitted kitchens) and small loose objects that go into boxes.
@@ -73,7 +73,7 @@ Put identical objects in one entry with their quantity; never count one object t
 Say which room this is, as exactly one of these room types: {room_types}.
 If the photo shows no room or nothing to move, answer an empty list of items and the room type "other".
 Answer only with the structured result asked for, nothing else.$prompt$), '{room_types}',
-               coalesce(moverz_batch.ai_room_type_list(), 'other'))
+               coalesce(moverz_batch_internal.ai_room_type_list(), 'other'))
 $$;
 
 -- ai_analysis_schema: the JSON schema of an analysis, as the model must
@@ -109,7 +109,7 @@ $$;
 
 -- ai_request_config: what a worker needs to build its requests to a model
 -- API: the prompt, its version and the schema of the answer.
-CREATE FUNCTION ai_request_config(OUT prompt_version text, OUT system_prompt text,
+CREATE FUNCTION moverz_batch_internal.ai_request_config(OUT prompt_version text, OUT system_prompt text,
                                   OUT analysis_schema jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT CASE WHEN nullif(current_setting('moverz_batch.ai_system_prompt', true), '') IS NULL
@@ -117,4 +117,4 @@ SELECT CASE WHEN nullif(current_setting('moverz_batch.ai_system_prompt', true), 
        moverz_batch.ai_system_prompt(), moverz_batch.ai_analysis_schema()
 $$;
 
-REVOKE ALL ON FUNCTION ai_request_config() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.ai_request_config() FROM PUBLIC;

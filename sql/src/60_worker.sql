@@ -27,7 +27,7 @@
 -- A photo's created_at is its batch's (create_batch sets both in one
 -- transaction): the claim looks for a user's photos from the creation of
 -- the user's oldest open batch on.
-CREATE FUNCTION claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
+CREATE FUNCTION moverz_batch_internal.claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
                              p_per_user int DEFAULT 0)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
                filename text, room_type text, attempt int)
@@ -38,7 +38,7 @@ BEGIN
     END IF;
     IF p_per_user > 0 THEN
         -- claims count each user's photos in flight: one claim at a time
-        PERFORM pg_advisory_xact_lock(hashtext('moverz_batch.claim_photos'));
+        PERFORM pg_advisory_xact_lock(hashtext('moverz_batch_internal.claim_photos'));
     END IF;
     RETURN QUERY
     WITH users AS (
@@ -125,7 +125,7 @@ AS 'MODULE_PATHNAME', 'moverz_classify_result';
 -- retry_delay_ms: the backoff before attempt n+1: retry_backoff x 4^(n-1)
 -- (5s, 20s, 80s with the default), +/- 25% jitter, and never earlier than a
 -- Retry-After the service asked for.
-CREATE FUNCTION retry_delay_ms(attempt int, backoff_ms int, retry_after_ms int)
+CREATE FUNCTION moverz_batch_internal.retry_delay_ms(attempt int, backoff_ms int, retry_after_ms int)
 RETURNS double precision LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
 SELECT greatest(backoff_ms * power(4, least(greatest(attempt, 1) - 1, 10)) * (0.75 + random() * 0.5),
                 coalesce(retry_after_ms, 0))
@@ -137,7 +137,7 @@ $$;
 -- index; until photos is analysed the planner takes duplicate_of for
 -- mostly set and would scan the whole table for each write-back (9 ms at
 -- 40,000 photos), hence enable_seqscan = off here.
-CREATE FUNCTION settle_duplicates(p_final uuid[]) RETURNS void
+CREATE FUNCTION moverz_batch_internal.settle_duplicates(p_final uuid[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF p_final IS NULL
@@ -169,7 +169,7 @@ $$;
 -- Duplicates waiting for a photo that ends DONE or ERROR take its outcome.
 -- Returns how many photos became DONE and, when the service answered
 -- RATE_LIMIT, how long the whole pool should hold back (ms).
-CREATE FUNCTION complete_photos(p_token bigint, p_results jsonb, p_max_attempts int,
+CREATE FUNCTION moverz_batch_internal.complete_photos(p_token bigint, p_results jsonb, p_max_attempts int,
                                 p_backoff_ms int, p_provider text,
                                 OUT done int, OUT rate_limit_ms int)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
@@ -200,7 +200,7 @@ BEGIN
                               AND r.api NOT IN ('anthropic', 'openai')
                               AND (r.body ->> 'cost_usd')::numeric BETWEEN 0 AND 999999
                              THEN round((r.body ->> 'cost_usd')::numeric, 6) END,
-                        moverz_batch.ai_cost_usd(r.model, r.tokens_in, r.tokens_out)),
+                        moverz_batch_internal.ai_cost_usd(r.model, r.tokens_in, r.tokens_out)),
                r.tokens_in, r.tokens_out, r.model,
                jsonb_strip_nulls(jsonb_build_object(
                    'photoId', r.id, 'userId', r.user_id, 'batchId', r.batch_id,
@@ -229,7 +229,7 @@ BEGIN
            error_message = CASE WHEN NOT r.ok THEN r.message END,
            next_attempt_at = CASE WHEN NOT r.ok AND r.outage THEN now()
                                   WHEN NOT r.ok AND r.retryable AND p.attempts < p_max_attempts
-                                  THEN now() + moverz_batch.retry_delay_ms(p.attempts, p_backoff_ms, r.retry_after_ms)
+                                  THEN now() + moverz_batch_internal.retry_delay_ms(p.attempts, p_backoff_ms, r.retry_after_ms)
                                                * interval '1 millisecond'
                                   ELSE p.next_attempt_at END,
            finished_at = CASE WHEN NOT r.ok AND r.outage THEN NULL
@@ -252,7 +252,7 @@ BEGIN
              WHERE r2.code = 'RATE_LIMIT')
       INTO done, v_final, rate_limit_ms
       FROM u;
-    PERFORM moverz_batch.settle_duplicates(v_final);
+    PERFORM moverz_batch_internal.settle_duplicates(v_final);
 END
 $$;
 
@@ -261,7 +261,7 @@ $$;
 -- (>= p_workers), or whose lease has expired, go back to PENDING (or to
 -- ERROR when that attempt was the last).  Called by each worker when it
 -- starts, and periodically for the leases.  Returns the number released.
-CREATE FUNCTION release_claims(p_worker int, p_token bigint, p_workers int, p_max_attempts int)
+CREATE FUNCTION moverz_batch_internal.release_claims(p_worker int, p_token bigint, p_workers int, p_max_attempts int)
 RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_n int;
@@ -287,7 +287,7 @@ BEGIN
     RETURNING p.id, p.status
     )
     SELECT count(*), array_agg(r.id) FILTER (WHERE r.status = 'ERROR') INTO v_n, v_final FROM released r;
-    PERFORM moverz_batch.settle_duplicates(v_final);
+    PERFORM moverz_batch_internal.settle_duplicates(v_final);
     RETURN v_n;
 END
 $$;
@@ -296,7 +296,7 @@ $$;
 -- p_token and never sent, go back to PENDING as if never claimed (the
 -- attempt did not happen).  Photos no longer in that claim (cancelled,
 -- taken back) are left alone.  Returns how many went back.
-CREATE FUNCTION unclaim_photos(p_token bigint, p_ids uuid[]) RETURNS int
+CREATE FUNCTION moverz_batch_internal.unclaim_photos(p_token bigint, p_ids uuid[]) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_n int;
@@ -314,7 +314,7 @@ $$;
 -- LOCKED) and run it.  A failure is recorded on the job, which is retried
 -- later with a backoff: no job is lost.  Returns the job id, or NULL when
 -- none is due.
-CREATE FUNCTION run_next_inventory_job() RETURNS bigint
+CREATE FUNCTION moverz_batch_internal.run_next_inventory_job() RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id bigint;
@@ -329,7 +329,7 @@ BEGIN
         RETURN NULL;
     END IF;
     BEGIN
-        PERFORM moverz_batch.run_inventory_job(v_id);
+        PERFORM moverz_batch_internal.run_inventory_job(v_id);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
         UPDATE moverz_batch.inventory_sync_jobs
@@ -344,15 +344,15 @@ $$;
 
 -- next_inventory_due_ms: milliseconds until the next inventory job is due
 -- (NULL when none is pending), so the worker sleeps just long enough.
-CREATE FUNCTION next_inventory_due_ms() RETURNS double precision
+CREATE FUNCTION moverz_batch_internal.next_inventory_due_ms() RETURNS double precision
 LANGUAGE sql STABLE AS $$
 SELECT CASE WHEN min(next_attempt_at) IS NOT NULL
             THEN greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000) END
   FROM moverz_batch.inventory_sync_jobs WHERE status = 'PENDING'
 $$;
 
-REVOKE ALL ON FUNCTION claim_photos(int, bigint, int, int, int) FROM PUBLIC;
-REVOKE ALL ON FUNCTION complete_photos(bigint, jsonb, int, int, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION release_claims(int, bigint, int, int) FROM PUBLIC;
-REVOKE ALL ON FUNCTION unclaim_photos(bigint, uuid[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_next_inventory_job() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.claim_photos(int, bigint, int, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.complete_photos(bigint, jsonb, int, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.release_claims(int, bigint, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.unclaim_photos(bigint, uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.run_next_inventory_job() FROM PUBLIC;

@@ -35,7 +35,7 @@ $$;
 -- before the commit, nothing if it aborts; the progress publisher POSTs it
 -- to Nchan, and after a final event closes the batch's channel).  Nothing
 -- when moverz_batch.publish_url is empty.
-CREATE FUNCTION publish_after_commit(batch_id uuid, state text, final boolean) RETURNS void
+CREATE FUNCTION moverz_batch_internal.publish_after_commit(batch_id uuid, state text, final boolean) RETURNS void
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'moverz_publish_after_commit';
 
@@ -54,7 +54,7 @@ AS 'MODULE_PATHNAME', 'moverz_publish_status';
 -- the state it commits (progress_payload and the notification's txid, so
 -- that a stream event and a notification match one to one); the final one
 -- is the change that makes a finished batch's inventory ready.
-CREATE FUNCTION notify_progress(p_batch_id uuid) RETURNS void
+CREATE FUNCTION moverz_batch_internal.notify_progress(p_batch_id uuid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_done text := coalesce(current_setting('moverz_notify.batches', true), '');
@@ -70,9 +70,9 @@ BEGIN
                       jsonb_build_object('batchId', p_batch_id, 'txid', v_txid)::text);
     IF current_setting('moverz_batch.publish_url') <> '' THEN
         v_state := moverz_batch.progress_payload(p_batch_id)::jsonb || jsonb_build_object('txid', v_txid);
-        PERFORM moverz_batch.publish_after_commit(p_batch_id, v_state::text,
+        PERFORM moverz_batch_internal.publish_after_commit(p_batch_id, v_state::text,
             (v_state ->> 'inventoryReady')::boolean
-            AND moverz_batch.is_terminal((v_state ->> 'status')::moverz_batch.batch_status));
+            AND moverz_batch_internal.is_terminal((v_state ->> 'status')::moverz_batch.batch_status));
     END IF;
 END
 $$;
@@ -80,34 +80,34 @@ $$;
 -- Deferred row triggers of batches (key "id") and inventory_summaries (key
 -- "batch_id").  They fire at commit as whichever role committed (an HTTP API
 -- user, say): SECURITY DEFINER, with a pinned search_path.
-CREATE FUNCTION notify_batch_trigger() RETURNS trigger
+CREATE FUNCTION moverz_batch_internal.notify_batch_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM moverz_batch.notify_progress(NEW.id);
+    PERFORM moverz_batch_internal.notify_progress(NEW.id);
     RETURN NULL;
 END
 $$;
 
-CREATE FUNCTION notify_inventory_trigger() RETURNS trigger
+CREATE FUNCTION moverz_batch_internal.notify_inventory_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM moverz_batch.notify_progress(NEW.batch_id);
+    PERFORM moverz_batch_internal.notify_progress(NEW.batch_id);
     RETURN NULL;
 END
 $$;
 
-REVOKE ALL ON FUNCTION notify_progress(uuid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION publish_after_commit(uuid, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.notify_progress(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.publish_after_commit(uuid, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION publish_status() FROM PUBLIC;
-REVOKE ALL ON FUNCTION notify_batch_trigger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION notify_inventory_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.notify_batch_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.notify_inventory_trigger() FROM PUBLIC;
 
 CREATE CONSTRAINT TRIGGER batches_notify_progress
     AFTER INSERT OR UPDATE ON batches
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION notify_batch_trigger();
+    FOR EACH ROW EXECUTE FUNCTION moverz_batch_internal.notify_batch_trigger();
 
 CREATE CONSTRAINT TRIGGER inventory_notify_progress
     AFTER INSERT OR UPDATE ON inventory_summaries
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION notify_inventory_trigger();
+    FOR EACH ROW EXECUTE FUNCTION moverz_batch_internal.notify_inventory_trigger();

@@ -3,7 +3,7 @@
 -- (retry_photo and cancel_batch are with the API, in 40_api.sql.)
 
 -- worker_status(): the workers as they see themselves, from shared memory.
-CREATE FUNCTION worker_status_raw(
+CREATE FUNCTION moverz_batch_internal.worker_status_raw(
     OUT kind text, OUT worker int, OUT pid int, OUT inflight int, OUT done bigint,
     OUT failed bigint, OUT last_error text, OUT last_error_at timestamptz, OUT since timestamptz)
 RETURNS SETOF record
@@ -14,7 +14,7 @@ AS 'MODULE_PATHNAME', 'moverz_worker_status';
 -- that finished a photo DONE and the others, the last error and since when
 -- this incarnation runs.
 CREATE VIEW worker_status AS
-SELECT * FROM worker_status_raw();
+SELECT * FROM moverz_batch_internal.worker_status_raw();
 
 -- ai_service_status(): the pool-wide circuit (src/outage.c): since when the
 -- AI service is unreachable (NULL: it answers), the probes sent since,
@@ -47,7 +47,7 @@ SELECT b.id AS batch_id, b.user_id, b.project_id, b.status, b.priority,
        b.count_queued AS queued, b.count_processing AS processing, b.count_completed AS completed,
        b.count_failed AS failed, b.count_cancelled AS cancelled,
        b.count_queued + b.count_processing + b.count_completed + b.count_failed + b.count_cancelled AS total,
-       (batch_state(b) ->> 'progress')::int AS progress,
+       (moverz_batch.batch_state(b) ->> 'progress')::int AS progress,
        s.total_items, s.total_volume,
        b.created_at, b.completed_at, b.completed_at - b.created_at AS duration
   FROM batches b
@@ -99,25 +99,25 @@ SELECT (m.meta ->> 'batchId')::uuid AS batch_id,
 -- resume_processing returned false, "not paused", which read as a
 -- failure.)
 CREATE FUNCTION pause_processing() RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE moverz_batch.control SET paused = true, paused_at = now() WHERE NOT paused;
     IF FOUND THEN
         RAISE LOG 'moverz_batch: processing paused by %', session_user;
     END IF;
-    PERFORM moverz_batch.recall_claimed_photos();
+    PERFORM moverz_batch_internal.recall_claimed_photos();
     RETURN true;
 END
 $$;
 
 CREATE FUNCTION resume_processing() RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE moverz_batch.control SET paused = false, paused_at = NULL WHERE paused;
     IF FOUND THEN
         RAISE LOG 'moverz_batch: processing resumed by %', session_user;
     END IF;
-    PERFORM moverz_batch.wake_photo_workers();
+    PERFORM moverz_batch_internal.wake_photo_workers();
     RETURN true;
 END
 $$;
@@ -126,7 +126,7 @@ $$;
 -- surviving copy of each of their photos that other batches duplicate
 -- becomes the original (the other copies point at it), and the inventories
 -- of the batches concerned are synced again: no item is lost.
-CREATE FUNCTION promote_duplicates(p_doomed uuid[]) RETURNS void
+CREATE FUNCTION moverz_batch_internal.promote_duplicates(p_doomed uuid[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_batches uuid[];
@@ -156,7 +156,7 @@ $$;
 -- metrics older than that.  Returns what it deleted.
 CREATE FUNCTION purge(older_than interval DEFAULT '30 days',
                       OUT batches_deleted bigint, OUT metrics_deleted bigint)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ids uuid[];
 BEGIN
@@ -168,14 +168,14 @@ BEGIN
     -- retried meanwhile is no longer finished); its duplicates are promoted
     -- and exactly that set is deleted
     v_ids := ARRAY(SELECT b.id FROM moverz_batch.batches b
-                    WHERE moverz_batch.is_terminal(b.status) AND b.completed_at < now() - older_than);
+                    WHERE moverz_batch_internal.is_terminal(b.status) AND b.completed_at < now() - older_than);
     PERFORM 1 FROM moverz_batch.photos p WHERE p.batch_id = ANY (v_ids) ORDER BY p.id FOR UPDATE;
     v_ids := ARRAY(SELECT b.id FROM moverz_batch.batches b
-                    WHERE b.id = ANY (v_ids) AND moverz_batch.is_terminal(b.status)
+                    WHERE b.id = ANY (v_ids) AND moverz_batch_internal.is_terminal(b.status)
                       AND b.completed_at < now() - older_than
                     ORDER BY b.id
                       FOR UPDATE);
-    PERFORM moverz_batch.promote_duplicates(v_ids);
+    PERFORM moverz_batch_internal.promote_duplicates(v_ids);
     DELETE FROM moverz_batch.batches b WHERE b.id = ANY (v_ids);
     GET DIAGNOSTICS batches_deleted = ROW_COUNT;
     DELETE FROM moverz_batch.ai_metrics m WHERE m.created_at < now() - older_than;
@@ -183,8 +183,8 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION worker_status_raw() FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.worker_status_raw() FROM PUBLIC;
 REVOKE ALL ON FUNCTION pause_processing() FROM PUBLIC;
 REVOKE ALL ON FUNCTION resume_processing() FROM PUBLIC;
 REVOKE ALL ON FUNCTION purge(interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION promote_duplicates(uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.promote_duplicates(uuid[]) FROM PUBLIC;

@@ -44,7 +44,7 @@ $$;
 
 -- jwt_user_id: the user of the current request, the "sub" claim of the JWT
 -- that PostgREST verified (request.jwt.claims), or NULL.
-CREATE FUNCTION jwt_user_id() RETURNS text
+CREATE FUNCTION moverz_batch_internal.jwt_user_id() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')
 $$;
@@ -54,10 +54,10 @@ $$;
 -- told this), when the token names no user, or when it never expires (no
 -- "exp" claim: PostgREST refuses an expired token, but accepts one without
 -- "exp" for ever).
-CREATE FUNCTION api_user() RETURNS text
+CREATE FUNCTION moverz_batch_internal.api_user() RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_user text := moverz_batch.jwt_user_id();
+    v_user text := moverz_batch_internal.jwt_user_id();
 BEGIN
     -- PostgREST ran the request as its anonymous role (no token, or one
     -- without a role claim); "role" is the caller's, also in a SECURITY
@@ -82,7 +82,7 @@ $$;
 
 -- request_header: one header of the current HTTP request (lower-case name),
 -- from PostgREST's request.headers, or NULL.
-CREATE FUNCTION request_header(p_name text) RETURNS text
+CREATE FUNCTION moverz_batch_internal.request_header(p_name text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT nullif(current_setting('request.headers', true), '')::jsonb ->> lower(p_name)
 $$;
@@ -90,7 +90,7 @@ $$;
 -- api_raise: re-raise an error of the SQL API for HTTP.  no_data_found
 -- becomes 404 (PT404) and program_limit_exceeded 413 (PT413); the SQL
 -- argument names in messages become the HTTP names (assets -> imageUrls...).
-CREATE FUNCTION api_raise(p_state text, p_message text, p_hint text) RETURNS void
+CREATE FUNCTION moverz_batch_internal.api_raise(p_state text, p_message text, p_hint text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_state text := CASE p_state WHEN 'P0002' THEN 'PT404' WHEN '54000' THEN 'PT413' ELSE p_state END;
@@ -120,7 +120,7 @@ $$;
 -- api_check_priority: HIGH jumps every queue: only a token whose role is a
 -- member of moverz_priority may ask for it (HTTP 403 naming the field);
 -- NORMAL and LOW are for everyone.
-CREATE FUNCTION api_check_priority(p_priority text) RETURNS void
+CREATE FUNCTION moverz_batch_internal.api_check_priority(p_priority text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     -- the request's role, as PostgREST set it from the token ("role" is
@@ -139,7 +139,7 @@ $$;
 
 -- api_owned_batch: the batch if it belongs to p_user; HTTP 404 otherwise,
 -- with the very same body for an unknown batch and another user's batch.
-CREATE FUNCTION api_owned_batch(p_batch_id uuid, p_user text) RETURNS uuid
+CREATE FUNCTION moverz_batch_internal.api_owned_batch(p_batch_id uuid, p_user text) RETURNS uuid
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM 1 FROM moverz_batch.batches b WHERE b.id = p_batch_id AND b.user_id = p_user;
@@ -151,7 +151,7 @@ END
 $$;
 
 -- api_page: check page (>= 1) and perPage (1..100) of a list call.
-CREATE FUNCTION api_page(p_page int, p_per_page int) RETURNS void
+CREATE FUNCTION moverz_batch_internal.api_page(p_page int, p_per_page int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_page IS NULL OR p_page < 1 THEN
@@ -163,7 +163,7 @@ END
 $$;
 
 -- api_body_uuid: the UUID in string field p_field of a request body.
-CREATE FUNCTION api_body_uuid(p_body jsonb, p_field text) RETURNS uuid
+CREATE FUNCTION moverz_batch_internal.api_body_uuid(p_body jsonb, p_field text) RETURNS uuid
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF jsonb_typeof(p_body -> p_field) IS DISTINCT FROM 'string' THEN
@@ -176,7 +176,7 @@ END
 $$;
 
 -- api_check_body: the request body must be a JSON object.
-CREATE FUNCTION api_check_body(p_body jsonb, p_shape text) RETURNS void
+CREATE FUNCTION moverz_batch_internal.api_check_body(p_body jsonb, p_shape text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF jsonb_typeof(p_body) IS DISTINCT FROM 'object' THEN
@@ -189,7 +189,7 @@ $$;
 
 -- batch_summary: one batch in a list: batch_state (batchId, status,
 -- progress, counts) with its project, priority and times; no photos.
-CREATE FUNCTION batch_summary(b batches) RETURNS jsonb
+CREATE FUNCTION moverz_batch_internal.batch_summary(b batches) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT moverz_batch.batch_state(b)
        || jsonb_strip_nulls(jsonb_build_object('projectId', b.project_id, 'priority', b.priority,
@@ -205,13 +205,13 @@ COMMENT ON SCHEMA moverz_api IS 'moverz_batch: the HTTP API (PostgREST db-schema
 CREATE FUNCTION moverz_api.create_project(jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_user text := moverz_batch.api_user();
+    v_user text := moverz_batch_internal.api_user();
     v_id uuid;
     v_state text;
     v_msg text;
     v_hint text;
 BEGIN
-    PERFORM moverz_batch.api_check_body($1, '{"name"}');
+    PERFORM moverz_batch_internal.api_check_body($1, '{"name"}');
     IF jsonb_typeof($1 -> 'name') IS DISTINCT FROM 'string' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'name is required and must be a string';
     END IF;
@@ -219,7 +219,7 @@ BEGIN
         v_id := moverz_batch.create_project(v_user, $1 ->> 'name');
     EXCEPTION WHEN data_exception THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-        PERFORM moverz_batch.api_raise(v_state, v_msg, v_hint);
+        PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
     END;
     PERFORM set_config('response.status', '201', true);
     SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
@@ -234,9 +234,9 @@ $$;
 CREATE FUNCTION moverz_api.list_projects(page int DEFAULT 1, "perPage" int DEFAULT 20) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_user text := moverz_batch.api_user();
+    v_user text := moverz_batch_internal.api_user();
 BEGIN
-    PERFORM moverz_batch.api_page(page, "perPage");
+    PERFORM moverz_batch_internal.api_page(page, "perPage");
     RETURN jsonb_build_object(
         'success', true,
         'projects', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', p.id, 'name', p.name, 'createdAt', p.created_at)
@@ -258,7 +258,7 @@ $$;
 CREATE FUNCTION moverz_api.create_batch(jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_user text := moverz_batch.api_user();
+    v_user text := moverz_batch_internal.api_user();
     v_project uuid;
     v_batch uuid;
     v_state text;
@@ -266,19 +266,19 @@ DECLARE
     v_hint text;
     b record;
 BEGIN
-    PERFORM moverz_batch.api_check_body($1, '{"projectId", "imageUrls"}');
-    v_project := moverz_batch.api_body_uuid($1, 'projectId');
+    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "imageUrls"}');
+    v_project := moverz_batch_internal.api_body_uuid($1, 'projectId');
     IF jsonb_typeof($1 -> 'priority') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'priority must be one of HIGH, NORMAL, LOW';
     END IF;
-    PERFORM moverz_batch.api_check_priority($1 ->> 'priority');
+    PERFORM moverz_batch_internal.api_check_priority($1 ->> 'priority');
     BEGIN
         v_batch := moverz_batch.create_batch(v_project, v_user, $1 -> 'imageUrls',
                                              coalesce($1 ->> 'priority', 'NORMAL'),
-                                             moverz_batch.request_header('idempotency-key'));
+                                             moverz_batch_internal.request_header('idempotency-key'));
     EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded OR unique_violation THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-        PERFORM moverz_batch.api_raise(v_state, v_msg, v_hint);
+        PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
     WHEN configuration_limit_exceeded THEN
         -- the daily photo quota: 429 Too Many Requests with Retry-After
         GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
@@ -311,13 +311,13 @@ DECLARE
     v_msg text;
     v_hint text;
 BEGIN
-    PERFORM moverz_batch.api_owned_batch(get_batch.id, moverz_batch.api_user());
+    PERFORM moverz_batch_internal.api_owned_batch(get_batch.id, moverz_batch_internal.api_user());
     BEGIN
         RETURN jsonb_build_object('success', true,
                                   'batch', moverz_batch.batch_progress(get_batch.id, "photosLimit", "photosOffset"));
     EXCEPTION WHEN data_exception THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-        PERFORM moverz_batch.api_raise(v_state, v_msg, v_hint);
+        PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
     END;
 END
 $$;
@@ -329,12 +329,12 @@ CREATE FUNCTION moverz_api.list_batches("projectId" uuid DEFAULT NULL, page int 
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_user text := moverz_batch.api_user();
+    v_user text := moverz_batch_internal.api_user();
 BEGIN
-    PERFORM moverz_batch.api_page(page, "perPage");
+    PERFORM moverz_batch_internal.api_page(page, "perPage");
     RETURN jsonb_build_object(
         'success', true,
-        'batches', (SELECT coalesce(jsonb_agg(moverz_batch.batch_summary(s.b)
+        'batches', (SELECT coalesce(jsonb_agg(moverz_batch_internal.batch_summary(s.b)
                                               ORDER BY (s.b).created_at DESC, (s.b).id DESC), '[]')
                       FROM (SELECT x AS b FROM moverz_batch.batches x
                              WHERE x.user_id = v_user AND ("projectId" IS NULL OR x.project_id = "projectId")
@@ -355,7 +355,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     v_n int;
 BEGIN
-    PERFORM moverz_batch.api_owned_batch(retry_batch.id, moverz_batch.api_user());
+    PERFORM moverz_batch_internal.api_owned_batch(retry_batch.id, moverz_batch_internal.api_user());
     v_n := moverz_batch.retry_batch(retry_batch.id);
     SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
     PERFORM set_config('response.status', CASE WHEN v_n > 0 THEN '202' ELSE '200' END, true);
@@ -372,7 +372,7 @@ DECLARE
     v_n int;
     v_msg text;
 BEGIN
-    PERFORM moverz_batch.api_owned_batch(cancel_batch.id, moverz_batch.api_user());
+    PERFORM moverz_batch_internal.api_owned_batch(cancel_batch.id, moverz_batch_internal.api_user());
     BEGIN
         v_n := moverz_batch.cancel_batch(cancel_batch.id);
     EXCEPTION WHEN object_not_in_prerequisite_state THEN
@@ -404,6 +404,10 @@ BEGIN
 END
 $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA moverz_api FROM PUBLIC;
+-- The internal schema: no USAGE for anyone, no EXECUTE for PUBLIC.  Only
+-- jwt_user_id is granted, to moverz_user: the row-level security policies
+-- below call it as the querying role.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA moverz_batch_internal FROM PUBLIC;
 GRANT USAGE ON SCHEMA moverz_api TO moverz_anon, moverz_user;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_user;
 -- ... and to moverz_anon, so that a request without a token is answered
@@ -412,10 +416,9 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_user;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_anon;
 
 GRANT USAGE ON SCHEMA moverz_batch TO moverz_user, moverz_app;
-GRANT EXECUTE ON FUNCTION jwt_user_id() TO moverz_user;
+GRANT EXECUTE ON FUNCTION moverz_batch_internal.jwt_user_id() TO moverz_user;
 GRANT SELECT ON projects, batches, photos, inventory_summaries, inventory_items,
                 inventory_sync_jobs, ai_metrics, room_types TO moverz_user;
-GRANT EXECUTE ON FUNCTION wake_photo_workers(), wake_inventory_worker(), recall_claimed_photos() TO moverz_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON projects, batches, photos, inventory_summaries, inventory_items,
     inventory_sync_jobs TO moverz_app;
 GRANT SELECT ON ai_metrics, room_types, model_prices TO moverz_app;
@@ -436,8 +439,8 @@ BEGIN
                                  WHERE a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped))
               ORDER BY c.relname LOOP
         EXECUTE format('ALTER TABLE moverz_batch.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY %I ON moverz_batch.%I TO moverz_user USING (%s = (SELECT moverz_batch.jwt_user_id())) '
-                       'WITH CHECK (%3$s = (SELECT moverz_batch.jwt_user_id()))',
+        EXECUTE format('CREATE POLICY %I ON moverz_batch.%I TO moverz_user USING (%s = (SELECT moverz_batch_internal.jwt_user_id())) '
+                       'WITH CHECK (%3$s = (SELECT moverz_batch_internal.jwt_user_id()))',
                        t || '_own_rows', t, CASE WHEN t = 'ai_metrics' THEN '(meta ->> ''userId'')' ELSE 'user_id' END);
         EXECUTE format('CREATE POLICY %I ON moverz_batch.%I TO moverz_app USING (true) WITH CHECK (true)',
                        t || '_trusted_app', t);

@@ -39,10 +39,10 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     v_state jsonb;
 BEGIN
-    PERFORM moverz_batch.api_owned_batch(stream_auth.id, moverz_batch.api_user());
+    PERFORM moverz_batch_internal.api_owned_batch(stream_auth.id, moverz_batch_internal.api_user());
     v_state := moverz_batch.progress_payload(stream_auth.id)::jsonb;
     IF (v_state ->> 'inventoryReady')::boolean
-       AND moverz_batch.is_terminal((v_state ->> 'status')::moverz_batch.batch_status) THEN
+       AND moverz_batch_internal.is_terminal((v_state ->> 'status')::moverz_batch.batch_status) THEN
         RAISE EXCEPTION USING ERRCODE = 'PT410',
             MESSAGE = format('batch %s has finished: its stream has ended', stream_auth.id),
             DETAIL = v_state::text,
@@ -54,7 +54,7 @@ $$;
 
 -- admin_check_limit: "maxRows" of an admin list, 1..500 (not "limit":
 -- PostgREST keeps that query parameter for itself).
-CREATE FUNCTION admin_check_limit(p_limit int) RETURNS void
+CREATE FUNCTION moverz_batch_internal.admin_check_limit(p_limit int) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 500 THEN
@@ -96,13 +96,13 @@ CREATE FUNCTION moverz_api.admin_batches(status text DEFAULT NULL, "userId" text
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM moverz_batch.admin_check_limit("maxRows");
+    PERFORM moverz_batch_internal.admin_check_limit("maxRows");
     IF admin_batches.status IS NOT NULL
        AND admin_batches.status NOT IN (SELECT unnest(enum_range(NULL::moverz_batch.batch_status))::text) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('status must be one of %s (got %s)',
                              array_to_string(enum_range(NULL::moverz_batch.batch_status), ', '),
-                             moverz_batch.echo_value(admin_batches.status));
+                             moverz_batch_internal.echo_value(admin_batches.status));
     END IF;
     IF "maxAgeHours" IS NOT NULL AND "maxAgeHours" < 1 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('maxAgeHours must be at least 1 (got %s)', "maxAgeHours");
@@ -150,7 +150,7 @@ $$;
 CREATE FUNCTION moverz_api.admin_failed_photos("maxRows" int DEFAULT 50) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM moverz_batch.admin_check_limit("maxRows");
+    PERFORM moverz_batch_internal.admin_check_limit("maxRows");
     RETURN jsonb_build_object('photos', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'photoId', f.photo_id, 'batchId', f.batch_id, 'userId', f.user_id,
@@ -164,7 +164,7 @@ $$;
 -- admin_act: retry_photo or cancel_batch for the operators' API: an unknown
 -- id is 404, a photo or batch whose state forbids it 409, with the SQL
 -- API's message.
-CREATE FUNCTION admin_act(p_action text, p_id uuid) RETURNS int
+CREATE FUNCTION moverz_batch_internal.admin_act(p_action text, p_id uuid) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_state text;
@@ -176,7 +176,7 @@ BEGIN
     RETURN moverz_batch.cancel_batch(p_id);
 EXCEPTION WHEN no_data_found OR object_not_in_prerequisite_state THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-    PERFORM moverz_batch.api_raise(CASE v_state WHEN '55000' THEN 'PT409' ELSE v_state END, v_msg, NULL);
+    PERFORM moverz_batch_internal.api_raise(CASE v_state WHEN '55000' THEN 'PT409' ELSE v_state END, v_msg, NULL);
     RETURN NULL;
 END
 $$;
@@ -186,7 +186,7 @@ $$;
 CREATE FUNCTION moverz_api.admin_retry_photo("photoId" uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n int := moverz_batch.admin_act('retry_photo', "photoId");
+    v_n int := moverz_batch_internal.admin_act('retry_photo', "photoId");
 BEGIN
     SET CONSTRAINTS ALL IMMEDIATE;   -- deferred triggers fire here, as the owner
     RETURN jsonb_build_object('photosRequeued', v_n);
@@ -198,7 +198,7 @@ $$;
 CREATE FUNCTION moverz_api.admin_cancel_batch("batchId" uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n int := moverz_batch.admin_act('cancel_batch', "batchId");
+    v_n int := moverz_batch_internal.admin_act('cancel_batch', "batchId");
 BEGIN
     SET CONSTRAINTS ALL IMMEDIATE;
     RETURN jsonb_build_object('photosCancelled', v_n);
@@ -252,7 +252,7 @@ $$;
 -- Privileges: the stream's authorisation for moverz_user (and moverz_anon,
 -- to be told 401 by api_user()); the admin_*
 -- functions for moverz_operator only.
-REVOKE ALL ON FUNCTION admin_check_limit(int), admin_act(text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION moverz_batch_internal.admin_check_limit(int), moverz_batch_internal.admin_act(text, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION moverz_api.stream_auth(uuid), moverz_api.admin_overview(),
     moverz_api.admin_batches(text, text, int, int), moverz_api.admin_batch_photos(uuid),
     moverz_api.admin_failed_photos(int), moverz_api.admin_retry_photo(uuid),

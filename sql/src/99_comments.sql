@@ -1,12 +1,16 @@
 -- Comments: a COMMENT ON for every schema, table, view, type and function of
--- the extension (schemas moverz_batch and moverz_api), in the order of the
+-- the extension (schemas moverz_batch, moverz_batch_internal and
+-- moverz_api), in the order of the
 -- files of sql/src/.  Concatenated last, so every object exists already.
 -- test/pgtap/11_comments.sql checks that no object is left without one: a new
 -- object gets its comment here (and in the update script to its version).
--- Internal helpers say "Internal:" and who calls them.
+-- The objects of moverz_batch_internal say "Internal:" and who calls them;
+-- no object of the other two does.
 
 COMMENT ON SCHEMA moverz_batch IS
     'moverz_batch: batches of AI photo analyses for a moving company: the SQL API, its tables and views, and the functions of the background workers.';
+COMMENT ON SCHEMA moverz_batch_internal IS
+    'Internal: what only the extension calls (the workers'' claim and write-back, the triggers'' helpers, the HTTP API''s helpers); no role but its owner may use it (since 0.7.0).';
 
 ------------------------------------------------------------------------
 -- 00_types: types, C entry points.
@@ -18,14 +22,14 @@ COMMENT ON TYPE moverz_batch.batch_priority IS
     'Priority of a batch and of its photos: HIGH, NORMAL or LOW. Claims take the highest priority first.';
 COMMENT ON DOMAIN moverz_batch.error_code IS
     'Error code of a photo in ERROR: TIMEOUT, RATE_LIMIT, NETWORK_ERROR or AI_ERROR.';
-COMMENT ON TYPE moverz_batch.status_delta IS
+COMMENT ON TYPE moverz_batch_internal.status_delta IS
     'Internal: a change of one batch''s photo counts, per status; built by the photos trigger and added by apply_batch_delta.';
 
-COMMENT ON FUNCTION moverz_batch.wake_photo_workers() IS
+COMMENT ON FUNCTION moverz_batch_internal.wake_photo_workers() IS
     'Internal: wakes the photo workers when the calling transaction commits (nothing without workers); called by create_batch, retry_batch, retry_photo, cancel_batch and resume_processing.';
-COMMENT ON FUNCTION moverz_batch.wake_inventory_worker() IS
+COMMENT ON FUNCTION moverz_batch_internal.wake_inventory_worker() IS
     'Internal: wakes the inventory worker when the calling transaction commits; called by apply_batch_delta when it enqueues an inventory sync.';
-COMMENT ON FUNCTION moverz_batch.recall_claimed_photos() IS
+COMMENT ON FUNCTION moverz_batch_internal.recall_claimed_photos() IS
     'Internal: when the calling transaction commits, the photo workers hand back the photos they claimed ahead and have not sent yet; called by cancel_batch, pause_processing and a HIGH priority create_batch.';
 
 ------------------------------------------------------------------------
@@ -87,59 +91,59 @@ COMMENT ON COLUMN moverz_batch.ai_metrics.meta IS
 -- 20_validation: input rules (AI analyses), error helpers.
 COMMENT ON FUNCTION moverz_batch.analysis_error(jsonb) IS
     'Why an AI analysis is not of the contract''s shape (items an array of objects with a label, an integer quantity and a volume_m3), or NULL when it is. SQL-callable C; checks photos.analysis.';
-COMMENT ON FUNCTION moverz_batch.echo_value(text) IS
+COMMENT ON FUNCTION moverz_batch_internal.echo_value(text) IS
     'Internal: a rejected value as an error message quotes it, 64 characters at most; called by create_batch, check_photo_quota and moverz_api.admin_batches.';
-COMMENT ON FUNCTION moverz_batch.raise_not_found(text, uuid, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.raise_not_found(text, uuid, text) IS
     'Internal: raises the error for an id that names nothing (SQLSTATE P0002, a 404 in the HTTP API); called by batch_progress, retry_photo, cancel_batch, sync_inventory, project_inventory and reopen_photos.';
 
 ------------------------------------------------------------------------
 -- 30_counters: count triggers, status rules, exactly-once inventory enqueue.
-COMMENT ON FUNCTION moverz_batch.derive_status(integer, integer, integer, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.derive_status(integer, integer, integer, integer, integer) IS
     'Internal: the status of a batch from its photo counts (queued, processing, completed, failed, cancelled), by the status rules; called by apply_batch_delta.';
-COMMENT ON FUNCTION moverz_batch.is_terminal(moverz_batch.batch_status) IS
+COMMENT ON FUNCTION moverz_batch_internal.is_terminal(moverz_batch.batch_status) IS
     'Internal: whether a batch status is final (PARTIAL, COMPLETED, FAILED, CANCELLED); called by apply_batch_delta and purge.';
-COMMENT ON FUNCTION moverz_batch.status_delta_of(moverz_batch.photo_status, moverz_batch.photo_status) IS
+COMMENT ON FUNCTION moverz_batch_internal.status_delta_of(moverz_batch.photo_status, moverz_batch.photo_status) IS
     'Internal: what one photo leaving one status and entering another changes in its batch''s counts; called by photos_counts_trigger.';
-COMMENT ON FUNCTION moverz_batch.apply_batch_delta(uuid, moverz_batch.status_delta) IS
+COMMENT ON FUNCTION moverz_batch_internal.apply_batch_delta(uuid, moverz_batch_internal.status_delta) IS
     'Internal: adds a count delta to one batch, derives its status and, in the transaction that finishes it, enqueues exactly one inventory sync; called by photos_counts_trigger.';
-COMMENT ON FUNCTION moverz_batch.counts_items(moverz_batch.photo_status, uuid, jsonb) IS
+COMMENT ON FUNCTION moverz_batch_internal.counts_items(moverz_batch.photo_status, uuid, jsonb) IS
     'Internal: whether a photo counts in inventories (DONE, not a duplicate, with an analysis); called by photos_counts_trigger.';
-COMMENT ON FUNCTION moverz_batch.photos_counts_trigger() IS
+COMMENT ON FUNCTION moverz_batch_internal.photos_counts_trigger() IS
     'Internal: trigger function of photos (statement-level, on INSERT, UPDATE and DELETE): keeps the counters and status of the batches, the inventory items and the per-room totals exact.';
-COMMENT ON FUNCTION moverz_batch.batches_photos_trigger() IS
+COMMENT ON FUNCTION moverz_batch_internal.batches_photos_trigger() IS
     'Internal: trigger function of batches (after DELETE and TRUNCATE): the photos of the batches go with them.';
-COMMENT ON FUNCTION moverz_batch.projects_lock_photos() IS
+COMMENT ON FUNCTION moverz_batch_internal.projects_lock_photos() IS
     'Internal: trigger function of projects (before DELETE): locks the project''s photos first, so that deleting a project does not deadlock with a write-back.';
 
 ------------------------------------------------------------------------
 -- 40_api: create_project, create_batch, batch_progress, retry_batch.
-COMMENT ON FUNCTION moverz_batch.check_user_id(text) IS
+COMMENT ON FUNCTION moverz_batch_internal.check_user_id(text) IS
     'Internal: refuses an empty user_id or one over 255 bytes; called by create_project and create_batch.';
 COMMENT ON FUNCTION moverz_batch.create_project(text, text) IS
     'Creates a project owned by user_id, with a name, and returns its id.';
-COMMENT ON FUNCTION moverz_batch.check_assets(jsonb) IS
+COMMENT ON FUNCTION moverz_batch_internal.check_assets(jsonb) IS
     'Internal: raises the first broken input rule of create_batch''s assets (the array, each element, its url, filename and roomType); SQL-callable C, called by create_batch.';
-COMMENT ON FUNCTION moverz_batch.asset_rows(jsonb) IS
+COMMENT ON FUNCTION moverz_batch_internal.asset_rows(jsonb) IS
     'Internal: one row per element of checked assets, with its new photo id, position, checksum and the id of an earlier element with the same checksum; SQL-callable C, called by insert_photos.';
-COMMENT ON FUNCTION moverz_batch.owned_project(uuid, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.owned_project(uuid, text) IS
     'Internal: the project if it exists and belongs to the user, else the same error (P0002) for an unknown project and another user''s; called by create_batch.';
-COMMENT ON FUNCTION moverz_batch.insert_photos(uuid, uuid, text, moverz_batch.batch_priority, jsonb) IS
+COMMENT ON FUNCTION moverz_batch_internal.insert_photos(uuid, uuid, text, moverz_batch.batch_priority, jsonb) IS
     'Internal: inserts one photo per asset; a duplicate of a photo already DONE in the project takes its analysis at once, one of an earlier photo waits for it; called by create_batch.';
-COMMENT ON FUNCTION moverz_batch.wait_for_copies_in_flight(uuid, uuid) IS
+COMMENT ON FUNCTION moverz_batch_internal.wait_for_copies_in_flight(uuid, uuid) IS
     'Internal: new photos of a batch that match a photo still waiting or in flight in another open batch of the project wait for it instead of being sent (since 0.6.0); called by insert_photos.';
-COMMENT ON FUNCTION moverz_batch.check_photo_quota(text, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.check_photo_quota(text, integer) IS
     'Internal: enforces moverz_batch.max_photos_per_user_per_day (SQLSTATE 53400, retry_after_s in the DETAIL); called by create_batch.';
 COMMENT ON FUNCTION moverz_batch.create_batch(uuid, text, jsonb, text, text) IS
     'Creates a batch (QUEUED) and one PENDING photo per asset in one transaction, and returns its id. The same idempotency_key from the same user returns the existing batch; the photo workers are woken at commit.';
 COMMENT ON FUNCTION moverz_batch.batch_state(moverz_batch.batches) IS
-    'Internal: {batchId, status, progress, counts} of a batch; called by batch_progress, progress_payload, batch_summary and the view batches_overview.';
-COMMENT ON FUNCTION moverz_batch.progress_document(jsonb, uuid, bigint, bigint, jsonb) IS
+    'The compact state of a batch row, {batchId, status, progress, counts}, as batch_progress, progress_payload and the view batches_overview show it: SELECT moverz_batch.batch_state(b) FROM moverz_batch.batches b.';
+COMMENT ON FUNCTION moverz_batch_internal.progress_document(jsonb, uuid, bigint, bigint, jsonb) IS
     'Internal: the document of batch_progress from a batch''s state, one page of its photos and its inventory summary; SQL-callable C, called by batch_progress.';
 COMMENT ON FUNCTION moverz_batch.batch_progress(uuid, integer, integer) IS
     'The progress of a batch, the seed''s batch object: status, progress, counts, its photos (paged by photos_limit and photos_offset) and inventorySummary once its inventory exists. Read-only.';
 COMMENT ON FUNCTION moverz_batch.progress_percent(integer, integer) IS
-    'Internal: the share of finished photos in percent, 0 to 100, and 100 only when every photo is finished; called by batch_state.';
-COMMENT ON FUNCTION moverz_batch.reopen_photos(uuid, uuid) IS
+    'The share of finished photos in percent, 0 to 100, rounded, and 100 only when every photo is finished (finished, total); the progress of batch_state.';
+COMMENT ON FUNCTION moverz_batch_internal.reopen_photos(uuid, uuid) IS
     'Internal: sends the ERROR photos of a batch (all, or one and its duplicates) back to PENDING and re-opens the batch for one new inventory sync; called by retry_batch and retry_photo.';
 COMMENT ON FUNCTION moverz_batch.retry_batch(uuid) IS
     'Sends the ERROR photos of a batch back to PENDING (DONE ones untouched) and re-opens it; exactly one new inventory sync runs once it finishes again. Returns the number of photos sent back.';
@@ -150,17 +154,17 @@ COMMENT ON FUNCTION moverz_batch.cancel_batch(uuid) IS
 
 ------------------------------------------------------------------------
 -- 50_inventory: live inventory, sync_inventory, project_inventory.
-COMMENT ON FUNCTION moverz_batch.photo_items(uuid[]) IS
+COMMENT ON FUNCTION moverz_batch_internal.photo_items(uuid[]) IS
     'Internal: one row per item of the analyses of the given photos, with its room; called by apply_inventory_delta.';
-COMMENT ON FUNCTION moverz_batch.apply_inventory_delta(uuid[], uuid[]) IS
+COMMENT ON FUNCTION moverz_batch_internal.apply_inventory_delta(uuid[], uuid[]) IS
     'Internal: the items of the photos that stop counting go, those of the photos that start counting come, and the per-room totals of their batches follow; called by photos_counts_trigger.';
-COMMENT ON FUNCTION moverz_batch.inventory_summary(uuid, uuid) IS
+COMMENT ON FUNCTION moverz_batch_internal.inventory_summary(uuid, uuid) IS
     'Internal: the inventorySummary {totalItems, totalVolume, rooms} of a batch, or of a whole project when the batch is NULL; called by sync_inventory and project_inventory.';
 COMMENT ON FUNCTION moverz_batch.sync_inventory(uuid) IS
     '(Re)builds a batch''s inventory from its per-room totals, stores it for batch_progress and returns it. Re-running replaces; it never adds twice.';
 COMMENT ON FUNCTION moverz_batch.project_inventory(uuid) IS
     'The inventory of a whole project (totalItems, totalVolume, per room), from all its DONE photos.';
-COMMENT ON FUNCTION moverz_batch.run_inventory_job(bigint) IS
+COMMENT ON FUNCTION moverz_batch_internal.run_inventory_job(bigint) IS
     'Internal: runs one inventory-sync job, syncing its batch unless a retry re-opened it since (SUPERSEDED), and returns the job''s final status; called by run_next_inventory_job.';
 
 ------------------------------------------------------------------------
@@ -169,58 +173,58 @@ COMMENT ON TABLE moverz_batch.model_prices IS
     'Prices in USD per million input and output tokens, per model, set by the operator; ai_metrics.cost_usd is computed from them.';
 COMMENT ON COLUMN moverz_batch.model_prices.model IS
     'A model name or the start of one: an entry prices every model whose name it starts, the longest wins.';
-COMMENT ON FUNCTION moverz_batch.ai_cost_usd(text, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.ai_cost_usd(text, integer, integer) IS
     'Internal: the cost in USD of one AI call from model_prices and its token counts, NULL when the model has no price; called by complete_photos.';
 COMMENT ON FUNCTION moverz_batch.ai_prompt_version() IS
     'The version of the built-in system prompt, recorded in ai_metrics.meta as promptVersion.';
-COMMENT ON FUNCTION moverz_batch.ai_room_type_list() IS
+COMMENT ON FUNCTION moverz_batch_internal.ai_room_type_list() IS
     'Internal: the accepted room types with their descriptions, as the system prompt lists them; called by ai_system_prompt.';
 COMMENT ON FUNCTION moverz_batch.ai_system_prompt() IS
     'The system prompt sent with every photo to a model API: the setting moverz_batch.ai_system_prompt when set, else the built-in one, with the accepted room types filled in.';
 COMMENT ON FUNCTION moverz_batch.ai_analysis_schema() IS
     'The JSON schema of the model''s answer: {room_type: one of room_types, items: [{label, quantity, volume_m3}]}, every property required.';
-COMMENT ON FUNCTION moverz_batch.ai_request_config() IS
+COMMENT ON FUNCTION moverz_batch_internal.ai_request_config() IS
     'Internal: the prompt version, the system prompt and the answer schema; read by the photo workers when they start and at each reload.';
 
 ------------------------------------------------------------------------
 -- 60_worker: claim, result classification, write-back, crash recovery.
-COMMENT ON FUNCTION moverz_batch.claim_photos(integer, bigint, integer, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.claim_photos(integer, bigint, integer, integer, integer) IS
     'Internal: claims up to p_limit PENDING photos whose next attempt time has come, highest priority first and users taking turns, and marks them PROCESSING with a lease; called by the photo workers.';
 COMMENT ON FUNCTION moverz_batch.classify_result(text, integer, text, text, jsonb, text) IS
     'The AI contract of a provider applied to one answer: success or error code, message, whether it is retried, and the analysis, model and token counts. SQL-callable C; complete_photos applies it to every answer.';
-COMMENT ON FUNCTION moverz_batch.retry_delay_ms(integer, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.retry_delay_ms(integer, integer, integer) IS
     'Internal: the delay in ms before the next attempt (retry_backoff, x4 per attempt, +-25 % jitter, never before Retry-After); called by complete_photos.';
-COMMENT ON FUNCTION moverz_batch.settle_duplicates(uuid[]) IS
+COMMENT ON FUNCTION moverz_batch_internal.settle_duplicates(uuid[]) IS
     'Internal: the duplicates waiting for the given photos, now DONE or ERROR, take their outcome; called by complete_photos, release_claims and wait_for_copies_in_flight.';
-COMMENT ON FUNCTION moverz_batch.complete_photos(bigint, jsonb, integer, integer, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.complete_photos(bigint, jsonb, integer, integer, text) IS
     'Internal: writes back the results of finished AI requests (DONE, retry or ERROR, and one ai_metrics row per call) and returns the photos DONE and how long a RATE_LIMIT holds the pool; called by the photo workers.';
-COMMENT ON FUNCTION moverz_batch.release_claims(integer, bigint, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.release_claims(integer, bigint, integer, integer) IS
     'Internal: crash recovery: photos claimed by an earlier incarnation of a worker, by a worker slot that no longer exists, or whose lease expired, go back to PENDING (ERROR after the last attempt); called by the photo workers.';
-COMMENT ON FUNCTION moverz_batch.unclaim_photos(bigint, uuid[]) IS
+COMMENT ON FUNCTION moverz_batch_internal.unclaim_photos(bigint, uuid[]) IS
     'Internal: photos a worker claimed ahead and never sent go back to PENDING, the attempt not counted; called by the photo workers.';
-COMMENT ON FUNCTION moverz_batch.run_next_inventory_job() IS
+COMMENT ON FUNCTION moverz_batch_internal.run_next_inventory_job() IS
     'Internal: claims and runs the oldest due inventory-sync job; a failure is recorded on the job, which is retried later. Called by the inventory worker.';
-COMMENT ON FUNCTION moverz_batch.next_inventory_due_ms() IS
+COMMENT ON FUNCTION moverz_batch_internal.next_inventory_due_ms() IS
     'Internal: milliseconds until the next inventory-sync job is due, NULL when none is pending; called by the inventory worker.';
 
 ------------------------------------------------------------------------
 -- 65_notify: live progress, NOTIFY moverz_batch_progress.
 COMMENT ON FUNCTION moverz_batch.progress_payload(uuid) IS
     'The compact state of a batch, {batchId, status, progress, counts, inventoryReady} (and waitingForAiServiceSince while the AI service is down), to read on each progress notification; NULL for a batch the caller may not see.';
-COMMENT ON FUNCTION moverz_batch.publish_after_commit(uuid, text, boolean) IS
+COMMENT ON FUNCTION moverz_batch_internal.publish_after_commit(uuid, text, boolean) IS
     'Internal: queues a batch''s state for the progress publisher (Nchan) when the transaction commits, never if it aborts, nothing when publish_url is empty; called by notify_progress.';
 COMMENT ON FUNCTION moverz_batch.publish_status() IS
     'The progress publisher''s figures: events waiting, delivered to Nchan, dropped, failed, the last failure, and whether it runs.';
-COMMENT ON FUNCTION moverz_batch.notify_progress(uuid) IS
+COMMENT ON FUNCTION moverz_batch_internal.notify_progress(uuid) IS
     'Internal: sends one NOTIFY on channel moverz_batch_progress for a batch, at most once per transaction, and queues the same change for Nchan; called by notify_batch_trigger and notify_inventory_trigger.';
-COMMENT ON FUNCTION moverz_batch.notify_batch_trigger() IS
+COMMENT ON FUNCTION moverz_batch_internal.notify_batch_trigger() IS
     'Internal: trigger function of batches (deferred, at commit): notifies the progress of the batch.';
-COMMENT ON FUNCTION moverz_batch.notify_inventory_trigger() IS
+COMMENT ON FUNCTION moverz_batch_internal.notify_inventory_trigger() IS
     'Internal: trigger function of inventory_summaries (deferred, at commit): notifies that the batch''s inventory is ready.';
 
 ------------------------------------------------------------------------
 -- 68_admin: views, pause / resume, retention purge.
-COMMENT ON FUNCTION moverz_batch.worker_status_raw() IS
+COMMENT ON FUNCTION moverz_batch_internal.worker_status_raw() IS
     'Internal: the running workers as shared memory knows them; read by the view worker_status.';
 COMMENT ON VIEW moverz_batch.worker_status IS
     'One row per running worker (photo, inventory, publisher): worker, pid, requests in flight, done, failed, last error, since.';
@@ -240,7 +244,7 @@ COMMENT ON FUNCTION moverz_batch.pause_processing() IS
     'Stops claiming photos (requests in flight finish, photos claimed ahead are handed back); survives restarts. Returns true once processing is paused.';
 COMMENT ON FUNCTION moverz_batch.resume_processing() IS
     'Starts claiming photos again after pause_processing. Returns true once processing is running.';
-COMMENT ON FUNCTION moverz_batch.promote_duplicates(uuid[]) IS
+COMMENT ON FUNCTION moverz_batch_internal.promote_duplicates(uuid[]) IS
     'Internal: before batches are deleted, the oldest surviving copy of each of their photos that other batches duplicate becomes the original, and the inventories concerned are synced again; called by purge.';
 COMMENT ON FUNCTION moverz_batch.purge(interval) IS
     'Deletes the batches finished more than older_than ago (default 30 days), with their photos and inventories, and the AI metrics older than that. Returns how many of each it deleted.';
@@ -248,25 +252,25 @@ COMMENT ON FUNCTION moverz_batch.purge(interval) IS
 ------------------------------------------------------------------------
 -- 70_http_api: HTTP API (schema moverz_api), roles, row-level security.
 -- (COMMENT ON SCHEMA moverz_api is in 70_http_api.sql.)
-COMMENT ON FUNCTION moverz_batch.jwt_user_id() IS
+COMMENT ON FUNCTION moverz_batch_internal.jwt_user_id() IS
     'Internal: the user of the current HTTP request, the sub claim of its JWT, or NULL; used by the row-level security policies.';
-COMMENT ON FUNCTION moverz_batch.api_user() IS
+COMMENT ON FUNCTION moverz_batch_internal.api_user() IS
     'Internal: the user of the current HTTP request, or HTTP 401 without a token, or with one without sub or exp; called by the moverz_api functions.';
-COMMENT ON FUNCTION moverz_batch.request_header(text) IS
+COMMENT ON FUNCTION moverz_batch_internal.request_header(text) IS
     'Internal: one header of the current HTTP request, or NULL; called by moverz_api.create_batch for the Idempotency-Key.';
-COMMENT ON FUNCTION moverz_batch.api_raise(text, text, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.api_raise(text, text, text) IS
     'Internal: raises an error of the SQL API again for HTTP (404, 413, the HTTP field names such as imageUrls); called by the moverz_api functions.';
-COMMENT ON FUNCTION moverz_batch.api_check_priority(text) IS
+COMMENT ON FUNCTION moverz_batch_internal.api_check_priority(text) IS
     'Internal: refuses priority HIGH (HTTP 403) unless the token''s role is a member of moverz_priority; called by moverz_api.create_batch.';
-COMMENT ON FUNCTION moverz_batch.api_owned_batch(uuid, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.api_owned_batch(uuid, text) IS
     'Internal: the batch if it belongs to the user, else HTTP 404 with the same body for an unknown batch and another user''s; called by the moverz_api functions.';
-COMMENT ON FUNCTION moverz_batch.api_page(integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.api_page(integer, integer) IS
     'Internal: checks page (at least 1) and perPage (1 to 100) of a list call; called by moverz_api.list_projects and moverz_api.list_batches.';
-COMMENT ON FUNCTION moverz_batch.api_body_uuid(jsonb, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.api_body_uuid(jsonb, text) IS
     'Internal: the UUID in a string field of a request body, or HTTP 400 naming the field; called by moverz_api.create_batch.';
-COMMENT ON FUNCTION moverz_batch.api_check_body(jsonb, text) IS
+COMMENT ON FUNCTION moverz_batch_internal.api_check_body(jsonb, text) IS
     'Internal: refuses a request body that is not a JSON object (HTTP 400); called by moverz_api.create_project and moverz_api.create_batch.';
-COMMENT ON FUNCTION moverz_batch.batch_summary(moverz_batch.batches) IS
+COMMENT ON FUNCTION moverz_batch_internal.batch_summary(moverz_batch.batches) IS
     'Internal: one batch in a list: its state with its project, priority and times, without photos; called by moverz_api.list_batches.';
 
 COMMENT ON FUNCTION moverz_api.create_project(jsonb) IS
@@ -288,7 +292,7 @@ COMMENT ON FUNCTION moverz_api.cancel_batch(uuid) IS
 -- 72_http_web: a stream's authorisation, the operator dashboard's API.
 COMMENT ON FUNCTION moverz_api.stream_auth(uuid) IS
     'GET /rpc/stream_auth?id=, asked by nginx for each subscriber of /api/batches/:id/stream: the batch''s state; 404 as get_batch, 410 once the batch has finished.';
-COMMENT ON FUNCTION moverz_batch.admin_check_limit(integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.admin_check_limit(integer) IS
     'Internal: checks maxRows (1 to 500) of an operator list; called by moverz_api.admin_batches and moverz_api.admin_failed_photos.';
 COMMENT ON FUNCTION moverz_api.admin_overview() IS
     'Operator dashboard, GET /rpc/admin_overview: the queue overview and the photos analysed per minute over the last 30 minutes.';
@@ -298,7 +302,7 @@ COMMENT ON FUNCTION moverz_api.admin_batch_photos(uuid) IS
     'Operator dashboard, GET /rpc/admin_batch_photos?id=: a batch''s photos with their attempts and errors; 404 for an unknown batch.';
 COMMENT ON FUNCTION moverz_api.admin_failed_photos(integer) IS
     'Operator dashboard, GET /rpc/admin_failed_photos: the photos in ERROR, newest first.';
-COMMENT ON FUNCTION moverz_batch.admin_act(text, uuid) IS
+COMMENT ON FUNCTION moverz_batch_internal.admin_act(text, uuid) IS
     'Internal: retry_photo or cancel_batch for the operator dashboard, an unknown id answered 404 and a state that forbids it 409; called by moverz_api.admin_retry_photo and moverz_api.admin_cancel_batch.';
 COMMENT ON FUNCTION moverz_api.admin_retry_photo(uuid) IS
     'Operator dashboard, POST /rpc/admin_retry_photo {"photoId"}: a failed photo (and its duplicates) back to PENDING.';

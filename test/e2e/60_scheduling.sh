@@ -8,7 +8,7 @@ cleanup() {
         reset_conf "moverz_batch.$s"
     done
     q "SELECT moverz_batch.cancel_batch(id) FROM moverz_batch.batches
-        WHERE user_id LIKE 'sched-%' AND NOT moverz_batch.is_terminal(status)" >/dev/null
+        WHERE user_id LIKE 'sched-%' AND NOT moverz_batch_internal.is_terminal(status)" >/dev/null
 }
 trap cleanup EXIT
 u=https://img.example.com/sched

@@ -10,7 +10,7 @@ cleanup() {
     for s in max_inflight claim_ahead request_timeout; do reset_conf "moverz_batch.$s"; done
     q "SELECT moverz_batch.resume_processing()" >/dev/null
     q "SELECT moverz_batch.cancel_batch(id) FROM moverz_batch.batches
-        WHERE user_id = 'ahead-user' AND NOT moverz_batch.is_terminal(status)" >/dev/null
+        WHERE user_id = 'ahead-user' AND NOT moverz_batch_internal.is_terminal(status)" >/dev/null
 }
 trap cleanup EXIT
 u=https://img.example.com/ahead

@@ -176,6 +176,25 @@ MB_DIR=$PKG_DIR mb_cluster_stop
 ok $? "the cluster is stopped"
 PKG_DIR=
 
+# --- the demo, from the package ---------------------------------------------
+# README's main job with --installed: nothing built but the fake AI; its own
+# cluster and fake (none of the suite's variables passed on)
+(cd "$W/src" && env -u MB_PORT -u MB_DIR -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
+     -u FAKE_AI_PID -u FAKE_AI_PORT -u FAKE_AI_URL PATH="$DEBIAN_PATH" \
+     timeout 300 tools/demo.sh --installed) >"$W/demo.log" 2>&1
+rc=$?
+ok $rc "tools/demo.sh --installed: the demo runs from the package"
+[ $rc = 0 ] || tail -n 20 "$W/demo.log" | sed 's/^/# /'
+grep -qF "== using the installed moverz_batch and /usr/bin/moverz-batch (moverz-batch (moverz_batch) $VERSION)" \
+    "$W/demo.log"
+ok $? "with the package's moverz-batch $VERSION"
+is "$(grep -c '^Batch .*: PARTIAL, 6 of 7 photos analysed, 1 failed$' "$W/demo.log")" 2 \
+   "its batch: PARTIAL, 6 of 7 analysed (watch, then the summary)"
+is "$(tail -n 14 "$W/demo.log" | grep -E '^ total +\|' | tr -s ' ')" " total | 43 | 23.1" \
+   "the summary ends the output: the inventory's total, 43 items, 23.1 m3"
+is "$(find /tmp -maxdepth 1 -name 'moverz_batch.*' -newer "$W/files" -user postgres 2>/dev/null | wc -l)" 0 \
+   "the demo's cluster is gone"
+
 # --- dpkg -r -----------------------------------------------------------------
 mb_as_root dpkg -r "$PKG" >"$W/remove.log" 2>&1
 ok $? "dpkg -r $PKG"

@@ -73,7 +73,7 @@ photo_assets() {
 # wait_finished BATCH SECONDS: wait until the batch is terminal and its
 # inventory sync has run; fails on timeout.
 wait_finished() {
-    mb_wait_for "$2" "SELECT moverz_batch.is_terminal(b.status)
+    mb_wait_for "$2" "SELECT moverz_batch_internal.is_terminal(b.status)
                              AND EXISTS (SELECT 1 FROM moverz_batch.inventory_sync_jobs j
                                           WHERE j.batch_id = b.id AND j.status = 'DONE'
                                             AND j.generation = b.inventory_generation)

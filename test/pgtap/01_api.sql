@@ -19,7 +19,7 @@ SELECT function_returns('moverz_batch', 'batch_progress', ARRAY['uuid', 'integer
 SELECT volatility_is('moverz_batch', 'batch_progress', ARRAY['uuid', 'integer', 'integer'], 'stable', 'batch_progress is STABLE');
 SELECT function_returns('moverz_batch', 'retry_batch', ARRAY['uuid'], 'integer', 'retry_batch(uuid) returns int');
 SELECT function_returns('moverz_batch', 'sync_inventory', ARRAY['uuid'], 'jsonb', 'sync_inventory(uuid) returns jsonb');
-SELECT function_returns('moverz_batch', 'run_inventory_job', ARRAY['bigint'], 'text', 'run_inventory_job(bigint) returns text');
+SELECT function_returns('moverz_batch_internal', 'run_inventory_job', ARRAY['bigint'], 'text', 'run_inventory_job(bigint) returns text');
 SELECT function_returns('moverz_batch', 'project_inventory', ARRAY['uuid'], 'jsonb', 'project_inventory(uuid) returns jsonb');
 SELECT volatility_is('moverz_batch', 'project_inventory', ARRAY['uuid'], 'stable', 'project_inventory is STABLE');
 SELECT has_trigger('moverz_batch', 'photos', 'photos_counts_insert', 'count trigger on INSERT');
@@ -77,7 +77,7 @@ SELECT results_eq(format('SELECT generation, status FROM moverz_batch.inventory_
 SELECT ok((SELECT inventory_queued FROM moverz_batch.batches WHERE id = :'b'), 'terminal: inventory_queued');
 SELECT ok(NOT moverz_batch.batch_progress(:'b') ? 'inventorySummary', 'no inventorySummary before the sync');
 
-SELECT is(moverz_batch.run_inventory_job((SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'b')), 'DONE', 'job run');
+SELECT is(moverz_batch_internal.run_inventory_job((SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'b')), 'DONE', 'job run');
 SELECT is(moverz_batch.batch_progress(:'b') -> 'inventorySummary',
           '{"totalItems": 6, "totalVolume": 4.9, "rooms": [{"roomType": "kitchen", "itemsCount": 5, "volume_m3": 2.4}, {"roomType": "living_room", "itemsCount": 1, "volume_m3": 2.5}]}'::jsonb,
           'inventorySummary: sums per room, the photo''s room first, ERROR photo excluded');
@@ -95,7 +95,7 @@ UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": [{"label":
  WHERE batch_id = :'b' AND position = 2;
 SELECT results_eq(format('SELECT generation, status FROM moverz_batch.inventory_sync_jobs WHERE batch_id = %L ORDER BY generation', :'b'),
                   $$VALUES (1, 'DONE'), (2, 'PENDING')$$, 'finished again: exactly one new job');
-SELECT is(moverz_batch.run_inventory_job((SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'b' AND generation = 2)), 'DONE', 'new job run');
+SELECT is(moverz_batch_internal.run_inventory_job((SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'b' AND generation = 2)), 'DONE', 'new job run');
 SELECT is(moverz_batch.batch_progress(:'b') -> 'inventorySummary' -> 'totalItems', '8'::jsonb, 'new summary includes the retried photo');
 
 -- Errors write nothing.

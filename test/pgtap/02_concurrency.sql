@@ -39,7 +39,7 @@ SELECT format('%s %s/%s/%s/%s inv=%s jobs=%s%s', x.status,
               x.count_queued, x.count_processing, x.count_completed, x.count_failed,
               x.inventory_queued, (SELECT count(*) FROM moverz_batch.inventory_sync_jobs j WHERE j.batch_id = b),
               CASE WHEN (x.count_queued, x.count_processing, x.count_completed, x.count_failed, x.status)
-                        = (r.q, r.p, r.c, r.f, moverz_batch.derive_status(r.q, r.p, r.c, r.f))
+                        = (r.q, r.p, r.c, r.f, moverz_batch_internal.derive_status(r.q, r.p, r.c, r.f))
                    THEN '' ELSE ' MISMATCH' END)
   FROM moverz_batch.batches x,
        LATERAL (SELECT (count(*) FILTER (WHERE status = 'PENDING'))::int AS q,
@@ -219,7 +219,7 @@ SELECT id AS r1_job FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'r1'
 SELECT dblink_exec('a', 'BEGIN') \g /dev/null
 SELECT is(n, 1, 'retry vs job: A retried one photo')
   FROM dblink('a', format('SELECT moverz_batch.retry_batch(%L)', :'r1')) AS t(n int);
-SELECT is(dblink_send_query('b', format('SELECT moverz_batch.run_inventory_job(%s)', :r1_job)), 1, 'retry vs job: job sent');
+SELECT is(dblink_send_query('b', format('SELECT moverz_batch_internal.run_inventory_job(%s)', :r1_job)), 1, 'retry vs job: job sent');
 SELECT ok(pg_temp.blocked(:b_pid, :a_pid), 'retry vs job: the job waits for the retry');
 SELECT dblink_exec('a', 'COMMIT') \g /dev/null
 SELECT is(pg_temp.result('b'), 'SUPERSEDED', 'retry vs job: the stale job ends SUPERSEDED');
@@ -242,7 +242,7 @@ UPDATE moverz_batch.photos SET status = 'ERROR' WHERE batch_id = :'r1' AND posit
 SELECT id AS r1_job3 FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'r1' AND generation = 3 \gset
 SELECT dblink_exec('a', 'BEGIN') \g /dev/null
 SELECT is(s, 'DONE', 'job vs retry: A ran the current job')
-  FROM dblink('a', format('SELECT moverz_batch.run_inventory_job(%s)', :r1_job3)) AS t(s text);
+  FROM dblink('a', format('SELECT moverz_batch_internal.run_inventory_job(%s)', :r1_job3)) AS t(s text);
 SELECT is(dblink_send_query('b', format('SELECT moverz_batch.retry_batch(%L)', :'r1')), 1, 'job vs retry: retry sent');
 SELECT ok(pg_temp.blocked(:b_pid, :a_pid), 'job vs retry: the retry waits for the job');
 SELECT dblink_exec('a', 'COMMIT') \g /dev/null
@@ -318,7 +318,7 @@ SELECT is((SELECT count(*) FROM moverz_batch.inventory_sync_jobs WHERE user_id =
           'all batches: at most one job per batch and generation');
 SELECT is(count(*), 0::bigint, 'all batches: every terminal batch has its job')
   FROM moverz_batch.batches b
- WHERE b.user_id = 'tap_conc' AND moverz_batch.is_terminal(b.status)
+ WHERE b.user_id = 'tap_conc' AND moverz_batch_internal.is_terminal(b.status)
    AND NOT EXISTS (SELECT 1 FROM moverz_batch.inventory_sync_jobs j WHERE j.batch_id = b.id AND j.generation = b.inventory_generation);
 
 SELECT dblink_disconnect(c) FROM unnest(ARRAY['a', 'b', 'c1', 'c2', 'c3', 'c4']) AS c \g /dev/null

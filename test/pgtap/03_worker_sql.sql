@@ -53,7 +53,7 @@ CREATE TEMP TABLE got (id uuid, batch_id uuid, project_id uuid, user_id text, ur
 CREATE FUNCTION pg_temp.claim(w int, tok bigint, lim int, per_user int DEFAULT 0) RETURNS text[] LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM got;
-    INSERT INTO got SELECT * FROM moverz_batch.claim_photos(w, tok, lim, 60000, per_user);
+    INSERT INTO got SELECT * FROM moverz_batch_internal.claim_photos(w, tok, lim, 60000, per_user);
     RETURN coalesce((SELECT array_agg(pg_temp.name(id) ORDER BY pg_temp.name(id)) FROM got), '{}');
 END
 $$;
@@ -68,7 +68,7 @@ $$;
 -- as "done=N rate_limit_ms=M".
 CREATE FUNCTION pg_temp.complete(tok bigint, VARIADIC results jsonb[]) RETURNS text LANGUAGE sql AS $$
 SELECT format('done=%s rate_limit_ms=%s', c.done, c.rate_limit_ms)
-  FROM moverz_batch.complete_photos(tok, to_jsonb(results), 3, 1000, 'test-ai') AS c
+  FROM moverz_batch_internal.complete_photos(tok, to_jsonb(results), 3, 1000, 'test-ai') AS c
 $$;
 -- ph(label, position): status attempts error_code claimed_by/claim_token.
 CREATE FUNCTION pg_temp.ph(label text, pos int) RETURNS text LANGUAGE sql AS $$
@@ -91,14 +91,14 @@ $$;
 
 ------------------------------------------------------------------------
 -- The functions, reserved to the owner (the workers run as superuser).
-SELECT has_function('moverz_batch', 'claim_photos', ARRAY['integer', 'bigint', 'integer', 'integer', 'integer'], 'claim_photos(int, bigint, int, int, int)');
-SELECT has_function('moverz_batch', 'complete_photos', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'text'], 'complete_photos(bigint, jsonb, int, int, text)');
-SELECT has_function('moverz_batch', 'release_claims', ARRAY['integer', 'bigint', 'integer', 'integer'], 'release_claims(int, bigint, int, int)');
-SELECT has_function('moverz_batch', 'run_next_inventory_job', '{}'::name[], 'run_next_inventory_job()');
+SELECT has_function('moverz_batch_internal', 'claim_photos', ARRAY['integer', 'bigint', 'integer', 'integer', 'integer'], 'claim_photos(int, bigint, int, int, int)');
+SELECT has_function('moverz_batch_internal', 'complete_photos', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'text'], 'complete_photos(bigint, jsonb, int, int, text)');
+SELECT has_function('moverz_batch_internal', 'release_claims', ARRAY['integer', 'bigint', 'integer', 'integer'], 'release_claims(int, bigint, int, int)');
+SELECT has_function('moverz_batch_internal', 'run_next_inventory_job', '{}'::name[], 'run_next_inventory_job()');
 SELECT volatility_is('moverz_batch', 'classify_result', ARRAY['text', 'integer', 'text', 'text', 'jsonb', 'text'], 'immutable', 'classify_result is IMMUTABLE');
 SELECT is(array(SELECT f || ' by ' || r
-                  FROM unnest(ARRAY['moverz_batch.claim_photos(int, bigint, int, int, int)', 'moverz_batch.complete_photos(bigint, jsonb, int, int, text)',
-                                    'moverz_batch.release_claims(int, bigint, int, int)', 'moverz_batch.run_next_inventory_job()']) AS f,
+                  FROM unnest(ARRAY['moverz_batch_internal.claim_photos(int, bigint, int, int, int)', 'moverz_batch_internal.complete_photos(bigint, jsonb, int, int, text)',
+                                    'moverz_batch_internal.release_claims(int, bigint, int, int)', 'moverz_batch_internal.run_next_inventory_job()']) AS f,
                        unnest(ARRAY['public', 'moverz_app', 'moverz_user', 'moverz_anon']) AS r
                  WHERE has_function_privilege(r, f, 'EXECUTE')),
           '{}'::text[], 'the worker functions: no EXECUTE for PUBLIC, moverz_app, moverz_user, moverz_anon');
@@ -301,7 +301,7 @@ UPDATE moverz_batch.photos p
                (5, 3, 10, interval '1 minute', 3)) AS c(pos, w, tok, lease, attempts)
  WHERE p.batch_id = pg_temp.bid('r1') AND p.position = c.pos;
 SELECT count(*) AS inflight_elsewhere FROM moverz_batch.photos WHERE status = 'PROCESSING' AND batch_id <> pg_temp.bid('r1') \gset
-SELECT is(moverz_batch.release_claims(3, 11, 4, 3), 4, 'release_claims: 4 photos released');
+SELECT is(moverz_batch_internal.release_claims(3, 11, 4, 3), 4, 'release_claims: 4 photos released');
 SELECT is(array(SELECT pg_temp.ph('r1', pos) FROM generate_series(0, 6) AS pos),
           ARRAY['PENDING 1 - -/-', 'PROCESSING 1 - 3/11', 'PENDING 1 - -/-', 'PENDING 1 - -/-', 'PROCESSING 1 - 2/20', 'ERROR 3 AI_ERROR -/-', 'PENDING 0 - -/-'],
           'release_claims: back to PENDING with the attempt counted, ERROR after the last one, the live claims kept');
@@ -312,7 +312,7 @@ SELECT ok((SELECT bool_and(next_attempt_at = now() AND lease_until IS NULL) FROM
 SELECT is(pg_temp.st('r1'), 'PROCESSING 4/2/0/1', 'release_claims: the counters follow');
 SELECT is((SELECT count(*) FROM moverz_batch.photos WHERE status = 'PROCESSING' AND batch_id <> pg_temp.bid('r1')),
           :inflight_elsewhere::bigint, 'release_claims: the other workers'' valid claims kept');
-SELECT is(moverz_batch.release_claims(3, 11, 4, 3), 0, 'release_claims again: nothing');
+SELECT is(moverz_batch_internal.release_claims(3, 11, 4, 3), 0, 'release_claims again: nothing');
 -- The late answer of the older incarnation changes nothing.
 SELECT is(pg_temp.complete(10, pg_temp.r('r1', 0, 200, '{"items": []}')), 'done=0 rate_limit_ms=0', 'late answer to a released claim: ignored');
 SELECT is(pg_temp.ph('r1', 0), 'PENDING 1 - -/-', 'late answer: the photo still waits');
@@ -327,19 +327,19 @@ SELECT is(pg_temp.ph('r1', 3), 'PROCESSING 2 - 2/20', 'the second attempt is sti
 -- run_next_inventory_job: the due jobs, oldest first, each once.
 SELECT is((SELECT array_agg(l.label ORDER BY j.id) FROM moverz_batch.inventory_sync_jobs j JOIN lbl l ON l.id = j.batch_id
             WHERE j.status = 'PENDING'), ARRAY['a1', 'c1'], 'two jobs pending: a1 (PARTIAL), c1 (COMPLETED)');
-SELECT is(array[moverz_batch.run_next_inventory_job(), moverz_batch.run_next_inventory_job()],
+SELECT is(array[moverz_batch_internal.run_next_inventory_job(), moverz_batch_internal.run_next_inventory_job()],
           array[(SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('a1')),
                 (SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('c1'))], 'runs a1''s job, then c1''s');
 SELECT is((SELECT status || ' ' || attempts FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('a1')), 'DONE 1', 'the job is DONE');
 SELECT is(moverz_batch.batch_progress(pg_temp.bid('a1')) -> 'inventorySummary' -> 'totalItems', '5'::jsonb, 'a1''s inventory: the duplicate counted once');
-SELECT is(moverz_batch.run_next_inventory_job(), NULL, 'no job due: NULL');
+SELECT is(moverz_batch_internal.run_next_inventory_job(), NULL, 'no job due: NULL');
 -- Order: next_attempt_at, then id.
 SELECT pg_temp.mk('tw_i', 'i1', pg_temp.a(1)) IS NOT NULL AS i1 \gset
 SELECT pg_temp.mk('tw_i', 'i2', pg_temp.a(1)) IS NOT NULL AS i2 \gset
 UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": [{"label": "box", "quantity": 3, "volume_m3": 0.1}]}'
  WHERE batch_id IN (pg_temp.bid('i1'), pg_temp.bid('i2'));
 UPDATE moverz_batch.inventory_sync_jobs SET next_attempt_at = now() - interval '1 second' WHERE batch_id = pg_temp.bid('i2');
-SELECT is(array[moverz_batch.run_next_inventory_job(), moverz_batch.run_next_inventory_job(), moverz_batch.run_next_inventory_job()],
+SELECT is(array[moverz_batch_internal.run_next_inventory_job(), moverz_batch_internal.run_next_inventory_job(), moverz_batch_internal.run_next_inventory_job()],
           array[(SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('i2')),
                 (SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('i1')), NULL],
           'the job due first runs first');
@@ -355,22 +355,22 @@ UPDATE moverz_batch.photos SET status = 'DONE', analysis = '{"items": [{"label":
  WHERE batch_id = pg_temp.bid('i3');
 SELECT id AS i3_job FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('i3') \gset
 SET LOCAL client_min_messages = error;
-SELECT is(moverz_batch.run_next_inventory_job(), :i3_job::bigint, 'failing job: run, its id returned');
+SELECT is(moverz_batch_internal.run_next_inventory_job(), :i3_job::bigint, 'failing job: run, its id returned');
 SET LOCAL client_min_messages = warning;
 SELECT is((SELECT format('%s %s %s %s', status, attempts, last_error, extract(epoch FROM next_attempt_at - now()))
              FROM moverz_batch.inventory_sync_jobs WHERE id = :i3_job), 'PENDING 1 disk full (test) 1.000000',
           'failing job: still PENDING, the error recorded, retried in 1 s');
 SELECT is((SELECT count(*) FROM moverz_batch.inventory_summaries WHERE batch_id = pg_temp.bid('i3')), 0::bigint, 'failing job: nothing half-written');
-SELECT is(moverz_batch.run_next_inventory_job(), NULL, 'failing job: not due again yet');
+SELECT is(moverz_batch_internal.run_next_inventory_job(), NULL, 'failing job: not due again yet');
 UPDATE moverz_batch.inventory_sync_jobs SET next_attempt_at = now() WHERE id = :i3_job;
 SET LOCAL client_min_messages = error;
-SELECT is(moverz_batch.run_next_inventory_job(), :i3_job::bigint, 'failing job: second failure');
+SELECT is(moverz_batch_internal.run_next_inventory_job(), :i3_job::bigint, 'failing job: second failure');
 SET LOCAL client_min_messages = warning;
 SELECT is((SELECT format('%s %s %s', status, attempts, extract(epoch FROM next_attempt_at - now())) FROM moverz_batch.inventory_sync_jobs WHERE id = :i3_job),
           'PENDING 2 2.000000', 'failing job: the backoff doubles');
 DROP TRIGGER mb_tap_fail_sync ON moverz_batch.inventory_summaries;
 UPDATE moverz_batch.inventory_sync_jobs SET next_attempt_at = now() WHERE id = :i3_job;
-SELECT is(moverz_batch.run_next_inventory_job(), :i3_job::bigint, 'repaired: the job runs again');
+SELECT is(moverz_batch_internal.run_next_inventory_job(), :i3_job::bigint, 'repaired: the job runs again');
 SELECT is((SELECT format('%s %s %s', status, attempts, last_error IS NULL) FROM moverz_batch.inventory_sync_jobs WHERE id = :i3_job),
           'DONE 3 t', 'repaired: DONE, the error cleared');
 SELECT is(moverz_batch.batch_progress(pg_temp.bid('i3')) -> 'inventorySummary' -> 'totalItems', '1'::jsonb, 'repaired: the inventory is there');
@@ -378,7 +378,7 @@ SELECT is(moverz_batch.batch_progress(pg_temp.bid('i3')) -> 'inventorySummary' -
 SELECT pg_temp.mk('tw_i', 'i4', pg_temp.a(1)) IS NOT NULL AS i4 \gset
 UPDATE moverz_batch.photos SET status = 'ERROR', error_code = 'TIMEOUT' WHERE batch_id = pg_temp.bid('i4');
 SELECT is(moverz_batch.retry_batch(pg_temp.bid('i4')), 1, 'i4 retried');
-SELECT is(moverz_batch.run_next_inventory_job(), (SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('i4')), 'the stale job is run');
+SELECT is(moverz_batch_internal.run_next_inventory_job(), (SELECT id FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('i4')), 'the stale job is run');
 SELECT is((SELECT status FROM moverz_batch.inventory_sync_jobs WHERE batch_id = pg_temp.bid('i4')), 'SUPERSEDED', 'the stale job ends SUPERSEDED');
 
 SELECT * FROM finish();

@@ -29,7 +29,7 @@ SELECT function_returns('moverz_batch', 'resume_processing', '{}'::name[], 'bool
 SELECT is(pg_get_function_arguments('moverz_batch.purge(interval)'::regprocedure),
           'older_than interval DEFAULT ''30 days''::interval, OUT batches_deleted bigint, OUT metrics_deleted bigint',
           'purge(older_than interval default 30 days) -> (batches_deleted, metrics_deleted)');
-SELECT is(pg_get_function_arguments('moverz_batch.claim_photos(int, bigint, int, int, int)'::regprocedure),
+SELECT is(pg_get_function_arguments('moverz_batch_internal.claim_photos(int, bigint, int, int, int)'::regprocedure),
           'p_worker integer, p_token bigint, p_limit integer, p_lease_ms integer, p_per_user integer DEFAULT 0',
           'claim_photos: per_user defaults to 0');
 
@@ -75,7 +75,7 @@ SELECT is(array(SELECT f || ' by ' || r
           '{}'::text[], 'cancel_batch, retry_photo: not PUBLIC, not the HTTP roles');
 SELECT is(array(SELECT f || ' by ' || r
                   FROM unnest(ARRAY['moverz_batch.pause_processing()', 'moverz_batch.resume_processing()',
-                                    'moverz_batch.purge(interval)', 'moverz_batch.worker_status_raw()']) AS f,
+                                    'moverz_batch.purge(interval)', 'moverz_batch_internal.worker_status_raw()']) AS f,
                        unnest(ARRAY['public', 'moverz_app', 'moverz_user', 'moverz_anon']) AS r
                  WHERE has_function_privilege(r, f, 'EXECUTE')),
           '{}'::text[], 'pause, resume, purge, worker_status_raw: the owner''s only');
@@ -169,7 +169,7 @@ SELECT is((SELECT jsonb_agg(pg_temp.without_id(jsonb_build_array(e)) -> 0 ORDER 
             {"status": "COMPLETED", "progress": 100, "counts": {"queued": 0, "processing": 0, "completed": 1, "failed": 0, "total": 1}, "inventoryReady": false}]',
           'notify: both finished, inventories not ready yet');
 -- The inventory becoming ready: one notification, inventoryReady true.
-SELECT moverz_batch.run_inventory_job(id) FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'n1' \g /dev/null
+SELECT moverz_batch_internal.run_inventory_job(id) FROM moverz_batch.inventory_sync_jobs WHERE batch_id = :'n1' \g /dev/null
 SELECT is(pg_temp.without_id(pg_temp.drain()),
           '[{"status": "PARTIAL", "progress": 100, "counts": {"queued": 0, "processing": 0, "completed": 2, "failed": 1, "total": 3}, "inventoryReady": true}]',
           'notify: inventory synced, inventoryReady');
@@ -197,11 +197,11 @@ SELECT is(pg_temp.without_id(:'notes'),
 -- The worker write-back: one notification per batch and transaction too.
 SELECT pg_temp.mk(2) AS n4 \gset
 SELECT is(jsonb_array_length(pg_temp.drain()), 1, 'notify: fourth batch created');
-SELECT count(*) AS claimed FROM moverz_batch.claim_photos(9, 4242, 100, 60000) \gset
+SELECT count(*) AS claimed FROM moverz_batch_internal.claim_photos(9, 4242, 100, 60000) \gset
 SELECT is(pg_temp.without_id(pg_temp.drain()),
           '[{"status": "PROCESSING", "progress": 0, "counts": {"queued": 0, "processing": 2, "completed": 0, "failed": 0, "total": 2}, "inventoryReady": false}]',
           'notify: claim_photos');
-SELECT moverz_batch.complete_photos(4242, (SELECT jsonb_agg(jsonb_build_object('id', id, 'batch_id', batch_id, 'user_id', user_id, 'attempt', attempts, 'http_status', 200,
+SELECT moverz_batch_internal.complete_photos(4242, (SELECT jsonb_agg(jsonb_build_object('id', id, 'batch_id', batch_id, 'user_id', user_id, 'attempt', attempts, 'http_status', 200,
                                                                                'latency_ms', 5, 'body', '{"items": []}'::jsonb))
                                              FROM moverz_batch.photos WHERE batch_id = :'n4'), 3, 1000, 'test-ai') \g /dev/null
 SELECT is(pg_temp.without_id(pg_temp.drain()),

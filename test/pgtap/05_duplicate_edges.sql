@@ -13,9 +13,9 @@ SELECT moverz_batch.create_project('edge-user', 'edges') AS p \gset
 SELECT moverz_batch.create_batch(:'p', 'edge-user',
     '[{"filename": "a.jpg", "url": "https://e.example/a.jpg"},
       {"filename": "a.jpg", "url": "https://e.example/a.jpg"}]') AS b1 \gset
-SELECT is((SELECT count(*)::int FROM moverz_batch.claim_photos(0, 1, 10, 60000)), 1,
+SELECT is((SELECT count(*)::int FROM moverz_batch_internal.claim_photos(0, 1, 10, 60000)), 1,
           'only the original is claimed');
-SELECT is(moverz_batch.release_claims(0, 2, 1, 1), 1, 'the stale claim is released (as ERROR: last attempt)');
+SELECT is(moverz_batch_internal.release_claims(0, 2, 1, 1), 1, 'the stale claim is released (as ERROR: last attempt)');
 SELECT is((SELECT string_agg(status::text, ',' ORDER BY position) FROM moverz_batch.photos WHERE batch_id = :'b1'),
           'ERROR,ERROR', 'the waiting duplicate takes the ERROR of its original');
 SELECT is((SELECT status::text FROM moverz_batch.batches WHERE id = :'b1'), 'FAILED', 'the batch ends');
@@ -23,7 +23,7 @@ SELECT is((SELECT status::text FROM moverz_batch.batches WHERE id = :'b1'), 'FAI
 -- 2. retry_photo of the duplicate retries the original too
 SELECT is(moverz_batch.retry_photo((SELECT id FROM moverz_batch.photos WHERE batch_id = :'b1' AND position = 1)), 2,
           'retry_photo(duplicate) sends back its original and itself');
-SELECT is((SELECT count(*)::int FROM moverz_batch.claim_photos(0, 3, 10, 60000)), 1,
+SELECT is((SELECT count(*)::int FROM moverz_batch_internal.claim_photos(0, 3, 10, 60000)), 1,
           'the original is claimable again');
 
 -- 3. purge of the batch holding an original keeps the copy's items

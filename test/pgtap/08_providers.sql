@@ -104,10 +104,10 @@ SELECT is(length((moverz_batch.classify_result('anthropic', 400, NULL, NULL,
 
 -- the prompt and the schema
 SELECT matches(moverz_batch.ai_system_prompt(), 'kitchen \(kitchen \(cuisine\)\)', 'the prompt names the room types');
-SELECT is((SELECT r.prompt_version FROM moverz_batch.ai_request_config() r), moverz_batch.ai_prompt_version(),
+SELECT is((SELECT r.prompt_version FROM moverz_batch_internal.ai_request_config() r), moverz_batch.ai_prompt_version(),
           'ai_request_config: the built-in prompt and its version');
 SET LOCAL moverz_batch.ai_system_prompt = 'Rooms: {room_types}. Count the furniture.';
-SELECT is((SELECT r.prompt_version || ' / ' || left(r.system_prompt, 19) FROM moverz_batch.ai_request_config() r),
+SELECT is((SELECT r.prompt_version || ' / ' || left(r.system_prompt, 19) FROM moverz_batch_internal.ai_request_config() r),
           'custom / Rooms: attic (attic', 'moverz_batch.ai_system_prompt replaces the prompt, {room_types} expanded');
 RESET moverz_batch.ai_system_prompt;
 SELECT is(moverz_batch.ai_analysis_schema() #> '{properties,room_type,enum}',
@@ -120,16 +120,16 @@ SELECT is(moverz_batch.ai_analysis_schema() #> '{properties,items,items,required
 SELECT is((moverz_batch.ai_analysis_schema() ->> 'additionalProperties') || '/' ||
           (moverz_batch.ai_analysis_schema() #>> '{properties,items,items,additionalProperties}'), 'false/false',
           'strict schema: no other property allowed');
-SELECT ok(NOT has_function_privilege('moverz_app', 'moverz_batch.ai_request_config()', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('moverz_app', 'moverz_batch_internal.ai_request_config()', 'EXECUTE'),
           'ai_request_config is the workers'' (owner only)');
 
 -- costs
 INSERT INTO moverz_batch.model_prices (model, input_usd_per_mtok, output_usd_per_mtok)
 VALUES ('claude-sonnet-4-5', 3, 15), ('claude-sonnet', 99, 99);
-SELECT is(moverz_batch.ai_cost_usd('claude-sonnet-4-5-20250929', 1500, 80), 0.005700,
+SELECT is(moverz_batch_internal.ai_cost_usd('claude-sonnet-4-5-20250929', 1500, 80), 0.005700,
           'ai_cost_usd: tokens x prices of the longest matching model prefix');
-SELECT is(moverz_batch.ai_cost_usd('gpt-unknown', 1500, 80), NULL, 'ai_cost_usd: no price, no cost');
-SELECT is(moverz_batch.ai_cost_usd('claude-sonnet-4-5', NULL, 80), 0.001200, 'ai_cost_usd: an unknown count costs nothing');
+SELECT is(moverz_batch_internal.ai_cost_usd('gpt-unknown', 1500, 80), NULL, 'ai_cost_usd: no price, no cost');
+SELECT is(moverz_batch_internal.ai_cost_usd('claude-sonnet-4-5', NULL, 80), 0.001200, 'ai_cost_usd: an unknown count costs nothing');
 SELECT throws_ok($$INSERT INTO moverz_batch.model_prices VALUES ('x', -1, 1)$$, '23514', NULL,
                  'model_prices: a negative price is refused');
 

@@ -69,7 +69,7 @@ SELECT throws_ok(format($$SELECT moverz_batch.create_batch(%L, 'url-user', %L)$$
                  'a 100 kB roomType is echoed 64 bytes long');
 
 -- an answer for a photo that is gone is no call of this install
-SELECT is((SELECT done FROM moverz_batch.complete_photos(1, jsonb_build_array(jsonb_build_object(
+SELECT is((SELECT done FROM moverz_batch_internal.complete_photos(1, jsonb_build_array(jsonb_build_object(
               'id', gen_random_uuid(), 'batch_id', gen_random_uuid(), 'user_id', 'gone', 'attempt', 1,
               'http_status', 200, 'latency_ms', 5, 'body', '{"items": []}'::jsonb)), 3, 100, 'moverz-ai')), 0,
           'complete_photos: an answer for an unknown photo changes nothing');

@@ -35,12 +35,12 @@ SELECT status || CASE WHEN duplicate_of IS NOT NULL THEN ' copy' ELSE '' END FRO
 $$;
 -- claimed(token): the photos of this test's user that one claim takes.
 CREATE FUNCTION pg_temp.claimed(tok bigint) RETURNS uuid[] LANGUAGE sql AS $$
-SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}') FROM moverz_batch.claim_photos(0, tok, 100, 60000) AS c
+SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}') FROM moverz_batch_internal.claim_photos(0, tok, 100, 60000) AS c
 $$;
 -- answer(token, photo, http_status): complete_photos with one result of
 -- the photo's current attempt (a sofa when 200).
 CREATE FUNCTION pg_temp.answer(tok bigint, ph uuid, http int) RETURNS int LANGUAGE sql AS $$
-SELECT c.done FROM moverz_batch.complete_photos(tok,
+SELECT c.done FROM moverz_batch_internal.complete_photos(tok,
     (SELECT jsonb_build_array(jsonb_build_object('id', p.id, 'batch_id', p.batch_id, 'user_id', p.user_id,
                                                  'attempt', p.attempts, 'http_status', http, 'latency_ms', 20,
                                                  'body', CASE WHEN http = 200
@@ -119,7 +119,7 @@ SELECT pid AS c_pid FROM dblink('c', 'SELECT pg_backend_pid()') AS t(pid int) \g
 SELECT pg_temp.mk(:'p', 'https://c.example/chair.jpg') AS b8 \gset
 SELECT is(cardinality(pg_temp.claimed(13)), 1, 'the first copy is claimed');
 SELECT dblink_exec('w', 'BEGIN') \g /dev/null
-SELECT * FROM dblink('w', format('SELECT done FROM moverz_batch.complete_photos(13, %L, 1, 1000, %L)',
+SELECT * FROM dblink('w', format('SELECT done FROM moverz_batch_internal.complete_photos(13, %L, 1, 1000, %L)',
     (SELECT jsonb_build_array(jsonb_build_object('id', id, 'batch_id', batch_id, 'user_id', user_id, 'attempt', attempts,
                                                  'http_status', 200, 'latency_ms', 20,
                                                  'body', '{"items": [{"label": "chair", "quantity": 4, "volume_m3": 0.3}]}'::jsonb))

@@ -81,7 +81,7 @@ SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE p
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_anon', oid, 'EXECUTE')
              AND NOT EXISTS (SELECT 1 FROM regexp_matches(pg_get_functiondef(oid),
-                                                          'moverz_batch\.api_user\(\)') AS m)),
+                                                          'moverz_batch_internal\.api_user\(\)') AS m)),
           NULL, 'every function moverz_anon may call asks api_user() (401 without a token)');
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_operator', oid, 'EXECUTE')
@@ -94,13 +94,14 @@ SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE p
 SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_operator', oid, 'EXECUTE')
              AND NOT proname LIKE 'admin\_%'), 0::bigint, 'moverz_operator executes nothing else of the API');
-SELECT is((SELECT string_agg(proname, ',') FROM pg_proc WHERE pronamespace = 'moverz_batch'::regnamespace
+SELECT is((SELECT string_agg(proname, ',') FROM pg_proc
+            WHERE pronamespace IN ('moverz_batch'::regnamespace, 'moverz_batch_internal'::regnamespace)
              AND has_function_privilege('moverz_user', oid, 'EXECUTE')), 'jwt_user_id',
-          'of moverz_batch, moverz_user executes jwt_user_id alone');
+          'of moverz_batch and its internals, moverz_user executes jwt_user_id alone (for its policies)');
 SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'moverz_batch'::regnamespace
              AND has_function_privilege('moverz_anon', oid, 'EXECUTE')), 0::bigint, 'moverz_anon executes nothing');
-SELECT ok(NOT has_function_privilege('moverz_app', 'moverz_batch.claim_photos'::regproc, 'EXECUTE')
-          AND NOT has_function_privilege('moverz_app', 'moverz_batch.complete_photos'::regproc, 'EXECUTE')
+SELECT ok(NOT has_function_privilege('moverz_app', 'moverz_batch_internal.claim_photos'::regproc, 'EXECUTE')
+          AND NOT has_function_privilege('moverz_app', 'moverz_batch_internal.complete_photos'::regproc, 'EXECUTE')
           AND has_function_privilege('moverz_app', 'moverz_batch.create_batch'::regproc, 'EXECUTE'),
           'moverz_app: the SQL API, not the workers'' functions');
 SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', $$SELECT current_setting('moverz_batch.ai_api_key')$$),
@@ -152,8 +153,8 @@ SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', format($$SELECT moverz_bat
           'ERROR 42501: permission denied for function batch_progress', 'moverz_user cannot call the SQL API');
 SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', format($$SELECT moverz_batch.create_batch(%L, 'tap_rls_a', '[{"filename": "x.jpg", "url": "https://x.example/x"}]')$$, :'pa')),
           'ERROR 42501: permission denied for function create_batch', 'nor create_batch with a user_id of its choice');
-SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', $$SELECT count(*) FROM moverz_batch.claim_photos(0, 1, 10, 1000, 1)$$),
-          'ERROR 42501: permission denied for function claim_photos', 'nor the workers'' functions');
+SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', $$SELECT count(*) FROM moverz_batch_internal.claim_photos(0, 1, 10, 1000, 1)$$),
+          'ERROR 42501: permission denied for schema moverz_batch_internal', 'nor the workers'' functions');
 SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', $$INSERT INTO moverz_batch.projects (user_id, name) VALUES ('tap_rls_a', 'x') RETURNING 1$$),
           'ERROR 42501: permission denied for table projects', 'moverz_user cannot INSERT');
 SELECT is(pg_temp.as_user('moverz_user', 'tap_rls_a', format($$UPDATE moverz_batch.photos SET status = 'PENDING' WHERE batch_id = %L RETURNING 1$$, :'ba')),
@@ -252,8 +253,8 @@ SELECT is(pg_temp.as_user('moverz_app', NULL, format($$SELECT moverz_batch.batch
           'COMPLETED', 'moverz_app: batch_progress');
 SELECT is(pg_temp.as_user('moverz_app', NULL, format($$SELECT moverz_batch.retry_batch(%L)$$, :'bb')),
           '0', 'moverz_app: retry_batch');
-SELECT is(pg_temp.as_user('moverz_app', NULL, $$SELECT count(*) FROM moverz_batch.claim_photos(0, 1, 10, 1000, 1)$$),
-          'ERROR 42501: permission denied for function claim_photos', 'moverz_app: not the workers'' functions');
+SELECT is(pg_temp.as_user('moverz_app', NULL, $$SELECT count(*) FROM moverz_batch_internal.claim_photos(0, 1, 10, 1000, 1)$$),
+          'ERROR 42501: permission denied for schema moverz_batch_internal', 'moverz_app: not the workers'' functions');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -8,7 +8,7 @@ WITH ext AS (
       FROM pg_depend d, ext
      WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
 ), schemas AS (
-    SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname IN ('moverz_batch', 'moverz_api')
+    SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname IN ('moverz_batch', 'moverz_batch_internal', 'moverz_api')
 ), lines AS (
     SELECT 'member ' || pg_describe_object(classid, objid, objsubid) FROM member
     UNION ALL
@@ -53,7 +53,7 @@ WITH ext AS (
     UNION ALL
     SELECT 'policy ' || p.schemaname || '.' || p.tablename || ' ' || p.policyname || ' ' || p.permissive
            || ' ' || p.roles::text || ' ' || p.cmd || ' ' || coalesce(p.qual, '-') || ' ' || coalesce(p.with_check, '-')
-      FROM pg_policies p WHERE p.schemaname IN ('moverz_batch', 'moverz_api')
+      FROM pg_policies p WHERE p.schemaname IN ('moverz_batch', 'moverz_batch_internal', 'moverz_api')
     UNION ALL
     SELECT 'type ' || t.oid::regtype::text || ' ' || t.typtype::text
            || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
@@ -66,6 +66,9 @@ WITH ext AS (
       FROM pg_extension e, ext, generate_subscripts(e.extconfig, 1) AS i
       JOIN pg_class c ON true
      WHERE e.oid = ext.oid AND c.oid = e.extconfig[i]
+    UNION ALL
+    SELECT 'comment ' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || ' ' || d.description
+      FROM pg_description d JOIN member m ON m.classid = d.classoid AND m.objid = d.objoid
     UNION ALL
     SELECT 'row room_types ' || r::text FROM moverz_batch.room_types r
     UNION ALL
