@@ -7,8 +7,9 @@
  * It speaks the contract of the real service (POST /v1/analyze-photo) and
  * answers deterministically from the request: the room type comes from the
  * request or the file name, the items from the image URL, whose query
- * parameters also inject faults (see README.md).  It counts the calls per
- * photo and exposes counters on /stats.
+ * parameters also inject faults, or from the bytes of an inline image (see
+ * README.md).  It counts the calls per photo, records the inline images
+ * received, and exposes counters on /stats.
  *
  * Design: libmicrohttpd with one thread per connection, using poll() so
  * that connections past FD_SETSIZE work.  Latency and hangs are timed waits
@@ -32,7 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_BODY		(1024 * 1024)	/* largest request body accepted */
+/*
+ * Largest request body accepted: room for an image of MAX_IMAGE_BYTES in
+ * base64 (4/3 as many characters, up to 6990508) and the other members.
+ */
+#define MAX_BODY		(8 * 1024 * 1024)
 
 /* Configuration. */
 long		base_latency_ms = 0;
@@ -170,7 +175,7 @@ route(struct MHD_Connection *conn, const char *url, const char *method,
 			reply_static(&r, 200, TEXT_CT, "ok");
 	}
 	else if (strcmp(url, "/stats") == 0 || strcmp(url, "/stats/photo") == 0 ||
-			 strcmp(url, "/stats/calls") == 0)
+			 strcmp(url, "/stats/calls") == 0 || strcmp(url, "/stats/images") == 0)
 	{
 		if (get)
 			handle_stats(conn, url, &r);

@@ -7,6 +7,7 @@
  *	fake_ai.c		main, options, daemon, routing and replies
  *	fake_stats.c	per-photo call counters, global counters, /stats
  *	fake_analyze.c	analyze request parsing, fault injection, answers
+ *	fake_image.c	inline images: base64, media type, SHA-256
  *	fake_json.c		string buffers, the tiny JSON scanner and escaper
  *
  *-------------------------------------------------------------------------
@@ -51,15 +52,34 @@ typedef struct Reply
 	char		retry_after[64];
 } Reply;
 
-/* The fields of an analyze request; the strings point into arena. */
+/*
+ * The fields of an analyze request; the strings point into arena.  A bit
+ * of nonstring (1 << the field's index in fake_json.c's table) is set when
+ * the field was given a value that is neither a string nor null.  image is
+ * the decoded image_base64 (malloc'ed), sha256 its digest in hex.
+ */
 typedef struct AnalyzeReq
 {
 	char	   *arena;
 	char	   *photo_id,
 			   *image_url,
 			   *filename,
-			   *room_type;
+			   *room_type,
+			   *image_base64,
+			   *media_type;
+	unsigned int nonstring;
+	unsigned char *image;
+	size_t		image_len;
+	char		sha256[65];
 } AnalyzeReq;
+
+/* Bits of AnalyzeReq.nonstring (the order of fake_json.c's field table). */
+#define FIELD_IMAGE_URL		(1U << 1)
+#define FIELD_IMAGE_BASE64	(1U << 4)
+#define FIELD_MEDIA_TYPE	(1U << 5)
+
+/* Largest decoded inline image accepted (5 MiB). */
+#define MAX_IMAGE_BYTES		(5 * 1024 * 1024)
 
 /* A cursor of the JSON scanner; strings are decoded at out. */
 typedef struct JsonCur
@@ -83,8 +103,10 @@ extern bool auth_ok(struct MHD_Connection *conn);
 
 /* fake_stats.c: counters */
 extern uint64_t fnv1a(const char *s);
+extern uint64_t fnv1a_bytes(const unsigned char *p, size_t n);
 extern void stats_init(void);
 extern long photo_calls(const char *id, int add);
+extern void image_received(const char *sha256, size_t bytes);
 extern int64_t stats_begin(void);
 extern int64_t stats_answered(unsigned int status);
 extern void stats_end(void);
@@ -95,6 +117,10 @@ extern void handle_stats(struct MHD_Connection *conn, const char *url,
 /* fake_analyze.c: POST /v1/analyze-photo */
 extern enum MHD_Result handle_analyze(struct MHD_Connection *conn,
 									  Request *rq);
+
+/* fake_image.c: inline images */
+extern bool check_inline_image(AnalyzeReq *req, unsigned int *status,
+							   StrBuf *err);
 
 /* fake_json.c: string buffers and JSON */
 extern void sb_append(StrBuf *sb, const char *s, size_t n);

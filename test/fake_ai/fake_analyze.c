@@ -6,7 +6,8 @@
  *
  * The answer is deterministic: the room type comes from the request or the
  * file name, the items from the image URL, whose query parameters also
- * inject faults (see README.md).
+ * inject faults, or from the bytes of an inline image (image_base64, which
+ * carries no faults; see README.md).
  *
  *-------------------------------------------------------------------------
  */
@@ -55,27 +56,40 @@ static const char *const room_rules[][2] = {
 };
 
 /*
- * parse_analyze: parse the body of an analyze request into req; on failure
- * *err tells why.  The caller frees req->arena.
+ * parse_analyze: parse the body of an analyze request into req, and decode
+ * and check its inline image if it has one; on failure *status is the
+ * HTTP status and err says why.  The caller frees req->arena and
+ * req->image.  A request without image_base64 (absent or null) is checked
+ * exactly as before inline images existed.
  */
 static bool
-parse_analyze(const StrBuf *body, AnalyzeReq *req, const char **err)
+parse_analyze(const StrBuf *body, AnalyzeReq *req, unsigned int *status,
+			  StrBuf *err)
 {
 	JsonCur		c;
+	const char *msg;
 
+	*status = 400;
 	if ((req->arena = malloc(body->len + 1)) == NULL)
 		abort();
 	c.p = body->data ? body->data : "";
 	c.end = c.p + body->len;
 	c.out = req->arena;
-	*err = "body is not a JSON object";
 	if (!js_value(&c, 0, req) || (js_ws(&c), c.p != c.end))
-		return false;
-	*err = "photo_id must be a string";
-	if (req->photo_id == NULL)
-		return false;
-	*err = "image_url must be a string";
-	return req->image_url != NULL;
+		msg = "body is not a JSON object";
+	else if (req->photo_id == NULL)
+		msg = "photo_id must be a string";
+	else if (req->image_base64 == NULL && !(req->nonstring & FIELD_IMAGE_BASE64))
+		msg = req->image_url ? NULL : "image_url must be a string";
+	else if (req->image_url != NULL || (req->nonstring & FIELD_IMAGE_URL))
+		msg = "give one of image_url and image_base64, not both";
+	else if (req->image_base64 == NULL)
+		msg = "image_base64 must be a string";
+	else
+		return check_inline_image(req, status, err);
+	if (msg != NULL)
+		sb_printf(err, "%s", msg);
+	return msg == NULL;
 }
 
 /*
@@ -240,11 +254,13 @@ append_items_param(StrBuf *sb, const char *raw, size_t n)
 	free(buf);
 }
 
-/* append_items_hash: append 1 to 4 catalogue items chosen by hash of url. */
+/*
+ * append_items_hash: append 1 to 4 catalogue items chosen by h, the hash of
+ * the image URL or of the inline image's bytes.
+ */
 static void
-append_items_hash(StrBuf *sb, const char *url)
+append_items_hash(StrBuf *sb, uint64_t h)
 {
-	uint64_t	h = fnv1a(url);
 	int			n = 1 + (int) (h % 4);
 	size_t		start = (size_t) ((h >> 8) % lengthof(catalogue));
 
@@ -279,10 +295,12 @@ build_success(Reply *r, const AnalyzeReq *req)
 	sb_printf(&r->body, "{\"room_type\": ");
 	sb_json_str(&r->body, room);
 	sb_printf(&r->body, ", \"items\": [");
-	if (query_raw(req->image_url, "items", &raw, &n))
+	if (req->image != NULL)
+		append_items_hash(&r->body, fnv1a_bytes(req->image, req->image_len));
+	else if (query_raw(req->image_url, "items", &raw, &n))
 		append_items_param(&r->body, raw, n);
 	else
-		append_items_hash(&r->body, req->image_url);
+		append_items_hash(&r->body, fnv1a(req->image_url));
 	sb_printf(&r->body, "], \"model\": \"fake-vision-1\", \"usage\": "
 			  "{\"input_tokens\": 1200, \"output_tokens\": 150}, "
 			  "\"cost_usd\": 0.015}");
@@ -290,7 +308,8 @@ build_success(Reply *r, const AnalyzeReq *req)
 
 /*
  * decide_analysis: the answer to call number calls of a parsed request,
- * after the faults of its image URL.  *hang_ms is set for fault=hang.
+ * after the faults of its image URL (an inline image has none).  *hang_ms
+ * is set for fault=hang.
  */
 static void
 decide_analysis(Reply *r, const AnalyzeReq *req, long calls, long *hang_ms)
@@ -300,6 +319,11 @@ decide_analysis(Reply *r, const AnalyzeReq *req, long calls, long *hang_ms)
 	long		fail_first;
 	StrBuf		msg = {0};
 
+	if (req->image != NULL)
+	{
+		build_success(r, req);
+		return;
+	}
 	query_str(url, "fault", fault, sizeof(fault));
 	fail_first = query_long(url, "fail_first", 0);
 	if (fail_first > 0 && calls > fail_first)
@@ -386,7 +410,8 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 {
 	Reply		r = {0};
 	AnalyzeReq	req = {0};
-	const char *err;
+	StrBuf		err = {0};
+	unsigned int status;
 	long		calls = 0,
 				hang_ms = 0,
 				extra_ms = 0;
@@ -398,12 +423,15 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 		reply_error(&r, 401, "AI_ERROR", "invalid api key", false);
 	else if (rq->too_big)
 		reply_error(&r, 413, "AI_ERROR", "body too large", false);
-	else if (!parse_analyze(&rq->body, &req, &err))
-		reply_error(&r, 400, "AI_ERROR", err, false);
+	else if (!parse_analyze(&rq->body, &req, &status, &err))
+		reply_error(&r, status, "AI_ERROR", err.data, false);
 	else
 	{
 		calls = photo_calls(req.photo_id, 1);
-		extra_ms = query_long(req.image_url, "latency_ms", 0);
+		if (req.image != NULL)
+			image_received(req.sha256, req.image_len);
+		else
+			extra_ms = query_long(req.image_url, "latency_ms", 0);
 		decide_analysis(&r, &req, calls, &hang_ms);
 	}
 	sleep_ms(base_latency_ms + extra_ms + hang_ms);
@@ -414,5 +442,7 @@ handle_analyze(struct MHD_Connection *conn, Request *rq)
 	ret = send_reply(conn, &r);
 	stats_end();
 	free(req.arena);
+	free(req.image);
+	free(err.data);
 	return ret;
 }

@@ -13,6 +13,7 @@
 #include "fake_ai.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,27 +206,70 @@ js_number(JsonCur *c)
 }
 
 /*
- * js_field: the field of req named key, or NULL.  Only the members of the
- * top-level object (req != NULL) are kept.
+ * The string members of an analyze request that are kept, in the order of
+ * the FIELD_* bits of fake_ai.h.
+ */
+static const struct
+{
+	const char *name;
+	size_t		offset;
+}			req_fields[] = {
+	{"photo_id", offsetof(AnalyzeReq, photo_id)},
+	{"image_url", offsetof(AnalyzeReq, image_url)},
+	{"filename", offsetof(AnalyzeReq, filename)},
+	{"room_type", offsetof(AnalyzeReq, room_type)},
+	{"image_base64", offsetof(AnalyzeReq, image_base64)},
+	{"media_type", offsetof(AnalyzeReq, media_type)},
+};
+
+/*
+ * js_field: the field of req named key, or NULL; *bit is its bit in
+ * req->nonstring.  Only the members of the top-level object (req != NULL)
+ * are kept.
  */
 static char **
-js_field(AnalyzeReq *req, const char *key)
+js_field(AnalyzeReq *req, const char *key, unsigned int *bit)
 {
-	if (req == NULL)
-		return NULL;
-	if (strcmp(key, "photo_id") == 0)
-		return &req->photo_id;
-	if (strcmp(key, "image_url") == 0)
-		return &req->image_url;
-	if (strcmp(key, "filename") == 0)
-		return &req->filename;
-	return strcmp(key, "room_type") == 0 ? &req->room_type : NULL;
+	for (size_t i = 0; req != NULL && i < lengthof(req_fields); i++)
+		if (strcmp(key, req_fields[i].name) == 0)
+		{
+			*bit = 1U << i;
+			return (char **) ((char *) req + req_fields[i].offset);
+		}
+	return NULL;
+}
+
+/*
+ * js_member: read the value at c->p of a member (or element) of depth; field
+ * is the field of req it fills (NULL: none), bit the field's bit of
+ * req->nonstring.  A kept string moves *save past it.
+ */
+static bool
+js_member(JsonCur *c, int depth, AnalyzeReq *req, char **field,
+		  unsigned int bit, char **save)
+{
+	if (field == NULL)
+		return js_value(c, depth + 1, NULL);
+	req->nonstring &= ~bit;
+	if (c->p < c->end && *c->p == '"')
+	{
+		if (!js_string(c, field))
+			return false;
+		*save = c->out;			/* keep the value */
+		return true;
+	}
+	*field = NULL;
+	if (c->p < c->end && *c->p != 'n')
+		req->nonstring |= bit;
+	return js_value(c, depth + 1, NULL);
 }
 
 /*
  * js_value: skip (and validate) the JSON value at c->p.  If req is set,
  * the value must be an object, whose string members of interest are kept
- * in req (a member that is null or not a string leaves its field NULL).
+ * in req (a member that is null or not a string leaves its field NULL; one
+ * that is not null sets its bit of req->nonstring).  The last of repeated
+ * members wins.
  */
 bool
 js_value(JsonCur *c, int depth, AnalyzeReq *req)
@@ -235,6 +279,7 @@ js_value(JsonCur *c, int depth, AnalyzeReq *req)
 			  **field = NULL;
 	char		open,
 				close;
+	unsigned int bit = 0;
 
 	js_ws(c);
 	if (c->p >= c->end || depth > JSON_MAX_DEPTH)
@@ -277,26 +322,15 @@ js_value(JsonCur *c, int depth, AnalyzeReq *req)
 			js_ws(c);
 			if (!js_string(c, &s))
 				return false;
-			field = js_field(req, s);
+			field = js_field(req, s, &bit);
 			c->out = save;		/* forget the key */
 			js_ws(c);
 			if (c->p >= c->end || *c->p++ != ':')
 				return false;
 			js_ws(c);
 		}
-		if (field != NULL && c->p < c->end && *c->p == '"')
-		{
-			if (!js_string(c, field))
-				return false;
-			save = c->out;		/* keep the value */
-		}
-		else
-		{
-			if (field != NULL)
-				*field = NULL;
-			if (!js_value(c, depth + 1, NULL))
-				return false;
-		}
+		if (!js_member(c, depth, req, field, bit, &save))
+			return false;
 		js_ws(c);
 		if (c->p >= c->end || (*c->p != ',' && *c->p != close))
 			return false;

@@ -3,8 +3,9 @@
  * fake_stats.c
  *		Call counters of the fake AI service and its /stats endpoints.
  *
- * The per-photo counters are a striped, mutex-protected open-addressing
- * hash table; the global counters are atomics.  The times of the first,
+ * The per-photo counters and the inline images received are two striped,
+ * mutex-protected open-addressing hash tables; the global counters are
+ * atomics.  The times of the first,
  * last and "mark"-th analyze requests, of the last answer, and the highest
  * rate per second are kept under rate_lock.
  *
@@ -18,17 +19,23 @@
 #include <string.h>
 
 #define NSTRIPES		64				/* lock stripes of the photo table */
-#define STRIPE_INIT		4096			/* initial slots of a stripe */
+#define STRIPE_INIT		4096			/* initial slots of a photo stripe */
+#define IMAGE_STRIPE_INIT 64			/* initial slots of an image stripe */
 
-/* A photo of the call table; key is NULL in a free slot. */
+/*
+ * An entry of a table (a photo id, or the SHA-256 of an image); key is NULL
+ * in a free slot.  bytes is an image's size, seq the order of the entries.
+ */
 typedef struct Slot
 {
 	char	   *key;
 	uint64_t	hash;
 	long		calls;
+	size_t		bytes;
+	long		seq;
 } Slot;
 
-/* A lock stripe of the call table, padded against false sharing. */
+/* A lock stripe of a table, padded against false sharing. */
 typedef struct Stripe
 {
 	pthread_mutex_t lock;
@@ -38,8 +45,16 @@ typedef struct Stripe
 	char		pad[64];
 } Stripe;
 
+/* A table: its stripes, their initial size, the number of its entries. */
+typedef struct Table
+{
+	Stripe		stripes[NSTRIPES];
+	size_t		init_cap;
+	atomic_long distinct;
+} Table;
+
 /* Global counters. */
-static atomic_long st_total, st_ok, st_errors, st_distinct, st_max_calls,
+static atomic_long st_total, st_ok, st_errors, st_max_calls,
 			st_inflight, st_max_inflight;
 
 /*
@@ -51,17 +66,26 @@ static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t first_us, last_us, cur_sec, cur_count, max_rps;
 static int64_t received, mark, mark_us, last_answer_us;
 
-static Stripe stripes[NSTRIPES];
+/* The calls per photo id, and the inline images received (by SHA-256). */
+static Table photos = {.init_cap = STRIPE_INIT},
+			images = {.init_cap = IMAGE_STRIPE_INIT};
+
+/* fnv1a_bytes: 64-bit FNV-1a hash of the n bytes p. */
+uint64_t
+fnv1a_bytes(const unsigned char *p, size_t n)
+{
+	uint64_t	h = 14695981039346656037ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
 
 /* fnv1a: 64-bit FNV-1a hash of a C string. */
 uint64_t
 fnv1a(const char *s)
 {
-	uint64_t	h = 14695981039346656037ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-	return h;
+	return fnv1a_bytes((const unsigned char *) s, strlen(s));
 }
 
 /* atomic_max: raise *a to v if v is larger. */
@@ -113,46 +137,89 @@ stripe_reset(Stripe *st, size_t cap, bool keep)
 	free(old);
 }
 
-/* stats_init: set up the lock stripes of the photo table (once, at start). */
-void
-stats_init(void)
+/* table_init: set up the lock stripes of t. */
+static void
+table_init(Table *t)
 {
 	for (int s = 0; s < NSTRIPES; s++)
 	{
-		pthread_mutex_init(&stripes[s].lock, NULL);
-		stripe_reset(&stripes[s], STRIPE_INIT, false);
+		pthread_mutex_init(&t->stripes[s].lock, NULL);
+		stripe_reset(&t->stripes[s], t->init_cap, false);
 	}
+}
+
+/* stats_init: set up the tables (once, at start). */
+void
+stats_init(void)
+{
+	table_init(&photos);
+	table_init(&images);
+}
+
+/* table_reset: forget every entry of t. */
+static void
+table_reset(Table *t)
+{
+	for (int s = 0; s < NSTRIPES; s++)
+	{
+		pthread_mutex_lock(&t->stripes[s].lock);
+		stripe_reset(&t->stripes[s], t->init_cap, false);
+		pthread_mutex_unlock(&t->stripes[s].lock);
+	}
+	atomic_store(&t->distinct, 0);
+}
+
+/*
+ * table_count: the calls of key in t after adding add (0 or 1); a new
+ * entry gets bytes and the next sequence number.
+ */
+static long
+table_count(Table *t, const char *key, int add, size_t bytes)
+{
+	static atomic_long next_seq;
+	uint64_t	h = fnv1a(key);
+	Stripe	   *st = &t->stripes[h % NSTRIPES];
+	Slot	   *slot;
+	long		calls;
+
+	pthread_mutex_lock(&st->lock);
+	slot = stripe_find(st, key, h);
+	if (slot->key == NULL && add > 0)
+	{
+		if ((st->used + 1) * 2 > st->cap)
+		{
+			stripe_reset(st, st->cap * 2, true);
+			slot = stripe_find(st, key, h);
+		}
+		if ((slot->key = strdup(key)) == NULL)
+			abort();
+		slot->hash = h;
+		slot->calls = 0;
+		slot->bytes = bytes;
+		slot->seq = atomic_fetch_add(&next_seq, 1);
+		st->used++;
+		atomic_fetch_add(&t->distinct, 1);
+	}
+	calls = slot->key ? (slot->calls += add) : 0;
+	pthread_mutex_unlock(&st->lock);
+	return calls;
 }
 
 /* photo_calls: the number of calls of photo id, after adding add (0 or 1). */
 long
 photo_calls(const char *id, int add)
 {
-	uint64_t	h = fnv1a(id);
-	Stripe	   *st = &stripes[h % NSTRIPES];
-	Slot	   *slot;
-	long		calls;
+	long		calls = table_count(&photos, id, add, 0);
 
-	pthread_mutex_lock(&st->lock);
-	slot = stripe_find(st, id, h);
-	if (slot->key == NULL && add > 0)
-	{
-		if ((st->used + 1) * 2 > st->cap)
-		{
-			stripe_reset(st, st->cap * 2, true);
-			slot = stripe_find(st, id, h);
-		}
-		if ((slot->key = strdup(id)) == NULL)
-			abort();
-		slot->hash = h;
-		slot->calls = 0;
-		st->used++;
-		atomic_fetch_add(&st_distinct, 1);
-	}
-	calls = slot->key ? (slot->calls += add) : 0;
-	pthread_mutex_unlock(&st->lock);
 	atomic_max(&st_max_calls, calls);
 	return calls;
+}
+
+/* image_received: count a call with the inline image of this SHA-256. */
+void
+image_received(const char *sha256, size_t bytes)
+{
+	table_count(&images, sha256, 1, bytes);
 }
 
 /* photos_dump: append a line "photo_id calls" per photo to sb. */
@@ -161,13 +228,64 @@ photos_dump(StrBuf *sb)
 {
 	for (int s = 0; s < NSTRIPES; s++)
 	{
-		pthread_mutex_lock(&stripes[s].lock);
-		for (size_t i = 0; i < stripes[s].cap; i++)
-			if (stripes[s].slots[i].key != NULL)
-				sb_printf(sb, "%s %ld\n", stripes[s].slots[i].key,
-						  stripes[s].slots[i].calls);
-		pthread_mutex_unlock(&stripes[s].lock);
+		Stripe	   *st = &photos.stripes[s];
+
+		pthread_mutex_lock(&st->lock);
+		for (size_t i = 0; i < st->cap; i++)
+			if (st->slots[i].key != NULL)
+				sb_printf(sb, "%s %ld\n", st->slots[i].key, st->slots[i].calls);
+		pthread_mutex_unlock(&st->lock);
 	}
+}
+
+/* slot_by_seq: qsort order of copied slots, by sequence number. */
+static int
+slot_by_seq(const void *a, const void *b)
+{
+	long		x = ((const Slot *) a)->seq,
+				y = ((const Slot *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * images_dump: append {"images": [{"sha256", "bytes", "calls"}, ...]} to
+ * sb, in the order the images were first received.
+ */
+static void
+images_dump(StrBuf *sb)
+{
+	Slot	   *all = NULL;
+	size_t		n = 0,
+				cap = 0;
+
+	for (int s = 0; s < NSTRIPES; s++)
+	{
+		Stripe	   *st = &images.stripes[s];
+
+		pthread_mutex_lock(&st->lock);
+		for (size_t i = 0; i < st->cap; i++)
+		{
+			if (st->slots[i].key == NULL)
+				continue;
+			if (n == cap && (all = realloc(all, (cap = cap ? 2 * cap : 64) * sizeof(Slot))) == NULL)
+				abort();
+			all[n] = st->slots[i];
+			if ((all[n++].key = strdup(st->slots[i].key)) == NULL)
+				abort();
+		}
+		pthread_mutex_unlock(&st->lock);
+	}
+	qsort(all, n, sizeof(Slot), slot_by_seq);
+	sb_printf(sb, "{\"images\": [");
+	for (size_t i = 0; i < n; i++)
+	{
+		sb_printf(sb, "%s{\"sha256\": \"%s\", \"bytes\": %zu, \"calls\": %ld}",
+				  i ? ", " : "", all[i].key, all[i].bytes, all[i].calls);
+		free(all[i].key);
+	}
+	sb_printf(sb, "]}");
+	free(all);
 }
 
 /*
@@ -223,7 +341,7 @@ stats_end(void)
 }
 
 /*
- * stats_reset: zero the counters and forget the photos.  inflight is a
+ * stats_reset: zero the counters, forget the photos and images.  inflight is a
  * gauge of the requests being served, so it is kept.  The arrival time of
  * request number new_mark (counted from now; 0: none) will be recorded.
  */
@@ -233,7 +351,6 @@ stats_reset(long new_mark)
 	atomic_store(&st_total, 0);
 	atomic_store(&st_ok, 0);
 	atomic_store(&st_errors, 0);
-	atomic_store(&st_distinct, 0);
 	atomic_store(&st_max_calls, 0);
 	atomic_store(&st_max_inflight, atomic_load(&st_inflight));
 	pthread_mutex_lock(&rate_lock);
@@ -241,15 +358,11 @@ stats_reset(long new_mark)
 	received = mark_us = last_answer_us = 0;
 	mark = new_mark;
 	pthread_mutex_unlock(&rate_lock);
-	for (int s = 0; s < NSTRIPES; s++)
-	{
-		pthread_mutex_lock(&stripes[s].lock);
-		stripe_reset(&stripes[s], STRIPE_INIT, false);
-		pthread_mutex_unlock(&stripes[s].lock);
-	}
+	table_reset(&photos);
+	table_reset(&images);
 }
 
-/* handle_stats: GET /stats, /stats/photo and /stats/calls. */
+/* handle_stats: GET /stats, /stats/photo, /stats/calls and /stats/images. */
 void
 handle_stats(struct MHD_Connection *conn, const char *url, Reply *r)
 {
@@ -262,6 +375,11 @@ handle_stats(struct MHD_Connection *conn, const char *url, Reply *r)
 	{
 		r->ctype = TEXT_CT;
 		photos_dump(&r->body);
+		return;
+	}
+	if (strcmp(url, "/stats/images") == 0)
+	{
+		images_dump(&r->body);
 		return;
 	}
 	if (strcmp(url, "/stats/photo") == 0)
@@ -284,7 +402,7 @@ handle_stats(struct MHD_Connection *conn, const char *url, Reply *r)
 			  "\"max_rps_1s\": %lld, \"mark_request_us\": %lld, "
 			  "\"last_answer_us\": %lld}",
 			  atomic_load(&st_total), atomic_load(&st_ok),
-			  atomic_load(&st_errors), atomic_load(&st_distinct),
+			  atomic_load(&st_errors), atomic_load(&photos.distinct),
 			  atomic_load(&st_max_calls), atomic_load(&st_inflight),
 			  atomic_load(&st_max_inflight), (long long) first_us,
 			  (long long) last_us, (long long) max_rps, (long long) mark_us,

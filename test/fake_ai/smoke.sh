@@ -2,8 +2,10 @@
 # test/fake_ai/smoke.sh: quick self-test of the fake AI service with curl.
 #
 # Builds fake_ai if it is missing or stale, starts it on a free port (with
-# an API key, a pidfile and a log), checks every endpoint and fault, stops
-# it with SIGTERM while a request hangs, and exits non-zero on any mismatch.
+# an API key, a pidfile and a log), checks every endpoint and fault and the
+# inline images (image_base64: real PNG, JPEG, GIF, WebP, the 5 MiB limit,
+# every refusal, /stats/images against sha256sum), stops it with SIGTERM
+# while a request hangs, and exits non-zero on any mismatch.
 # The server is always killed on exit.
 set -u
 
@@ -65,6 +67,35 @@ header() {
 # json_num FIELD: the integer FIELD of the JSON in BODY.
 json_num() {
     sed -n "s/.*\"$1\": \\([0-9]*\\).*/\\1/p" <<<"$BODY"
+}
+
+# Small real images (base64): a 1x1 PNG, a 4x3 JPEG written by libjpeg, a
+# 1x1 GIF and a 1x1 lossless WebP.
+PNG_B64='iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=='
+JPEG_B64='/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2P/wAARCAADAAQDASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEAPwB1nYWn2df3CUUUVlKcrvU0oVJ+zjq9j//Z'
+GIF_B64='R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7'
+WEBP_B64='UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA=='
+
+# inline PHOTO_ID FILE MEDIA_TYPE_JSON [MORE_JSON]: an authorized call whose
+# image_base64 is the base64 of FILE (the body goes through a file: it can
+# be larger than a command-line argument).
+inline() {
+    { printf '{"photo_id": "%s", "filename": "salon.jpg", "media_type": %s%s, "image_base64": "' \
+        "$1" "$3" "${4:+, $4}"
+      base64 -w0 "$2"
+      printf '"}'; } >"$TMP/inline.json"
+    req POST /v1/analyze-photo -H "Authorization: Bearer $KEY" --data-binary "@$TMP/inline.json"
+}
+
+# image_entry FILE [CALLS]: the /stats/images entry of FILE.
+image_entry() {
+    printf '{"sha256": "%s", "bytes": %s, "calls": %s}' \
+        "$(sha256sum "$1" | cut -d' ' -f1)" "$(stat -c %s "$1")" "${2:-1}"
+}
+
+# error_of: "STATUS MESSAGE" of the last answer, if it is a final AI_ERROR.
+error_of() {
+    echo "$STATUS $(sed -n 's/^{"error":{"code":"AI_ERROR","message":"\(.*\)","retryable":false}}$/\1/p' <<<"$BODY")"
 }
 
 "$BIN" --port 0 --api-key "$KEY" --pidfile "$TMP/pid" --log "$TMP/log" >"$TMP/out" 2>&1 &
@@ -152,6 +183,87 @@ for n in 1 2 3 4 5 6; do
         "$([ "$first" == "$BODY" ] && echo same) $((count >= 1 && count <= 4))"
 done
 
+# --- inline images (image_base64 + media_type)
+req GET /stats/images;           ok "stats/images before any" '{"images": []}' "$BODY"
+for t in png:PNG jpeg:JPEG gif:GIF webp:WEBP; do
+    var=${t#*:}_B64
+    base64 -d <<<"${!var}" >"$TMP/img.${t%%:*}"
+done
+inline in1 "$TMP/img.png" '"image/png"'
+first=$BODY
+ok "inline png: 200, room from filename" '200 living_room' \
+    "$STATUS $(sed -n 's/^{"room_type": "\([a-z_]*\)".*/\1/p' <<<"$BODY")"
+ok "inline png: the items the node fakes give these bytes (FNV-1a of the bytes), the usual metadata" \
+    '{"room_type": "living_room", "items": [{"label": "box", "quantity": 3, "volume_m3": 0.1}, {"label": "fridge", "quantity": 1, "volume_m3": 0.9}], '"$OKJSON" \
+    "$BODY"
+inline in2 "$TMP/img.png" '"image/png"' '"room_type": null, "image_url": null'
+ok "inline png again (image_url null): the same answer" "$first" "$BODY"
+inline in3 "$TMP/img.jpeg" '"image/jpeg"';   ok "inline jpeg (libjpeg 4x3)" "200" "$STATUS"
+jpeg_answer=$BODY
+inline in4 "$TMP/img.gif" '"image/gif"';     ok "inline gif" "200" "$STATUS"
+inline in5 "$TMP/img.webp" '"image/webp"';   ok "inline webp" "200" "$STATUS"
+req POST /v1/analyze-photo -H "Authorization: Bearer $KEY" \
+    -d "{\"photo_id\": \"in6\", \"filename\": \"salon.jpg\", \"media_type\": \"image/jpeg\", \"image_base64\": \"${JPEG_B64//\//\\/}\"}"
+ok "jpeg base64 with JSON-escaped slashes: the same image" "$jpeg_answer" "$BODY"
+head -c 8 "$TMP/img.png" >"$TMP/big.png"
+head -c $((5 * 1024 * 1024 - 8)) /dev/zero >>"$TMP/big.png"
+inline in7 "$TMP/big.png" '"image/png"'
+ok "inline image of exactly 5 MiB (a 7 MB body) accepted" "200" "$STATUS"
+req GET /stats/images
+ok "stats/images: sha256, bytes and calls of each image, in order" \
+    "{\"images\": [$(image_entry "$TMP/img.png" 2), $(image_entry "$TMP/img.jpeg" 2), $(image_entry "$TMP/img.gif"), $(image_entry "$TMP/img.webp"), $(image_entry "$TMP/big.png")]}" \
+    "$BODY"
+head -c 1 /dev/zero >>"$TMP/big.png"
+inline bad1 "$TMP/big.png" '"image/png"'
+ok "inline image of 5 MiB + 1 byte" "413 image too large: 5242881 bytes > 5242880 bytes" "$(error_of)"
+head -c $((9 * 1024 * 1024)) /dev/zero >"$TMP/huge.bin"
+inline bad2 "$TMP/huge.bin" '"image/png"'
+ok "body over 8 MiB" "413 body too large" "$(error_of)"
+inline bad3 "$TMP/img.png" '"image/jpeg"'
+ok "png bytes declared image/jpeg" "400 image_base64 is not an image of media_type image/jpeg (its bytes are image/png)" "$(error_of)"
+printf 'hello, world' >"$TMP/text.bin"
+inline bad4 "$TMP/text.bin" '"image/png"'
+ok "text bytes declared image/png" "400 image_base64 is not an image of media_type image/png (its bytes are no known image type)" "$(error_of)"
+for mt in '"image/bmp"' '"IMAGE/PNG"' '"image/jpg"'; do
+    inline bad5 "$TMP/img.png" "$mt"
+    ok "media_type $mt" "400 media_type must be one of image/jpeg, image/png, image/gif, image/webp" "$(error_of)"
+done
+inline bad6 "$TMP/img.png" null
+ok "media_type null" "400 media_type is required with image_base64" "$(error_of)"
+inline bad7 "$TMP/img.png" 42
+ok "media_type 42" "400 media_type must be a string" "$(error_of)"
+for url in '"http://x/a.jpg"' 7; do
+    inline bad8 "$TMP/img.png" '"image/png"' "\"image_url\": $url"
+    ok "image_url $url and image_base64" "400 give one of image_url and image_base64, not both" "$(error_of)"
+done
+while read -r label data; do
+    req POST /v1/analyze-photo -H "Authorization: Bearer $KEY" \
+        -d "{\"photo_id\": \"b64\", \"media_type\": \"image/png\", \"image_base64\": $data}"
+    case $label in
+        empty) want="400 image_base64 is empty" ;;
+        number) want="400 image_base64 must be a string" ;;
+        *) want="400 image_base64 is not valid base64 (standard alphabet, padded, no white space)" ;;
+    esac
+    ok "image_base64 $label" "$want" "$(error_of)"
+done <<B64
+empty ""
+number 42
+not-base64 "not base64!"
+unpadded "${PNG_B64%==}"
+newline "${PNG_B64:0:40}\\n${PNG_B64:40}"
+url-safe "${JPEG_B64//\//_}"
+padding-inside "iV==${PNG_B64:4}"
+B64
+req POST /v1/analyze-photo -H "Authorization: Bearer $KEY" -d '{"photo_id": "b64", "media_type": "image/png"}'
+ok "media_type without an image: the message of before" "400 image_url must be a string" "$(error_of)"
+analyze legacy1 "http://img.test/photo-1.jpg"
+first=$BODY
+req POST /v1/analyze-photo -H "Authorization: Bearer $KEY" \
+    -d '{"photo_id": "legacy2", "image_url": "http://img.test/photo-1.jpg", "filename": "photo.jpg", "room_type": null, "media_type": "text/plain", "image_base64": null}'
+ok "image_url with media_type (ignored) and image_base64 null: the URL answer" "$first" "$BODY"
+req GET /stats/images
+ok "rejected images are not recorded" 5 "$(grep -o '"sha256"' <<<"$BODY" | wc -l)"
+
 # --- faults
 analyze f1 "http://img.test/a.jpg?fault=unreachable"
 ok "fault=unreachable" "422 $E\"NETWORK_ERROR\",\"message\":\"image unreachable: http://img.test/a.jpg?fault=unreachable\",\"retryable\":false}}" "$STATUS $BODY"
@@ -208,6 +320,7 @@ ok "stats max_calls_per_photo" "4" "$(json_num max_calls_per_photo)"
 ok "stats first <= last, max_rps_1s > 0" "1 1" \
     "$(($(json_num first_request_us) <= $(json_num last_request_us) && $(json_num first_request_us) > 0)) $(($(json_num max_rps_1s) > 0))"
 req POST /reset
+req GET /stats/images;           ok "stats/images after reset" '{"images": []}' "$BODY"
 req GET /stats
 ok "stats after reset" '{"total": 0, "ok": 0, "errors": 0, "distinct_photos": 0, "max_calls_per_photo": 0, "inflight": 1, "max_inflight": 1, "first_request_us": 0, "last_request_us": 0, "max_rps_1s": 0, "mark_request_us": 0, "last_answer_us": 0}' "$BODY"
 req POST '/reset?mark=2'

@@ -11,10 +11,8 @@
  */
 'use strict';
 
-const {
-	randomId, toJson, Invalid, isObject, isInteger, decodeBase64, sniffImage,
-	IMAGE_MEDIA_TYPES,
-} = require('./common');
+const { randomId, toJson, Invalid, isObject, isInteger } = require('./common');
+const { IMAGE_MEDIA_TYPES, decodeBase64, sniffImage, imageSize, inlineImage } = require('./image_info');
 const { truncatedJson } = require('./scenario');
 
 /* VERSIONS: anthropic-version values the API knows. */
@@ -56,6 +54,17 @@ const CUSTOM_TOOL_FIELDS = new Set([
 	'input_examples', 'allowed_callers', 'defer_loading',
 	'eager_input_streaming',
 ]);
+
+/*
+ * MAX_IMAGE_BASE64: the per-image limit, 5 MB, which the API measures on
+ * the base64 text (its errors give that length), not on the decoded bytes.
+ */
+const MAX_IMAGE_BASE64 = 5 * 1024 * 1024;
+
+/* MAX_SIDE, MAX_SIDE_MANY: longest image side; with over MANY_IMAGES images. */
+const MAX_SIDE = 8000;
+const MAX_SIDE_MANY = 2000;
+const MANY_IMAGES = 20;
 
 /* TOOL_NAME: the documented rule for user-defined tool names. */
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,128}$/;
@@ -139,19 +148,45 @@ function checkImageSource(block, path) {
 	if (!IMAGE_MEDIA_TYPES.includes(src.media_type))
 		throw new Invalid(`${vp}.media_type: Input should be ${quoteList(IMAGE_MEDIA_TYPES)}`);
 	needString(src, 'data', vp);
-	const bytes = decodeBase64(src.data);
+	return checkBase64Image(src.data, src.media_type, vp);
+}
+
+/*
+ * checkBase64Image: validate the data of a base64 image source (vp: the
+ * source's path) of declared media type mt, in the real API's order and
+ * words; returns the image with its size and the path of its data.
+ */
+function checkBase64Image(data, mt, vp) {
+	if (data.length === 0)
+		throw new Invalid(`${vp}: image cannot be empty`);
+	if (data.length > MAX_IMAGE_BASE64)
+		throw new Invalid(`${vp}: image exceeds 5 MB maximum: ${data.length} bytes > ${MAX_IMAGE_BASE64} bytes`);
+	const bytes = decodeBase64(data);
 
 	if (bytes === null)
-		throw new Invalid(`${vp}.data: Invalid base64 data`);
-	const seen = sniffImage(bytes);
-	const want = src.media_type.slice('image/'.length);
+		throw new Invalid(`${vp}: invalid base64 data`);
+	if (sniffImage(bytes) !== mt)
+		throw new Invalid(`${vp}.data: Image does not match the provided media type ${mt}`);
+	const size = imageSize(bytes, mt);
 
-	if (seen === null)
-		throw new Invalid(`${vp}.data: The image was specified using the ${src.media_type} media type, ` +
-			`but does not appear to be a valid ${want} image`);
-	if (seen !== src.media_type)
-		throw new Invalid(`${vp}.data: Image does not match the provided media type ${src.media_type}`);
-	return { kind: 'bytes', bytes };
+	if (size === null)
+		throw new Invalid('Could not process image');
+	return { ...inlineImage(bytes), size, path: `${vp}.data` };
+}
+
+/*
+ * checkImageSizes: the documented pixel limits of the base64 images of a
+ * request (images: every image of it): no side over 8000 px, or over
+ * 2000 px when the request has more than 20 images.
+ */
+function checkImageSizes(images) {
+	const many = images.length > MANY_IMAGES;
+	const max = many ? MAX_SIDE_MANY : MAX_SIDE;
+
+	for (const img of images)
+		if (img.size && (img.size.width > max || img.size.height > max))
+			throw new Invalid(`${img.path}: At least one of the image dimensions exceed max allowed size` +
+				`${many ? ' for many-image requests' : ''}: ${max} pixels`);
 }
 
 /*
@@ -202,10 +237,10 @@ function checkBlock(b, path, role, version) {
 
 /*
  * checkMessages: validate body.messages (version: the API version);
- * returns the first image of the conversation, or null.
+ * returns the images of the image blocks of the conversation, in order.
  */
 function checkMessages(messages, version) {
-	let image = null;
+	const images = [];
 
 	if (messages === undefined)
 		throw new Invalid('messages: Field required');
@@ -231,13 +266,14 @@ function checkMessages(messages, version) {
 		m.content.forEach((b, j) => {
 			const img = checkBlock(b, `${mp}.content.${j}`, m.role, version);
 
-			if (image === null && img !== null)
-				image = img;
+			if (img !== null)
+				images.push(img);
 		});
 	});
 	if (messages[0].role !== 'user')
 		throw new Invalid('messages: first message must use the "user" role');
-	return image;
+	checkImageSizes(images);
+	return images;
 }
 
 /* checkSystem: validate body.system: a string or a list of text blocks. */
@@ -378,13 +414,17 @@ function validate(body, text, headers) {
 			throw new Invalid('model: Field required');
 		if (typeof body.model !== 'string')
 			throw new Invalid('model: Input should be a valid string');
-		const image = checkMessages(body.messages, version);
+		const images = checkMessages(body.messages, version);
 
 		checkScalars(body);
 		checkSystem(body.system);
 		const toolName = checkTools(body.tools, body.tool_choice);
 
-		return { ctx: { image, model: body.model, toolName } };
+		return {
+			ctx: {
+				image: images[0] || null, inline: images.filter((i) => i.kind === 'bytes'), model: body.model, toolName,
+			},
+		};
 	} catch (e) {
 		if (!(e instanceof Invalid))
 			throw e;
@@ -480,5 +520,5 @@ module.exports = {
 	faultReply,
 	notFound: () => errorReply(404, 'not_found_error', 'Not Found'),
 	methodNotAllowed: () => errorReply(405, 'invalid_request_error', 'Method Not Allowed'),
-	tooLarge: () => errorReply(413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.'),
+	tooLarge: () => errorReply(413, 'request_too_large', 'Request exceeds the maximum size'),
 };

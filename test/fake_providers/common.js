@@ -1,8 +1,8 @@
 /*
  * common.js
  *		Small helpers shared by the fake Anthropic and OpenAI servers: ids,
- *		a JSON serializer that can emit number text verbatim, type tests,
- *		base64 and image checks, and cancellable waits.
+ *		a JSON serializer that can emit number text verbatim, type tests and
+ *		cancellable waits (image checks: image_info.js).
  *
  * Only Node's standard library is used.
  */
@@ -100,41 +100,6 @@ function jsonType(v) {
 	return typeof v;			/* string, boolean, object */
 }
 
-/* STRICT_BASE64: standard alphabet, padded, length a multiple of 4. */
-const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/* decodeBase64: the bytes of strict base64 text s, or null if invalid. */
-function decodeBase64(s) {
-	if (typeof s !== 'string' || s.length === 0 || !STRICT_BASE64.test(s))
-		return null;
-	return Buffer.from(s, 'base64');
-}
-
-/*
- * sniffImage: the media type the bytes' signature shows (image/png,
- * image/jpeg, image/gif, image/webp), or null.
- */
-function sniffImage(buf) {
-	if (buf.length >= 8 && buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])))
-		return 'image/png';
-	if (buf.length >= 3 && buf[0] === 0xff && buf[1] === 0xd8 && buf[2] === 0xff)
-		return 'image/jpeg';
-	if (buf.length >= 6 && /^GIF8[79]a$/.test(buf.subarray(0, 6).toString('latin1')))
-		return 'image/gif';
-	if (buf.length >= 12 && buf.subarray(0, 4).toString('latin1') === 'RIFF' &&
-		buf.subarray(8, 12).toString('latin1') === 'WEBP')
-		return 'image/webp';
-	return null;
-}
-
-/* IMAGE_MEDIA_TYPES: the image types both providers accept. */
-const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
-
-/* bytesKey: the /stats/url key of an inline image: sha256:<hex>. */
-function bytesKey(buf) {
-	return 'sha256:' + crypto.createHash('sha256').update(buf).digest('hex');
-}
-
 /*
  * Waits: a set of pending timers that a shutdown can cancel at once, so
  * that requests waiting on latency or hangs never hold the process up.
@@ -180,9 +145,5 @@ module.exports = {
 	isObject,
 	isInteger,
 	jsonType,
-	decodeBase64,
-	sniffImage,
-	IMAGE_MEDIA_TYPES,
-	bytesKey,
 	Waits,
 };

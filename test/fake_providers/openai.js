@@ -11,10 +11,8 @@
  */
 'use strict';
 
-const {
-	randomId, randomHex, toJson, Invalid, isObject, isInteger, jsonType,
-	decodeBase64, sniffImage, IMAGE_MEDIA_TYPES,
-} = require('./common');
+const { randomId, randomHex, toJson, Invalid, isObject, isInteger, jsonType } = require('./common');
+const { IMAGE_MEDIA_TYPES, decodeBase64, sniffImage, inlineImage } = require('./image_info');
 const { truncatedJson } = require('./scenario');
 
 /* TOP_FIELDS: the body parameters of POST /v1/chat/completions. */
@@ -52,6 +50,10 @@ const NAME_PATTERN = /^[a-zA-Z0-9_-]+$/;
 /* UNSUPPORTED_IMAGE: the message of an image that cannot be processed. */
 const UNSUPPORTED_IMAGE = 'You uploaded an unsupported image. Please make sure your image has of one ' +
 	"the following formats: ['png', 'jpeg', 'gif', 'webp'].";
+
+/* MAX_IMAGE_BYTES, MAX_IMAGES: the documented limits: 20 MB an image, 500 images a request. */
+const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+const MAX_IMAGES = 500;
 
 /* FINGERPRINT: the system_fingerprint of this process's answers. */
 const FINGERPRINT = randomHex('fp_', 10);
@@ -167,7 +169,9 @@ function checkStrictSchema(schema, what, param) {
 /*
  * imageOf: validate an image_url URL (param: its path); returns the image
  * it names.  http(s) URLs are taken as they are (the fake downloads
- * nothing); data: URLs must be base64 images of a supported type.
+ * nothing); data: URLs must be base64 images of a supported type, of at
+ * most MAX_IMAGE_BYTES.  The declared type need not be the bytes' type:
+ * the bytes are read.
  */
 function imageOf(url, param) {
 	if (/^https?:\/\/[^/?#\s]+/i.test(url))
@@ -179,13 +183,22 @@ function imageOf(url, param) {
 			param, 'invalid_value');
 	if (!IMAGE_MEDIA_TYPES.includes(m[1].toLowerCase()))
 		throw new Invalid('Invalid MIME type. Only image types are supported.', null, 'invalid_image_format');
-	const bytes = m[2].split(';').includes('base64') ? decodeBase64(m[3]) : null;
+	const base64 = m[2].split(';').includes('base64');
+
+	if (base64 && m[3] === '')
+		throw new Invalid(`Invalid '${param}'. Expected a base64-encoded data URL with an image MIME type ` +
+			"(e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU='), but got empty base64-encoded bytes.",
+		param, 'invalid_value');
+	const bytes = base64 ? decodeBase64(m[3]) : null;
 
 	if (bytes === null)
 		throw new Invalid('Invalid base64 image_url.', null, 'invalid_image_url');
+	if (bytes.length > MAX_IMAGE_BYTES)
+		throw new Invalid(`Invalid '${param}': the image is ${bytes.length} bytes, over the limit of 20 MB ` +
+			`(${MAX_IMAGE_BYTES} bytes) per image.`, param, 'image_too_large');
 	if (sniffImage(bytes) === null)
 		throw new Invalid(UNSUPPORTED_IMAGE, null, 'invalid_image_format');
-	return { kind: 'bytes', bytes };
+	return inlineImage(bytes);
 }
 
 /* checkPart: validate content part p (allowed: its types); its image or null. */
@@ -222,11 +235,11 @@ function checkPart(p, param, allowed) {
 }
 
 /*
- * checkMessages: validate body.messages; returns {image (the first of the
- * conversation, or null), text (all text, for the json_object rule)}.
+ * checkMessages: validate body.messages; returns {images (those of the
+ * conversation, in order), text (all text, for the json_object rule)}.
  */
 function checkMessages(messages) {
-	let image = null;
+	const images = [];
 	let text = '';
 
 	if (messages === undefined)
@@ -273,11 +286,14 @@ function checkMessages(messages) {
 
 			if (p.type === 'text')
 				text += p.text + '\n';
-			if (image === null && img !== null)
-				image = img;
+			if (img !== null)
+				images.push(img);
 		});
 	});
-	return { image, text };
+	if (images.length > MAX_IMAGES)
+		throw new Invalid(`Invalid 'messages': too many images: ${images.length} > ${MAX_IMAGES}. ` +
+			`A request can have at most ${MAX_IMAGES} images.`, 'messages', 'too_many_images');
+	return { images, text };
 }
 
 /* checkResponseFormat: validate body.response_format (text: all message text). */
@@ -431,12 +447,17 @@ function validate(body) {
 			throw new Invalid('you must provide a model parameter');
 		if (typeof body.model !== 'string')
 			throw badType('model', 'a string', body.model);
-		const { image, text } = checkMessages(body.messages);
+		const { images, text } = checkMessages(body.messages);
 
 		checkNumbers(body);
 		checkResponseFormat(body.response_format, text);
 		checkTools(body.tools, body.tool_choice);
-		return { ctx: { image, model: body.model, n: body.n || 1 } };
+		return {
+			ctx: {
+				image: images[0] || null, inline: images.filter((i) => i.kind === 'bytes'), model: body.model,
+				n: body.n || 1,
+			},
+		};
 	} catch (e) {
 		if (!(e instanceof Invalid))
 			throw e;

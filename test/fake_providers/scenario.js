@@ -6,13 +6,13 @@
  *		hang_ms, latency_ms, retry_after), so that a test scenario written for
  *		one fake reads the same with the others.
  *
- * An image is {kind: 'url', url}, {kind: 'bytes', bytes} (base64 or data:
- * URL, decoded) or {kind: 'file', fileId} (Anthropic Files API); null when
- * the request has none.
+ * An image is {kind: 'url', url}, {kind: 'bytes', bytes, sha256} (base64 or
+ * data: URL, decoded; see image_info.js) or {kind: 'file', fileId}
+ * (Anthropic Files API); null when the request has none.
  */
 'use strict';
 
-const { RawNumber, isJsonNumberText, bytesKey, toJson } = require('./common');
+const { RawNumber, isJsonNumberText, toJson } = require('./common');
 
 /* CATALOGUE: furniture of the hash-derived answers: label, volume text. */
 const CATALOGUE = [
@@ -220,7 +220,7 @@ function imageKey(image) {
 		return image.url;
 	if (image.kind === 'file')
 		return 'file:' + image.fileId;
-	return bytesKey(image.bytes);
+	return 'sha256:' + image.sha256;
 }
 
 /*

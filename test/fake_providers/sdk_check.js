@@ -4,7 +4,8 @@
  *		Self-test of the fake providers (TAP): starts a fake Anthropic and a
  *		fake OpenAI server, drives them with the official SDKs
  *		(@anthropic-ai/sdk, openai) and with raw fetch for malformed
- *		requests, and checks the answers, faults, counters and shutdown.
+ *		requests, and checks the answers, faults, inline (base64) images
+ *		(inline_check.js), counters and shutdown.
  *
  *	cd test/fake_providers && npm ci --no-audit --no-fund && node sdk_check.js
  *	prove --exec node test/fake_providers/sdk_check.js	(from the repo root)
@@ -15,6 +16,7 @@
 'use strict';
 
 const { diag, ok, is, rejects, attempt, finish, startFake, waitExit, http } = require('./check_lib');
+const { inlineChecks } = require('./inline_check');
 
 let Anthropic;
 let OpenAI;
@@ -463,6 +465,8 @@ async function main() {
 	await attempt('openai sdk', () => openaiSdk(gpt));
 	await attempt('anthropic raw', () => anthropicRaw(claude));
 	await attempt('openai raw', () => openaiRaw(gpt));
+	await attempt('inline images', () => inlineChecks(claude, gpt,
+		{ KEY, IMG, Anthropic, OpenAI, claudeParams, gptParams, errIs }));
 	await attempt('anthropic counters', () => counters(claude, 'anthropic'));
 	await attempt('openai counters', () => counters(gpt, 'openai'));
 	await attempt('lifecycle', lifecycle);

@@ -10,8 +10,9 @@
  *
  *	name, apiPath, maxBodyBytes, requestIdHeader, newRequestId()
  *	authenticate(headers, apiKey)		-> reply | null
- *	validate(body, rawText, headers)	-> {reply} | {ctx: {image, ...}}
- *	  (body: the parsed JSON, undefined when the text is not JSON)
+ *	validate(body, rawText, headers)	-> {reply} | {ctx: {image, inline, ...}}
+ *	  (body: the parsed JSON, undefined when the text is not JSON; image:
+ *	  the first image or null; inline: every base64 image, see image_info.js)
  *	answer(ctx, analysis, variant, usage)	-> reply (200; variant null or
  *	  refusal | max_tokens | notool | badschema)
  *	faultReply(fault, ctx, decision)	-> reply (an error answer)
@@ -32,6 +33,7 @@ function newStats() {
 		total: 0, ok: 0, errors: 0, rejected: 0,
 		input_tokens: 0, output_tokens: 0,
 		urlCalls: new Map(),
+		images: new Map(),
 	};
 }
 
@@ -154,6 +156,9 @@ class FakeServer {
 
 				this.send(res, jsonReply(200, { url: u, calls: this.stats.urlCalls.get(u) || 0 }));
 			}
+		} else if (path === '/stats/images') {
+			if (want('GET'))
+				this.send(res, jsonReply(200, { images: [...this.stats.images.values()] }));
 		} else if (path === '/last_request') {
 			if (want('GET'))
 				this.send(res, jsonReply(200, this.lastRequest || { headers: {}, body: null }));
@@ -230,6 +235,19 @@ class FakeServer {
 	}
 
 	/*
+	 * recordImages: count a valid request's inline images in /stats/images
+	 * (in the order first received: {sha256, bytes, calls}).
+	 */
+	recordImages(inline) {
+		for (const img of inline) {
+			const entry = this.stats.images.get(img.sha256) || { sha256: img.sha256, bytes: img.bytes.length, calls: 0 };
+
+			entry.calls++;
+			this.stats.images.set(img.sha256, entry);
+		}
+	}
+
+	/*
 	 * decideAnswer: {reply, usage, decision} for a valid request of n bytes
 	 * whose context is ctx (usage: null for error answers).
 	 */
@@ -239,6 +257,7 @@ class FakeServer {
 		const d = scenario.decide(ctx.image, calls);
 
 		this.stats.urlCalls.set(key, calls);
+		this.recordImages(ctx.inline);
 		if (d.fault !== null && !scenario.VARIANT_FAULTS.has(d.fault))
 			return { reply: this.provider.faultReply(d.fault, ctx, d), usage: null, decision: d };
 		const analysis = scenario.analyze(ctx.image);
