@@ -69,6 +69,55 @@ ALTER FUNCTION moverz_batch.wake_inventory_worker() SET SCHEMA moverz_batch_inte
 ALTER FUNCTION moverz_batch.wake_photo_workers() SET SCHEMA moverz_batch_internal;
 ALTER FUNCTION moverz_batch.worker_status_raw() SET SCHEMA moverz_batch_internal;
 
+-- Direct upload of photo files (issue #21): a photo is given by URL or
+-- uploaded; the uploads and their bytes.
+ALTER TABLE photos ALTER COLUMN url DROP NOT NULL, ADD COLUMN upload_id uuid,
+    ADD CONSTRAINT photos_url_or_upload CHECK ((url IS NULL) <> (upload_id IS NULL));
+
+-- Direct upload of photo files (since 0.7.0): request_uploads makes one row
+-- per file with a signed single-use URL (the token's SHA-256 only is kept);
+-- the client PUTs the bytes to it (store_upload: the database store keeps
+-- them in moverz_batch_internal.upload_bytes), then names the upload in
+-- create_batch, which makes it a photo (photo_id).  checksum is the SHA-256
+-- of the bytes: duplicates by content.  An upload never attached expires
+-- and is deleted (expire_uploads); one attached goes with its photo.
+CREATE TABLE uploads (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    project_id    uuid NOT NULL REFERENCES projects ON DELETE CASCADE,
+    user_id       text NOT NULL,
+    filename      text NOT NULL,
+    content_type  text NOT NULL
+                  CHECK (content_type IN ('image/jpeg', 'image/png', 'image/webp', 'image/gif')),
+    size          int NOT NULL CHECK (size > 0),    -- announced; the bytes' once uploaded
+    store         text NOT NULL CHECK (store IN ('database', 's3')),
+    token_sha256  bytea NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    uploaded_at   timestamptz,
+    checksum      text,           -- SHA-256 of the bytes, hex
+    photo_id      uuid,           -- the photo it became (once only)
+    CONSTRAINT uploads_uploaded CHECK ((uploaded_at IS NULL) = (checksum IS NULL))
+);
+CREATE INDEX uploads_expiry_idx ON uploads (expires_at) WHERE photo_id IS NULL;
+CREATE INDEX uploads_project_idx ON uploads (project_id);
+
+-- The bytes of the database store, apart from their upload's row (which
+-- the API reads and updates without them).  Images are compressed
+-- already: stored out of line, uncompressed.
+CREATE TABLE moverz_batch_internal.upload_bytes (
+    upload_id  uuid PRIMARY KEY REFERENCES uploads ON DELETE CASCADE,
+    bytes      bytea NOT NULL
+);
+ALTER TABLE moverz_batch_internal.upload_bytes ALTER COLUMN bytes SET STORAGE EXTERNAL;
+
+SELECT pg_catalog.pg_extension_config_dump('uploads', '');
+SELECT pg_catalog.pg_extension_config_dump('moverz_batch_internal.upload_bytes', '');
+
+-- New result columns: made again below.
+DROP FUNCTION moverz_batch_internal.claim_photos(int, bigint, int, int, int);
+DROP FUNCTION moverz_batch_internal.asset_rows(jsonb);
+
+
 -- Every function as 0.7.0 defines it.
 
 CREATE OR REPLACE FUNCTION moverz_batch_internal.wake_photo_workers() RETURNS void
@@ -190,6 +239,8 @@ BEGIN
           GROUP BY batch_id
           ORDER BY batch_id;
         PERFORM moverz_batch_internal.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
+        -- an uploaded photo's file goes with it (its bytes with the upload)
+        DELETE FROM moverz_batch.uploads u USING old_rows o WHERE o.upload_id IS NOT NULL AND u.id = o.upload_id;
     ELSE
         PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch_internal.status_delta_of(o.status, NULL)).* FROM old_rows o
@@ -222,6 +273,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         TRUNCATE moverz_batch.photos, moverz_batch.inventory_items;
+        DELETE FROM moverz_batch.uploads u WHERE u.photo_id IS NOT NULL;
     ELSE
         DELETE FROM moverz_batch.photos p USING old_rows o WHERE p.batch_id = o.id;
     END IF;
@@ -275,7 +327,8 @@ AS 'MODULE_PATHNAME', 'moverz_check_assets';
 
 CREATE OR REPLACE FUNCTION moverz_batch_internal.asset_rows(assets jsonb,
                            OUT id uuid, OUT "position" int, OUT filename text, OUT file_path text,
-                           OUT url text, OUT room_type text, OUT checksum text, OUT first_id uuid)
+                           OUT url text, OUT room_type text, OUT checksum text, OUT first_id uuid,
+                           OUT upload_id uuid)
 RETURNS SETOF record LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'moverz_asset_rows';
 
@@ -298,17 +351,33 @@ CREATE OR REPLACE FUNCTION moverz_batch_internal.insert_photos(p_batch_id uuid, 
                               p_priority batch_priority, assets jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    -- uploaded files among the photos: checked and locked first; their
+    -- checksum is their bytes' SHA-256, their name their upload's
+    v_uploads boolean := jsonb_path_exists(assets, '$[*].uploadId');
 BEGIN
+IF v_uploads THEN
+    PERFORM moverz_batch_internal.check_uploads(p_project_id, p_user_id, assets);
+END IF;
 INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
-                                 url, room_type, checksum, priority, duplicate_of, status,
+                                 url, upload_id, room_type, checksum, priority, duplicate_of, status,
                                  analysis, finished_at)
 SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
-       a.file_path, a.url, coalesce(a.room_type, pr.room_type),
+       a.file_path, a.url, a.upload_id, coalesce(a.room_type, pr.room_type),
        a.checksum, p_priority,
        coalesce(pr.id, a.first_id),
        CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
        pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
-  FROM moverz_batch_internal.asset_rows(assets) AS a
+  FROM (SELECT r.* FROM moverz_batch_internal.asset_rows(assets) AS r WHERE NOT v_uploads
+        UNION ALL
+        SELECT r.id, r.position, coalesce(r.filename, u.filename), r.file_path, r.url, r.room_type,
+               coalesce(r.checksum, u.checksum),
+               CASE WHEN r.upload_id IS NULL THEN r.first_id
+                    ELSE nullif(first_value(r.id) OVER (PARTITION BY u.checksum ORDER BY r.position), r.id) END,
+               r.upload_id
+          FROM moverz_batch_internal.asset_rows(assets) AS r
+          LEFT JOIN moverz_batch.uploads u ON u.id = r.upload_id
+         WHERE v_uploads) AS a
   LEFT JOIN LATERAL (
       SELECT p.id, p.analysis, p.room_type
         FROM moverz_batch.photos p
@@ -318,6 +387,11 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        LIMIT 1
          -- the original stays until this commits (a purge waits)
          FOR KEY SHARE) AS pr ON true;
+    IF v_uploads THEN
+        UPDATE moverz_batch.uploads u SET photo_id = p.id
+          FROM moverz_batch.photos p
+         WHERE p.batch_id = p_batch_id AND p.upload_id = u.id;
+    END IF;
     IF EXISTS (SELECT 1 FROM moverz_batch.batches b
                 WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING')
                   AND b.id <> p_batch_id) THEN
@@ -604,6 +678,182 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION moverz_batch_internal.image_type(p_bytes bytea) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE
+    WHEN substr(p_bytes, 1, 3) = '\xffd8ff'::bytea THEN 'image/jpeg'
+    WHEN substr(p_bytes, 1, 8) = '\x89504e470d0a1a0a'::bytea THEN 'image/png'
+    WHEN substr(p_bytes, 1, 6) IN ('GIF87a'::bytea, 'GIF89a'::bytea) THEN 'image/gif'
+    WHEN substr(p_bytes, 1, 4) = 'RIFF'::bytea AND substr(p_bytes, 9, 4) = 'WEBP'::bytea THEN 'image/webp'
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.upload_setting(p_name text, p_default text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT coalesce(nullif(current_setting('moverz_batch.' || p_name, true), ''), p_default)
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.check_upload_file(f jsonb, i int, p_max bigint) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text := f ->> 'filename';
+BEGIN
+    IF jsonb_typeof(f) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('files[%s] must be a JSON object, not %s', i, coalesce(jsonb_typeof(f), 'empty'));
+    ELSIF jsonb_typeof(f -> 'filename') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('files[%s].filename is required and must be a string', i);
+    ELSIF btrim(v_name) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('files[%s].filename must not be empty', i);
+    ELSIF octet_length(v_name) > 255 THEN
+        RAISE EXCEPTION USING ERRCODE = '22001',
+            MESSAGE = format('files[%s].filename must be at most 255 bytes (got %s)', i, octet_length(v_name));
+    ELSIF v_name ~ '[\x01-\x1f\x7f]' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('files[%s].filename must not contain control characters', i);
+    ELSIF coalesce(f ->> 'contentType', '') NOT IN ('image/jpeg', 'image/png', 'image/webp', 'image/gif')
+          OR jsonb_typeof(f -> 'contentType') <> 'string' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('files[%s].contentType must be one of image/jpeg, image/png, image/webp, image/gif (got %s)',
+                             i, coalesce(moverz_batch_internal.echo_value(f ->> 'contentType'), 'none'));
+    ELSIF jsonb_typeof(f -> 'size') IS DISTINCT FROM 'number' OR (f ->> 'size') !~ '^[0-9]{1,12}$'
+          OR (f ->> 'size')::bigint < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('files[%s].size must be the file''s size in bytes, a positive integer', i);
+    ELSIF (f ->> 'size')::bigint > p_max THEN
+        RAISE EXCEPTION USING ERRCODE = '54000',
+            MESSAGE = format('files[%s].size %s is more than the %s bytes a photo may have', i, f ->> 'size', p_max),
+            HINT = 'A photo may have moverz_batch.max_upload_bytes (and, sent to Anthropic, at most 3932160: 5 MB of base64); resize it.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION request_uploads(project_id uuid, user_id text, files jsonb) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_max bigint := pg_size_bytes(moverz_batch_internal.upload_setting('max_upload_bytes', '5MB'));
+    v_ttl interval := moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval;
+    v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
+    v_n int;
+    v_out jsonb;
+BEGIN
+    PERFORM moverz_batch_internal.check_user_id(user_id);
+    PERFORM moverz_batch_internal.owned_project(request_uploads.project_id, request_uploads.user_id);
+    IF moverz_batch_internal.upload_setting('ai_provider', 'moverz-ai') = 'anthropic' THEN
+        v_max := least(v_max, 3932160);     -- Anthropic: 5 MB of base64
+    END IF;
+    IF jsonb_typeof(files) IS DISTINCT FROM 'array' OR jsonb_array_length(files) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'files must be a non-empty JSON array of {"filename", "contentType", "size"} objects';
+    END IF;
+    v_n := jsonb_array_length(files);
+    IF v_n > moverz_batch_internal.upload_setting('max_batch_size', '10000')::int THEN
+        RAISE EXCEPTION USING ERRCODE = '54000',
+            MESSAGE = format('files has %s files, more than the maximum batch size of %s', v_n,
+                             moverz_batch_internal.upload_setting('max_batch_size', '10000')),
+            HINT = 'Split the photos into several batches, or raise moverz_batch.max_batch_size.';
+    END IF;
+    PERFORM moverz_batch_internal.check_upload_file(f.v, (f.i - 1)::int, v_max)
+       FROM jsonb_array_elements(files) WITH ORDINALITY AS f(v, i);
+    WITH t AS (
+        SELECT f.i, f.v, gen_random_uuid() AS id,
+               replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS token
+          FROM jsonb_array_elements(files) WITH ORDINALITY AS f(v, i)
+    ), ins AS (
+        INSERT INTO moverz_batch.uploads (id, project_id, user_id, filename, content_type, size, store,
+                                          token_sha256, expires_at)
+        SELECT t.id, request_uploads.project_id, request_uploads.user_id, t.v ->> 'filename',
+               t.v ->> 'contentType', (t.v ->> 'size')::int, 'database',
+               sha256(convert_to(t.token, 'UTF8')), now() + v_ttl
+          FROM t
+        RETURNING id, expires_at
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'uploadId', t.id, 'filename', t.v ->> 'filename', 'method', 'PUT',
+               'url', v_base || '/api/uploads/' || t.id || '?token=' || t.token,
+               'headers', jsonb_build_object('Content-Type', t.v ->> 'contentType'),
+               'expiresAt', ins.expires_at) ORDER BY t.i)
+      INTO v_out
+      FROM t JOIN ins ON ins.id = t.id;
+    RETURN v_out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION store_upload(upload_id uuid, token text, bytes bytea) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u moverz_batch.uploads;
+    v_type text;
+    v_sum text;
+BEGIN
+    SELECT * INTO u FROM moverz_batch.uploads x WHERE x.id = store_upload.upload_id FOR UPDATE;
+    IF u.id IS NULL OR token IS NULL OR u.token_sha256 <> sha256(convert_to(token, 'UTF8')) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('upload %s: no such upload, or a wrong token', store_upload.upload_id);
+    ELSIF u.uploaded_at IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55006',
+            MESSAGE = format('upload %s: its file was already uploaded (an upload URL is for one upload)', u.id);
+    ELSIF u.expires_at < now() THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('upload %s: its URL expired at %s', u.id, u.expires_at),
+            HINT = 'Request a new upload URL.';
+    ELSIF bytes IS NULL OR length(bytes) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = format('upload %s: the body is empty', u.id);
+    ELSIF length(bytes) > u.size THEN
+        RAISE EXCEPTION USING ERRCODE = '54000',
+            MESSAGE = format('upload %s: %s bytes, more than the %s announced', u.id, length(bytes), u.size);
+    END IF;
+    v_type := moverz_batch_internal.image_type(bytes);
+    IF v_type IS DISTINCT FROM u.content_type THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('upload %s: the bytes are not an %s image (%s)', u.id, u.content_type,
+                             coalesce('they are ' || v_type, 'not an image of a known type'));
+    END IF;
+    v_sum := encode(sha256(bytes), 'hex');
+    INSERT INTO moverz_batch_internal.upload_bytes (upload_id, bytes) VALUES (u.id, bytes);
+    UPDATE moverz_batch.uploads x SET uploaded_at = now(), checksum = v_sum, size = length(bytes)
+     WHERE x.id = u.id;
+    RETURN jsonb_build_object('uploadId', u.id, 'size', length(bytes), 'sha256', v_sum);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.check_uploads(p_project_id uuid, p_user_id text, assets jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM 1 FROM moverz_batch.uploads u
+     WHERE u.id IN (SELECT (e ->> 'uploadId')::uuid FROM jsonb_array_elements(assets) e WHERE e ? 'uploadId')
+     ORDER BY u.id FOR UPDATE;
+    FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id, u.uploaded_at,
+                    u.expires_at, u.photo_id, count(*) OVER (PARTITION BY a.e ->> 'uploadId') AS times
+               FROM jsonb_array_elements(assets) WITH ORDINALITY AS a(e, i)
+               LEFT JOIN moverz_batch.uploads u ON u.id = (a.e ->> 'uploadId')::uuid
+              WHERE a.e ? 'uploadId' ORDER BY a.i LOOP
+        IF r.project_id IS NULL OR r.project_id <> p_project_id OR r.user_id <> p_user_id THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: no such upload for this user and project', r.i, r.id);
+        ELSIF r.photo_id IS NOT NULL OR r.times > 1 THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: the upload was already used (an upload is one photo)', r.i, r.id);
+        ELSIF r.uploaded_at IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: the upload was never completed (no file was sent to its URL)', r.i, r.id);
+        ELSIF r.expires_at < now() THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: the upload expired at %s', r.i, r.id, r.expires_at),
+                HINT = 'Upload the file again.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.expire_uploads() RETURNS int
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+WITH gone AS (
+    DELETE FROM moverz_batch.uploads u WHERE u.photo_id IS NULL AND u.expires_at < now() RETURNING 1)
+SELECT count(*)::int FROM gone
+$$;
+
 CREATE OR REPLACE FUNCTION moverz_batch_internal.photo_items(p_photo_ids uuid[])
 RETURNS TABLE (batch_id uuid, photo_id uuid, item_no int, project_id uuid, user_id text,
                room_type text, label text, quantity int, unit_volume_m3 numeric)
@@ -814,9 +1064,10 @@ SELECT CASE WHEN nullif(current_setting('moverz_batch.ai_system_prompt', true), 
 $$;
 
 CREATE OR REPLACE FUNCTION moverz_batch_internal.claim_photos(p_worker int, p_token bigint, p_limit int, p_lease_ms int,
-                             p_per_user int DEFAULT 0)
+                             p_per_user int DEFAULT 0, p_byte_budget bigint DEFAULT NULL,
+                             p_first_anyway boolean DEFAULT true)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
-               filename text, room_type text, attempt int)
+               filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF (SELECT c.paused FROM moverz_batch.control c) THEN
@@ -844,7 +1095,7 @@ BEGIN
            AND (p_per_user > 0 OR (SELECT count(u.user_id) FROM users u) > 1)
          GROUP BY p.user_id
     ), candidates AS (
-        SELECT c.id, c.priority, c.created_at,
+        SELECT c.id, c.priority, c.created_at, c.bytes,
                coalesce(i.n, 0) + row_number() OVER (PARTITION BY u.user_id
                                   ORDER BY c.priority DESC, c.created_at, c.batch_id, c.position) AS turn
           FROM users u
@@ -854,7 +1105,9 @@ BEGIN
           -- (40,000 of them made each claim 4 ms longer)
           CROSS JOIN unnest(enum_range(NULL::moverz_batch.batch_priority)) AS pr(priority)
           CROSS JOIN LATERAL (
-              SELECT p.id, p.priority, p.created_at, p.batch_id, p.position
+              SELECT p.id, p.priority, p.created_at, p.batch_id, p.position,
+                     CASE WHEN p.upload_id IS NULL THEN 0
+                          ELSE (SELECT u.size FROM moverz_batch.uploads u WHERE u.id = p.upload_id) END AS bytes
                 FROM moverz_batch.photos p
                WHERE p.user_id = u.user_id AND p.priority = pr.priority AND p.created_at >= u.since
                  AND p.status = 'PENDING' AND p.duplicate_of IS NULL AND p.next_attempt_at <= now()
@@ -862,9 +1115,15 @@ BEGIN
                LIMIT CASE WHEN p_per_user > 0
                           THEN least(p_limit, greatest(p_per_user - coalesce(i.n, 0), 0))
                           ELSE p_limit END) AS c
-    ), chosen AS (
-        SELECT c.id, c.priority, c.turn, c.created_at FROM candidates c
+    ), ranked AS (
+        SELECT c.id, c.priority, c.turn, c.created_at, c.bytes FROM candidates c
          ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
+    ), chosen AS (
+        -- within the byte budget
+        SELECT r.id, r.priority, r.turn, r.created_at FROM (
+            SELECT r.*, sum(r.bytes) OVER w AS total, row_number() OVER w AS n FROM ranked r
+            WINDOW w AS (ORDER BY r.priority DESC, r.turn, r.created_at ROWS UNBOUNDED PRECEDING)) r
+         WHERE p_byte_budget IS NULL OR r.total <= p_byte_budget OR (r.n = 1 AND p_first_anyway)
     ), locked AS (
         -- by primary key (= ANY of an array), whatever the table's statistics say
         SELECT p.id FROM moverz_batch.photos p
@@ -877,10 +1136,15 @@ BEGIN
            started_at = now(), updated_at = now()
      WHERE p.id = ANY (ARRAY(SELECT l.id FROM locked l))
     RETURNING p.id, p.batch_id, p.project_id, p.user_id, p.url, p.filename, p.room_type, p.attempts,
-              p.position
+              p.position, p.upload_id
     )
     -- in the order chosen: the worker sends them in this order
-    SELECT cl.id, cl.batch_id, cl.project_id, cl.user_id, cl.url, cl.filename, cl.room_type, cl.attempts
+    SELECT cl.id, cl.batch_id, cl.project_id, cl.user_id, cl.url, cl.filename, cl.room_type, cl.attempts,
+           cl.upload_id,
+           CASE WHEN cl.upload_id IS NOT NULL
+                THEN (SELECT u.content_type FROM moverz_batch.uploads u WHERE u.id = cl.upload_id) END,
+           CASE WHEN cl.upload_id IS NOT NULL
+                THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END
       FROM claimed cl JOIN chosen ch ON ch.id = cl.id
      ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END
@@ -1235,6 +1499,9 @@ BEGIN
     GET DIAGNOSTICS batches_deleted = ROW_COUNT;
     DELETE FROM moverz_batch.ai_metrics m WHERE m.created_at < now() - older_than;
     GET DIAGNOSTICS metrics_deleted = ROW_COUNT;
+    -- (the bytes of the photos deleted went with them; those of uploads
+    -- never attached go once their URL expired)
+    PERFORM moverz_batch_internal.expire_uploads();
 END
 $$;
 
@@ -1288,7 +1555,7 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
-    IF v_state = 'PT413' THEN
+    IF v_state = 'PT413' AND coalesce(p_hint, '') LIKE 'Split the photos%' THEN
         p_hint := 'Split the photos into several batches.';
     ELSIF p_hint LIKE '%moverz_batch.room_types%' THEN
         p_hint := 'Accepted room types: '
@@ -1363,6 +1630,24 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION moverz_batch_internal.api_assets(p_body jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_body -> 'uploads' IS NULL OR jsonb_typeof(p_body -> 'uploads') = 'null' THEN
+        RETURN p_body -> 'imageUrls';
+    ELSIF jsonb_typeof(p_body -> 'uploads') <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('uploads must be a JSON array of {"uploadId", "roomType"} objects, not %s',
+                             jsonb_typeof(p_body -> 'uploads'));
+    ELSIF p_body -> 'imageUrls' IS NULL OR jsonb_typeof(p_body -> 'imageUrls') = 'null' THEN
+        RETURN p_body -> 'uploads';
+    ELSIF jsonb_typeof(p_body -> 'imageUrls') <> 'array' THEN
+        RETURN p_body -> 'imageUrls';       -- refused by create_batch, as before
+    END IF;
+    RETURN (p_body -> 'imageUrls') || (p_body -> 'uploads');
+END
+$$;
+
 CREATE OR REPLACE FUNCTION moverz_batch_internal.batch_summary(b batches) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT moverz_batch.batch_state(b)
@@ -1420,6 +1705,8 @@ CREATE OR REPLACE FUNCTION moverz_api.create_batch(jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_user text := moverz_batch_internal.api_user();
+    v_assets jsonb;
+    v_k int;
     v_project uuid;
     v_batch uuid;
     v_state text;
@@ -1427,18 +1714,25 @@ DECLARE
     v_hint text;
     b record;
 BEGIN
-    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "imageUrls"}');
+    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "imageUrls", "uploads"}');
     v_project := moverz_batch_internal.api_body_uuid($1, 'projectId');
     IF jsonb_typeof($1 -> 'priority') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'priority must be one of HIGH, NORMAL, LOW';
     END IF;
     PERFORM moverz_batch_internal.api_check_priority($1 ->> 'priority');
+    v_assets := moverz_batch_internal.api_assets($1);
     BEGIN
-        v_batch := moverz_batch.create_batch(v_project, v_user, $1 -> 'imageUrls',
+        v_batch := moverz_batch.create_batch(v_project, v_user, v_assets,
                                              coalesce($1 ->> 'priority', 'NORMAL'),
                                              moverz_batch_internal.request_header('idempotency-key'));
     EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded OR unique_violation THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        -- assets[k] of an upload is uploads[k - the number of imageUrls]
+        v_k := substring(v_msg FROM '^assets\[([0-9]+)\]')::int
+               - CASE WHEN jsonb_typeof($1 -> 'imageUrls') = 'array' THEN jsonb_array_length($1 -> 'imageUrls') ELSE 0 END;
+        IF v_k >= 0 THEN
+            v_msg := regexp_replace(v_msg, '^assets\[[0-9]+\]', 'uploads[' || v_k || ']');
+        END IF;
         PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
     WHEN configuration_limit_exceeded THEN
         -- the daily photo quota: 429 Too Many Requests with Retry-After
@@ -1457,6 +1751,54 @@ BEGIN
         (jsonb_build_array(jsonb_build_object('Location', '/api/batches/' || b.id))
         || CASE WHEN b.replayed THEN '[{"Idempotent-Replayed": "true"}]'::jsonb ELSE '[]' END)::text, true);
     RETURN jsonb_build_object('success', true, 'batchId', b.id, 'photosCount', b.n, 'jobsEnqueued', b.n);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_api.request_uploads(jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user text := moverz_batch_internal.api_user();
+    v_project uuid;
+    v_out jsonb;
+    v_state text;
+    v_msg text;
+    v_hint text;
+BEGIN
+    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "files"}');
+    v_project := moverz_batch_internal.api_body_uuid($1, 'projectId');
+    BEGIN
+        v_out := moverz_batch.request_uploads(v_project, v_user, $1 -> 'files');
+    EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
+    END;
+    PERFORM set_config('response.status', '201', true);
+    RETURN jsonb_build_object('success', true, 'uploads', v_out);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_api.upload_put(bytea) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id text := moverz_batch_internal.request_header('x-upload-id');
+    v_out jsonb;
+    v_state text;
+    v_msg text;
+    v_hint text;
+BEGIN
+    IF v_id IS NULL OR v_id !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = 'no such upload';
+    END IF;
+    BEGIN
+        v_out := moverz_batch.store_upload(v_id::uuid, moverz_batch_internal.request_header('x-upload-token'), $1);
+    EXCEPTION WHEN insufficient_privilege OR object_not_in_prerequisite_state OR object_in_use
+                   OR program_limit_exceeded OR invalid_parameter_value OR null_value_not_allowed THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        v_state := CASE v_state WHEN '42501' THEN 'PT403' WHEN '55000' THEN 'PT410' WHEN '55006' THEN 'PT409'
+                                WHEN '54000' THEN 'PT413' WHEN '22023' THEN 'PT415' ELSE v_state END;
+        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_msg, HINT = coalesce(v_hint, '');
+    END;
+    RETURN jsonb_build_object('success', true) || v_out;
 END
 $$;
 
@@ -1721,6 +2063,19 @@ SELECT jsonb_build_object(
                           ORDER BY x.created_at DESC LIMIT 50) AS b
                    JOIN moverz_batch.batch_ai_metrics m ON m.batch_id = b.id))
 $$;
+-- The new functions' and table's privileges, and its row-level security
+-- (as 70_http_api.sql gives them in a fresh install).
+REVOKE ALL ON FUNCTION request_uploads(uuid, text, jsonb), store_upload(uuid, text, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION request_uploads(uuid, text, jsonb), store_upload(uuid, text, bytea) TO moverz_app;
+REVOKE ALL ON FUNCTION moverz_api.request_uploads(jsonb), moverz_api.upload_put(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION moverz_api.request_uploads(jsonb), moverz_api.upload_put(bytea) TO moverz_user, moverz_anon;
+GRANT SELECT ON uploads TO moverz_user, moverz_app;
+ALTER TABLE uploads ENABLE ROW LEVEL SECURITY;
+CREATE POLICY uploads_own_rows ON uploads TO moverz_user
+    USING (user_id = (SELECT moverz_batch_internal.jwt_user_id()))
+    WITH CHECK (user_id = (SELECT moverz_batch_internal.jwt_user_id()));
+CREATE POLICY uploads_trusted_app ON uploads TO moverz_app USING (true) WITH CHECK (true);
+
 
 -- Privileges: the internals had EXECUTE for moverz_app (the SQL API ran as
 -- its caller); now PUBLIC, moverz_app and moverz_user execute none of them
@@ -1768,7 +2123,11 @@ COMMENT ON TABLE moverz_batch.photos IS
 COMMENT ON COLUMN moverz_batch.photos.position IS
     'Place of the photo in the assets of create_batch (the order of the photos in batch_progress).';
 COMMENT ON COLUMN moverz_batch.photos.checksum IS
-    'md5(filename || '':'' || url): photos of a project with the same checksum are duplicates.';
+    'md5(filename || '':'' || url) for a photo given by URL, the SHA-256 of its bytes for an uploaded one: photos of a project with the same checksum are duplicates.';
+COMMENT ON COLUMN moverz_batch.photos.url IS
+    'The image''s URL, which the AI service fetches; NULL for an uploaded photo (upload_id).';
+COMMENT ON COLUMN moverz_batch.photos.upload_id IS
+    'The upload (moverz_batch.uploads) whose bytes are sent inline to the AI service; NULL for a photo given by URL (since 0.7.0).';
 COMMENT ON COLUMN moverz_batch.photos.duplicate_of IS
     'The photo whose analysis this duplicate takes (duplicateOf in batch_progress); a duplicate is never sent to the AI. NULL for an original.';
 COMMENT ON COLUMN moverz_batch.photos.next_attempt_at IS
@@ -1781,6 +2140,10 @@ COMMENT ON COLUMN moverz_batch.photos.lease_until IS
     'Last-resort expiry of the claim (moverz_batch.lease_timeout).';
 COMMENT ON COLUMN moverz_batch.photos.analysis IS
     'The AI analysis of a DONE photo: {room_type, items [{label, quantity, volume_m3}]}.';
+COMMENT ON TABLE moverz_batch.uploads IS
+    'Photo files uploaded directly (since 0.7.0): one row per file of request_uploads, with the SHA-256 of its one-time URL token; uploaded_at and checksum (SHA-256 of the bytes) once store_upload took them; photo_id once create_batch made it a photo. Deleted with its photo, or when its URL expired unused.';
+COMMENT ON TABLE moverz_batch_internal.upload_bytes IS
+    'Internal: the bytes of the uploads of the database store, read by the photo workers'' claim; deleted with their upload.';
 COMMENT ON TABLE moverz_batch.inventory_sync_jobs IS
     'Queue of inventory syncs, run by the inventory worker: one job per batch and generation, enqueued when the batch finishes.';
 COMMENT ON COLUMN moverz_batch.inventory_sync_jobs.generation IS
@@ -1859,6 +2222,20 @@ COMMENT ON FUNCTION moverz_batch.retry_photo(uuid) IS
     'Sends one ERROR photo (and its duplicates) back to PENDING and re-opens its batch. Returns the number of photos sent back.';
 COMMENT ON FUNCTION moverz_batch.cancel_batch(uuid) IS
     'Cancels a batch: its pending photos are never sent and those in flight are cancelled too; it ends CANCELLED and the inventory of its DONE photos is synced once. Returns the number of photos cancelled (SQLSTATE 55000 for a finished batch).';
+COMMENT ON FUNCTION moverz_batch_internal.image_type(bytea) IS
+    'Internal: the image type of bytes from their magic numbers (image/jpeg, image/png, image/gif, image/webp), or NULL; called by store_upload.';
+COMMENT ON FUNCTION moverz_batch_internal.upload_setting(text, text) IS
+    'Internal: a moverz_batch setting as the server has it, or a default; called by request_uploads.';
+COMMENT ON FUNCTION moverz_batch_internal.check_upload_file(jsonb, integer, bigint) IS
+    'Internal: raises the first broken rule of one element of request_uploads'' files (filename, contentType, size), naming it; called by request_uploads.';
+COMMENT ON FUNCTION moverz_batch.request_uploads(uuid, text, jsonb) IS
+    'For files [{filename, contentType, size}] of a project of the user: one signed single-use upload URL each, [{uploadId, filename, method PUT, url, headers, expiresAt}], valid moverz_batch.upload_url_ttl.';
+COMMENT ON FUNCTION moverz_batch.store_upload(uuid, text, bytea) IS
+    'Takes the bytes of an upload, authorised by its URL''s token, once, before the URL expires; they must be an image of the announced type and size. Returns {uploadId, size, sha256}.';
+COMMENT ON FUNCTION moverz_batch_internal.check_uploads(uuid, text, jsonb) IS
+    'Internal: the uploadId elements of create_batch''s assets name uploads of the user and project, completed, not expired, not used; locks them; called by insert_photos.';
+COMMENT ON FUNCTION moverz_batch_internal.expire_uploads() IS
+    'Internal: deletes the uploads never attached to a batch whose URL expired, with their bytes; called by the inventory worker and by purge.';
 COMMENT ON FUNCTION moverz_batch_internal.photo_items(uuid[]) IS
     'Internal: one row per item of the analyses of the given photos, with its room; called by apply_inventory_delta.';
 COMMENT ON FUNCTION moverz_batch_internal.apply_inventory_delta(uuid[], uuid[]) IS
@@ -1887,7 +2264,7 @@ COMMENT ON FUNCTION moverz_batch.ai_analysis_schema() IS
     'The JSON schema of the model''s answer: {room_type: one of room_types, items: [{label, quantity, volume_m3}]}, every property required.';
 COMMENT ON FUNCTION moverz_batch_internal.ai_request_config() IS
     'Internal: the prompt version, the system prompt and the answer schema; read by the photo workers when they start and at each reload.';
-COMMENT ON FUNCTION moverz_batch_internal.claim_photos(integer, bigint, integer, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.claim_photos(integer, bigint, integer, integer, integer, bigint, boolean) IS
     'Internal: claims up to p_limit PENDING photos whose next attempt time has come, highest priority first and users taking turns, and marks them PROCESSING with a lease; called by the photo workers.';
 COMMENT ON FUNCTION moverz_batch.classify_result(text, integer, text, text, jsonb, text) IS
     'The AI contract of a provider applied to one answer: success or error code, message, whether it is retried, and the analysis, model and token counts. SQL-callable C; complete_photos applies it to every answer.';
@@ -1940,7 +2317,7 @@ COMMENT ON FUNCTION moverz_batch.resume_processing() IS
 COMMENT ON FUNCTION moverz_batch_internal.promote_duplicates(uuid[]) IS
     'Internal: before batches are deleted, the oldest surviving copy of each of their photos that other batches duplicate becomes the original, and the inventories concerned are synced again; called by purge.';
 COMMENT ON FUNCTION moverz_batch.purge(interval) IS
-    'Deletes the batches finished more than older_than ago (default 30 days), with their photos and inventories, and the AI metrics older than that. Returns how many of each it deleted.';
+    'Deletes the batches finished more than older_than ago (default 30 days), with their photos, their uploaded files and inventories, the AI metrics older than that, and the uploads never attached whose URL expired. Returns how many of each it deleted.';
 COMMENT ON FUNCTION moverz_batch_internal.jwt_user_id() IS
     'Internal: the user of the current HTTP request, the sub claim of its JWT, or NULL; used by the row-level security policies.';
 COMMENT ON FUNCTION moverz_batch_internal.api_user() IS
@@ -1966,7 +2343,13 @@ COMMENT ON FUNCTION moverz_api.create_project(jsonb) IS
 COMMENT ON FUNCTION moverz_api.list_projects(integer, integer) IS
     'GET /api/projects: the token''s user''s projects, newest first, paged.';
 COMMENT ON FUNCTION moverz_api.create_batch(jsonb) IS
-    'POST /api/batches {"projectId", "imageUrls", "priority"?} with an optional Idempotency-Key: creates a batch of the token''s user; 202 {success, batchId, photosCount, jobsEnqueued} and its Location.';
+    'POST /api/batches {"projectId", "imageUrls"?, "uploads"?, "priority"?} with an optional Idempotency-Key: creates a batch of the token''s user; 202 {success, batchId, photosCount, jobsEnqueued} and its Location.';
+COMMENT ON FUNCTION moverz_api.request_uploads(jsonb) IS
+    'POST /api/uploads {"projectId", "files": [{filename, contentType, size}]}: one signed single-use upload URL per file; 201 {success, uploads: [{uploadId, filename, method, url, headers, expiresAt}]}.';
+COMMENT ON FUNCTION moverz_api.upload_put(bytea) IS
+    'PUT /api/uploads/:id?token= (the raw bytes): stores an upload''s file, authorised by its URL''s token; 200 {success, uploadId, size, sha256}, 403 wrong token, 409 already uploaded, 410 expired, 413 too large, 415 not an image of its type.';
+COMMENT ON FUNCTION moverz_batch_internal.api_assets(jsonb) IS
+    'Internal: create_batch''s assets from a request body, its imageUrls then its uploads; called by moverz_api.create_batch.';
 COMMENT ON FUNCTION moverz_api.get_batch(uuid, integer, integer) IS
     'GET /api/batches/:id: {success, batch}, the batch''s progress as batch_progress returns it; 404 for an unknown batch and for another user''s.';
 COMMENT ON FUNCTION moverz_api.list_batches(uuid, integer, integer) IS

@@ -76,6 +76,7 @@ typedef struct AiRequest
 	char		batch_id[40];
 	char	   *user_id;
 	int			attempt;
+	int64		image_bytes;	/* of an uploaded photo, held in payload */
 	TimestampTz started;
 	char		errbuf[CURL_ERROR_SIZE];
 } AiRequest;
@@ -91,6 +92,7 @@ struct AiClient
 	int			nsockets;		/* entries allocated */
 	dlist_head	inflight;
 	int			ninflight;
+	int64		image_bytes;	/* of the uploaded photos in flight */
 	CURL	   *idle[64];		/* easy handles kept for reuse */
 	int			nidle;
 	AiResult   *results;		/* finished, not yet written back */
@@ -342,6 +344,16 @@ ai_client_inflight(AiClient *client)
 	return client->ninflight;
 }
 
+/*
+ * ai_client_image_bytes
+ *		The bytes of the uploaded photos in flight.
+ */
+int64
+ai_client_image_bytes(AiClient *client)
+{
+	return client->image_bytes;
+}
+
 int
 ai_client_result_count(AiClient *client)
 {
@@ -500,6 +512,7 @@ release_request(AiClient *client, AiRequest *req)
 			pfree(req->auth[i]);
 		}
 	}
+	client->image_bytes -= req->image_bytes;
 	pfree(req->payload.data);
 	pfree(req->response.data);
 	pfree(req->user_id);
@@ -648,8 +661,13 @@ ai_client_start(AiClient *client, const AiPhoto *photo)
 	req->user_id = pstrdup(photo->user_id);
 	req->attempt = photo->attempt;
 	req->provider = client->shape.provider;
+	req->image_bytes = photo->image_bytes;
+	client->image_bytes += req->image_bytes;
 	initStringInfo(&req->payload);
-	if (!ai_shape_needs_frame(&client->shape))
+	if (photo->uploaded && photo->image_b64 == NULL)
+		strlcpy(req->errbuf, "the uploaded file of this photo is gone (its bytes are no longer stored)",
+				CURL_ERROR_SIZE);
+	else if (!ai_shape_needs_frame(&client->shape))
 		ai_shape_body(&client->shape, &req->payload, photo);
 	if (client->shape.provider != AI_PROVIDER_MOVERZ && client->shape.prompt_version != NULL)
 		strlcpy(req->prompt_version, client->shape.prompt_version, sizeof(req->prompt_version));
@@ -659,6 +677,15 @@ ai_client_start(AiClient *client, const AiPhoto *photo)
 
 	dlist_push_tail(&client->inflight, &req->node);
 	client->ninflight++;
+	if (photo->uploaded && photo->image_b64 == NULL)
+	{
+		/* nothing to send, ever: final */
+		add_result(client, req, 0, "AI_ERROR", req->errbuf, 0);
+		dlist_delete(&req->node);
+		client->ninflight--;
+		release_request(client, req);
+		return;
+	}
 	if (req->payload.len == 0)
 		strlcpy(req->errbuf, "the AI prompt could not be read from the database", CURL_ERROR_SIZE);
 	if (req->payload.len == 0 || !setup_easy(client, req))

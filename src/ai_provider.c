@@ -316,8 +316,17 @@ build_moverz_body(StringInfo buf, const AiPhoto *photo)
 {
 	appendStringInfo(buf, "{\"photo_id\":\"%s\",\"batch_id\":\"%s\",\"project_id\":\"%s\"",
 					 photo->id, photo->batch_id, photo->project_id);
-	appendStringInfoString(buf, ",\"image_url\":");
-	escape_json(buf, photo->url);
+	if (photo->uploaded)
+	{
+		appendStringInfo(buf, ",\"media_type\":\"%s\",\"image_base64\":\"", photo->media_type);
+		appendStringInfoString(buf, photo->image_b64);
+		appendStringInfoChar(buf, '"');
+	}
+	else
+	{
+		appendStringInfoString(buf, ",\"image_url\":");
+		escape_json(buf, photo->url);
+	}
 	appendStringInfoString(buf, ",\"filename\":");
 	escape_json(buf, photo->filename);
 	appendStringInfoString(buf, ",\"room_type\":");
@@ -345,9 +354,21 @@ ai_shape_body(const AiShape *shape, StringInfo buf, const AiPhoto *photo)
 	appendStringInfoString(buf, shape->head);
 	if (shape->provider == AI_PROVIDER_ANTHROPIC)
 	{
-		appendStringInfoString(buf, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
-		escape_json(buf, photo->url);
-		appendStringInfoString(buf, "}},{\"type\":\"text\",\"text\":");
+		appendStringInfoString(buf, "{\"type\":\"image\",\"source\":");
+		if (photo->uploaded)
+		{
+			appendStringInfo(buf, "{\"type\":\"base64\",\"media_type\":\"%s\",\"data\":\"",
+							 photo->media_type);
+			appendStringInfoString(buf, photo->image_b64);
+			appendStringInfoString(buf, "\"}");
+		}
+		else
+		{
+			appendStringInfoString(buf, "{\"type\":\"url\",\"url\":");
+			escape_json(buf, photo->url);
+			appendStringInfoChar(buf, '}');
+		}
+		appendStringInfoString(buf, "},{\"type\":\"text\",\"text\":");
 		append_photo_text(buf, photo);
 		appendStringInfoChar(buf, '}');
 	}
@@ -356,7 +377,14 @@ ai_shape_body(const AiShape *shape, StringInfo buf, const AiPhoto *photo)
 		appendStringInfoString(buf, "{\"type\":\"text\",\"text\":");
 		append_photo_text(buf, photo);
 		appendStringInfoString(buf, "},{\"type\":\"image_url\",\"image_url\":{\"url\":");
-		escape_json(buf, photo->url);
+		if (photo->uploaded)
+		{
+			appendStringInfo(buf, "\"data:%s;base64,", photo->media_type);
+			appendStringInfoString(buf, photo->image_b64);
+			appendStringInfoChar(buf, '"');
+		}
+		else
+			escape_json(buf, photo->url);
 		appendStringInfoString(buf, "}}");
 	}
 	appendStringInfoString(buf, shape->tail);

@@ -32,13 +32,15 @@
 PG_FUNCTION_INFO_V1(moverz_check_assets);
 PG_FUNCTION_INFO_V1(moverz_asset_rows);
 
-#define ASSETS_HINT "Pass a JSON array of {\"filename\", \"filePath\", \"url\", \"roomType\"} objects."
+#define ASSETS_HINT "Pass a JSON array of {\"filename\", \"filePath\", \"url\", \"roomType\"} " \
+	"or {\"uploadId\", \"roomType\"} objects."
 
 /* One element's fields, pointing into the jsonb (not NUL-terminated). */
 typedef struct Asset
 {
-	JsonbValue	filename;
-	JsonbValue	url;
+	JsonbValue	filename;		/* jbvNull for an upload without one */
+	JsonbValue	url;			/* jbvNull for an upload */
+	JsonbValue	upload_id;		/* jbvNull for a photo given by URL */
 	JsonbValue	file_path;		/* jbvNull when absent or null */
 	JsonbValue	room_type;		/* jbvNull when absent or null */
 } Asset;
@@ -202,23 +204,49 @@ check_url(const JsonbValue *url, int idx)
 }
 
 /*
- * read_asset
- *		Check one element against every rule but the room type's being an
- *		accepted one, raising the first it breaks, and fill *a.
+ * is_uuid
+ *		Is the string a UUID in its canonical text form (8-4-4-4-12 hex)?
+ */
+static bool
+is_uuid(const JsonbValue *s)
+{
+	if (s->val.string.len != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		char		c = s->val.string.val[i];
+
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (c != '-')
+				return false;
+		}
+		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * read_filename
+ *		The rules of an element's filename, required unless it names an
+ *		upload (which has one).
  */
 static void
-read_asset(JsonbValue *elem, int idx, Asset *a)
+read_filename(JsonbContainer *obj, int idx, bool required, Asset *a)
 {
-	JsonbContainer *obj;
-
-	if (!moverz_json_is_container(elem, true))
+	if (!moverz_json_key(obj, "filename", &a->filename) ||
+		(!required && a->filename.type == jbvNull))
+	{
+		if (required)
+			invalid(ERRCODE_INVALID_PARAMETER_VALUE,
+					"assets[%d].filename is required and must be a string", idx);
+		a->filename.type = jbvNull;
+		return;
+	}
+	if (a->filename.type != jbvString)
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				"assets[%d] must be a JSON object, not %s", idx, json_type_name(elem));
-	obj = elem->val.binary.data;
-
-	if (!moverz_json_key(obj, "filename", &a->filename) || a->filename.type != jbvString)
-		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				"assets[%d].filename is required and must be a string", idx);
+				"assets[%d].filename %smust be a string", idx, required ? "is required and " : "");
 	if (is_blank(&a->filename))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				"assets[%d].filename must not be empty", idx);
@@ -229,11 +257,46 @@ read_asset(JsonbValue *elem, int idx, Asset *a)
 	if (has_control(&a->filename))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
 				"assets[%d].filename must not contain control characters", idx);
+}
 
-	if (!moverz_json_key(obj, "url", &a->url) || a->url.type != jbvString)
+/*
+ * read_asset
+ *		Check one element against every rule but the room type's being an
+ *		accepted one and what an upload must be (check_uploads), raising the
+ *		first it breaks, and fill *a.  An element is a photo given by URL
+ *		({"filename", "url"}) or an upload ({"uploadId"}).
+ */
+static void
+read_asset(JsonbValue *elem, int idx, Asset *a)
+{
+	JsonbContainer *obj;
+	bool		upload;
+
+	if (!moverz_json_is_container(elem, true))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
-				"assets[%d].url is required and must be a string", idx);
-	check_url(&a->url, idx);
+				"assets[%d] must be a JSON object, not %s", idx, json_type_name(elem));
+	obj = elem->val.binary.data;
+	upload = moverz_json_key(obj, "uploadId", &a->upload_id);
+	read_filename(obj, idx, !upload, a);
+
+	if (upload)
+	{
+		if (a->upload_id.type != jbvString || !is_uuid(&a->upload_id))
+			invalid(ERRCODE_INVALID_PARAMETER_VALUE,
+					"assets[%d].uploadId must be a UUID string (an uploadId of request_uploads)", idx);
+		if (moverz_json_key(obj, "url", &a->url))
+			invalid(ERRCODE_INVALID_PARAMETER_VALUE,
+					"assets[%d] must have a url or an uploadId, not both", idx);
+		a->url.type = jbvNull;
+	}
+	else
+	{
+		a->upload_id.type = jbvNull;
+		if (!moverz_json_key(obj, "url", &a->url) || a->url.type != jbvString)
+			invalid(ERRCODE_INVALID_PARAMETER_VALUE,
+					"assets[%d].url is required and must be a string", idx);
+		check_url(&a->url, idx);
+	}
 
 	if (!optional_string(obj, "filePath", &a->file_path))
 		invalid(ERRCODE_INVALID_PARAMETER_VALUE,
@@ -417,34 +480,46 @@ first_of(AssetRowsState *st, int i, Datum checksum, bool *isnull)
 /*
  * asset_row
  *		The row of element i: (id, position, filename, file_path, url,
- *		room_type, checksum, first_id), checksum = md5(filename || ':' ||
- *		url), first_id = the id of the first element with that checksum
- *		when it is not this one.
+ *		room_type, checksum, first_id, upload_id).  For a photo given by
+ *		URL, checksum = md5(filename || ':' || url) and first_id = the id of
+ *		the first element with that checksum when it is not this one; for
+ *		an upload both are NULL (its checksum is its bytes', insert_photos).
  */
 static HeapTuple
 asset_row(FuncCallContext *fc, AssetRowsState *st, int i)
 {
 	JsonbValue *elem = getIthJsonbValueFromContainer(&st->assets->root, i);
 	Asset		a;
-	Datum		values[8];
-	bool		nulls[8] = {false};
-	StringInfoData key;
+	Datum		values[9];
+	bool		nulls[9] = {false};
 
 	read_asset(elem, i, &a);
-	initStringInfo(&key);
-	appendBinaryStringInfo(&key, a.filename.val.string.val, a.filename.val.string.len);
-	appendStringInfoChar(&key, ':');
-	appendBinaryStringInfo(&key, a.url.val.string.val, a.url.val.string.len);
-
 	values[0] = UUIDPGetDatum(&st->ids[i]);
 	values[1] = Int32GetDatum(i);
 	values[2] = text_or_null(&a.filename, &nulls[2]);
 	values[3] = text_or_null(&a.file_path, &nulls[3]);
 	values[4] = text_or_null(&a.url, &nulls[4]);
 	values[5] = text_or_null(&a.room_type, &nulls[5]);
-	values[6] = DirectFunctionCall1(md5_text,
-									PointerGetDatum(cstring_to_text_with_len(key.data, key.len)));
-	values[7] = first_of(st, i, values[6], &nulls[7]);
+	if (a.upload_id.type == jbvString)
+	{
+		nulls[6] = nulls[7] = true;
+		values[8] = DirectFunctionCall1(uuid_in,
+										CStringGetDatum(pnstrdup(a.upload_id.val.string.val,
+																 a.upload_id.val.string.len)));
+	}
+	else
+	{
+		StringInfoData key;
+
+		initStringInfo(&key);
+		appendBinaryStringInfo(&key, a.filename.val.string.val, a.filename.val.string.len);
+		appendStringInfoChar(&key, ':');
+		appendBinaryStringInfo(&key, a.url.val.string.val, a.url.val.string.len);
+		values[6] = DirectFunctionCall1(md5_text,
+										PointerGetDatum(cstring_to_text_with_len(key.data, key.len)));
+		values[7] = first_of(st, i, values[6], &nulls[7]);
+		nulls[8] = true;
+	}
 	return heap_form_tuple(fc->tuple_desc, values, nulls);
 }
 
@@ -511,7 +586,8 @@ start_asset_rows(Jsonb *assets)
  * moverz_asset_rows
  *		asset_rows(assets jsonb) RETURNS TABLE (id uuid, position int,
  *		filename text, file_path text, url text, room_type text,
- *		checksum text, first_id uuid): one row per element, in order, each
+ *		checksum text, first_id uuid, upload_id uuid): one row per element,
+ *		in order, each
  *		checked as by check_assets (room types excepted); ids are
  *		time-ordered (version 7 layout).
  */

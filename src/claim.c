@@ -17,6 +17,7 @@
 #include "moverz_batch.h"
 
 #include "catalog/pg_type.h"
+#include "common/base64.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
@@ -48,6 +49,7 @@ typedef struct ClaimCall
 {
 	ClaimState *state;
 	int			limit;			/* claim: how many */
+	int64		held_bytes;		/* claim: bytes of uploads the worker holds */
 	MemoryContext cxt;			/* claim: where the photos are copied */
 	AiPhoto   **photos;			/* claim: the claimed photos */
 	int			nphotos;
@@ -126,10 +128,25 @@ ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS])
 }
 
 /*
+ * image_of
+ *		The bytes of an uploaded photo (SPI column "col", a bytea),
+ *		detoasted, or NULL when they are gone.
+ */
+static bytea *
+image_of(HeapTuple row, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(row, desc, col, &isnull);
+
+	return isnull ? NULL : DatumGetByteaPP(d);
+}
+
+/*
  * copy_photo
  *		The claimed photo of SPI row "row" (id, batch_id, project_id,
- *		user_id, url, filename, room_type, attempt), in one chunk of cxt
- *		(freed with one pfree).
+ *		user_id, url, filename, room_type, attempt, upload_id, media_type,
+ *		image), in one chunk of cxt (freed with one pfree).  An uploaded
+ *		photo's bytes are kept in base64, as both model APIs take them.
  */
 static AiPhoto *
 copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
@@ -139,6 +156,12 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 	Size		total = sizeof(AiPhoto);
 	const char **fields[AI_PHOTO_NFIELDS];
 	char	   *attempt = SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 1);
+	bool		uploaded = SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 2) != NULL;
+	char	   *media_type = uploaded ? SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 3) : NULL;
+	bytea	   *image = uploaded ? image_of(row, desc, AI_PHOTO_NFIELDS + 4) : NULL;
+	int			image_len = image ? VARSIZE_ANY_EXHDR(image) : 0;
+	Size		b64_len = image ? pg_b64_enc_len(image_len) + 1 : 0;
+	Size		type_len = media_type ? strlen(media_type) + 1 : 0;
 	AiPhoto    *photo;
 	char	   *dst;
 
@@ -148,7 +171,7 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
 		total += lens[i];
 	}
-	photo = MemoryContextAlloc(cxt, total);
+	photo = MemoryContextAllocHuge(cxt, total + type_len + b64_len);
 	ai_photo_fields(photo, fields);
 	dst = (char *) (photo + 1);
 	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
@@ -157,6 +180,20 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 		dst += lens[i];
 	}
 	photo->attempt = attempt ? pg_strtoint32(attempt) : 1;
+	photo->uploaded = uploaded;
+	photo->media_type = media_type ? memcpy(dst, media_type, type_len) : NULL;
+	dst += type_len;
+	photo->image_b64 = NULL;
+	photo->image_bytes = image_len;
+	if (image)
+	{
+		int			enc = pg_b64_encode(VARDATA_ANY(image), image_len, dst, b64_len - 1);
+
+		if (enc < 0)
+			elog(ERROR, "moverz_batch: could not encode an uploaded photo in base64");
+		dst[enc] = '\0';
+		photo->image_b64 = dst;
+	}
 	return photo;
 }
 
@@ -169,17 +206,21 @@ claim_txn(void *arg)
 {
 	ClaimCall  *call = (ClaimCall *) arg;
 	ClaimState *state = call->state;
-	Oid			types[5] = {INT4OID, INT8OID, INT4OID, INT4OID, INT4OID};
-	Datum		values[5];
+	Oid			types[7] = {INT4OID, INT8OID, INT4OID, INT4OID, INT4OID, INT8OID, BOOLOID};
+	Datum		values[7];
 
 	values[0] = Int32GetDatum(state->worker_index);
 	values[1] = Int64GetDatum(state->claim_token);
 	values[2] = Int32GetDatum(call->limit);
 	values[3] = Int32GetDatum(moverz_lease_timeout_ms);
 	values[4] = Int32GetDatum(moverz_max_inflight_per_user);
+	/* the bytes of uploaded photos this worker may still take */
+	values[5] = Int64GetDatum(Max((int64) moverz_max_inflight_bytes - call->held_bytes, 0));
+	values[6] = BoolGetDatum(call->held_bytes == 0);
 	run_plan(state, PLAN_CLAIM,
-			 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt"
-			 "  FROM moverz_batch_internal.claim_photos($1, $2, $3, $4, $5)", 5, types, values,
+			 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt,"
+			 "       upload_id, media_type, image"
+			 "  FROM moverz_batch_internal.claim_photos($1, $2, $3, $4, $5, $6, $7)", 7, types, values,
 			 false, "claim");
 
 	/* copied row by row: a failure halfway frees what was copied */
@@ -194,10 +235,13 @@ claim_txn(void *arg)
  *		Claim up to "limit" photos in a transaction of its own.  Returns how
  *		many were claimed, the photos in *photos (an array of cxt, each photo
  *		a chunk of cxt), or -1 when the extension is not installed or the
- *		claim failed (the error is the worker's last error).
+ *		claim failed (the error is the worker's last error).  held_bytes:
+ *		the bytes of uploaded photos the worker holds (ready and in flight):
+ *		it takes no more than moverz_batch.max_inflight_bytes in all (but
+ *		one photo, alone, whatever its size).
  */
 int
-claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos)
+claim_fetch(ClaimState *state, int limit, int64 held_bytes, MemoryContext cxt, AiPhoto ***photos)
 {
 	ClaimCall	call;
 	MoverzTxnError err;
@@ -205,6 +249,7 @@ claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos)
 	memset(&call, 0, sizeof(call));
 	call.state = state;
 	call.limit = limit;
+	call.held_bytes = held_bytes;
 	call.cxt = cxt;
 	*photos = NULL;
 	if (!moverz_run_in_transaction(claim_txn, &call, "claiming photos", &err))

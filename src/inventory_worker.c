@@ -8,7 +8,8 @@
  * transaction commits.  Each job is claimed with SKIP LOCKED and run by
  * run_next_inventory_job() (sql/src/60_worker.sql); a job that fails stays
  * queued with a backoff, and one interrupted by a crash was never marked
- * done: no job is lost.
+ * done: no job is lost.  Once a minute it also deletes the uploads never
+ * attached to a batch whose URL expired (expire_uploads()).
  *
  *-------------------------------------------------------------------------
  */
@@ -21,9 +22,13 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 /* Jobs run in one turn before the loop looks at its interrupts again. */
 #define INVENTORY_JOBS_PER_TURN		64
+
+/* How often the expired uploads are deleted. */
+#define EXPIRE_UPLOADS_EVERY_MS		60000
 
 /* State of the inventory loop. */
 typedef struct InventoryLoop
@@ -31,6 +36,8 @@ typedef struct InventoryLoop
 	MoverzWorkerSlot *slot;		/* worker_status: jobs run */
 	SPIPlanPtr	run_plan;
 	SPIPlanPtr	due_plan;
+	SPIPlanPtr	expire_plan;
+	TimestampTz next_expiry;	/* when expire_uploads() runs next */
 	bool		ran;			/* the last transaction ran a job */
 	long		due_ms;			/* next pending job due in (-1: none) */
 } InventoryLoop;
@@ -81,6 +88,35 @@ due_txn(void *arg)
 }
 
 /*
+ * expire_txn
+ *		Transaction body: delete the expired uploads never attached.
+ */
+static void
+expire_txn(void *arg)
+{
+	InventoryLoop *loop = (InventoryLoop *) arg;
+	bool		isnull;
+
+	single_value(moverz_saved_plan(&loop->expire_plan, "SELECT moverz_batch_internal.expire_uploads()", 0, NULL),
+				 &isnull);
+}
+
+/*
+ * expire_uploads
+ *		Once a minute, in a transaction of its own.
+ */
+static void
+expire_uploads(InventoryLoop *loop)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now < loop->next_expiry)
+		return;
+	loop->next_expiry = TimestampTzPlusMilliseconds(now, EXPIRE_UPLOADS_EVERY_MS);
+	moverz_run_in_transaction(expire_txn, loop, "deleting expired uploads", NULL);
+}
+
+/*
  * run_due_jobs
  *		Run the due jobs, a bounded number per turn.  Returns true when more
  *		may be waiting.
@@ -128,6 +164,7 @@ moverz_inventory_worker_main(Datum main_arg)
 		MemoryContextReset(loop_cxt);
 		moverz_process_interrupts();
 
+		expire_uploads(&loop);
 		if (run_due_jobs(&loop))
 			timeout = 0;
 		else

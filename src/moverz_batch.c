@@ -50,6 +50,10 @@ char	   *moverz_allowed_image_hosts = NULL;
 int			moverz_max_photos_per_user_per_day = 0;
 char	   *moverz_publish_url = NULL;
 int			moverz_publish_queue_size = 1024;
+int			moverz_upload_url_ttl_s = 900;
+int			moverz_max_upload_bytes = 5 * 1024 * 1024;
+int			moverz_max_inflight_bytes = 128 * 1024 * 1024;
+char	   *moverz_upload_base_url = NULL;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -58,9 +62,43 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
 
+static void define_worker_settings(void);
+
+/*
+ * define_upload_settings
+ *		Declare the settings of direct uploads (sql/src/45_uploads.sql).
+ */
+static void
+define_upload_settings(void)
+{
+	DefineCustomIntVariable("moverz_batch.upload_url_ttl",
+							"How long an upload URL of request_uploads stays valid.",
+							"An upload not attached to a batch by then is deleted.",
+							&moverz_upload_url_ttl_s, 900, 10, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_upload_bytes",
+							"Largest photo file that may be uploaded.",
+							"Anthropic takes at most 5 MB of base64 per image (3.75 MB of file), OpenAI 20 MB.",
+							&moverz_max_upload_bytes, 5 * 1024 * 1024, 1024, 20 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("moverz_batch.max_inflight_bytes",
+							"Bytes of uploaded photos one photo worker holds in flight at most.",
+							"A worker claims fewer uploaded photos rather than exceed it; "
+							"one photo larger than it still goes, alone.",
+							&moverz_max_inflight_bytes, 128 * 1024 * 1024, 1024 * 1024, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.upload_base_url",
+							   "Where clients reach the HTTP API, for the upload URLs (empty: they are paths).",
+							   "e.g. https://api.example.com: request_uploads answers "
+							   "https://api.example.com/api/uploads/<id>?token=...",
+							   &moverz_upload_base_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
 /*
  * define_guc_settings
- *		Declare the moverz_batch.* settings.
+ *		Declare the moverz_batch.* settings: the database, the workers and
+ *		the AI service here, the rest in define_worker_settings and
+ *		define_upload_settings.
  */
 static void
 define_guc_settings(void)
@@ -120,6 +158,23 @@ define_guc_settings(void)
 							   "read it at start and on reload; a superuser may SET it to preview "
 							   "ai_system_prompt().",
 							   &moverz_ai_system_prompt, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	define_worker_settings();
+	define_upload_settings();
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("moverz_batch");
+#else
+	EmitWarningsOnPlaceholders("moverz_batch");
+#endif
+}
+
+/*
+ * define_worker_settings
+ *		Declare the settings of the photo workers' pace, retries, guards
+ *		and the progress publisher.
+ */
+static void
+define_worker_settings(void)
+{
 	DefineCustomIntVariable("moverz_batch.max_inflight",
 							"Maximum AI requests in flight per photo worker.",
 							NULL, &moverz_max_inflight, 64, 1, 10000,
@@ -203,11 +258,6 @@ define_guc_settings(void)
 							"Progress events waiting for the publisher at most (more are dropped and counted).",
 							NULL, &moverz_publish_queue_size, 1024, 16, 65536,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("moverz_batch");
-#else
-	EmitWarningsOnPlaceholders("moverz_batch");
-#endif
 }
 
 /*

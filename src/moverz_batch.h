@@ -62,6 +62,10 @@ extern char *moverz_allowed_image_hosts;
 extern int	moverz_max_photos_per_user_per_day;
 extern char *moverz_publish_url;
 extern int	moverz_publish_queue_size;
+extern int	moverz_upload_url_ttl_s;
+extern int	moverz_max_upload_bytes;
+extern int	moverz_max_inflight_bytes;
+extern char *moverz_upload_base_url;
 
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
@@ -202,6 +206,10 @@ struct AiPhoto
 	const char *filename;
 	const char *room_type;		/* NULL when the photo has none */
 	int			attempt;
+	bool		uploaded;		/* an uploaded file, not a URL (url NULL) */
+	const char *media_type;		/* its type, image/jpeg...; NULL for a URL */
+	const char *image_b64;		/* its bytes in base64; NULL when gone */
+	int64		image_bytes;	/* how many bytes (0 for a URL) */
 };
 
 /*
@@ -225,6 +233,7 @@ extern void ai_client_start(AiClient *client, const AiPhoto *photo);
 extern void ai_client_drive(AiClient *client, bool socket_ready);
 extern long ai_client_timeout_ms(AiClient *client);
 extern int	ai_client_inflight(AiClient *client);
+extern int64 ai_client_image_bytes(AiClient *client);
 extern int	ai_client_result_count(AiClient *client);
 extern int	ai_client_take_results(AiClient *client, AiResult *results, int max);
 
@@ -232,7 +241,8 @@ extern int	ai_client_take_results(AiClient *client, AiResult *results, int max);
 typedef struct ClaimState ClaimState;
 extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
 									  int64 claim_token);
-extern int	claim_fetch(ClaimState *state, int limit, MemoryContext cxt, AiPhoto ***photos);
+extern int	claim_fetch(ClaimState *state, int limit, int64 held_bytes, MemoryContext cxt,
+						AiPhoto ***photos);
 extern int	claim_unclaim(ClaimState *state, AiPhoto **photos, int n);
 extern int	claim_write_back(ClaimState *state, AiResult *results, int n);
 extern int	claim_release_stale(ClaimState *state);

@@ -128,6 +128,21 @@ send_ready(PhotoLoop *loop)
 }
 
 /*
+ * held_bytes
+ *		The bytes of uploaded photos this worker holds: claimed ahead and in
+ *		flight (moverz_batch.max_inflight_bytes caps them).
+ */
+static int64
+held_bytes(PhotoLoop *loop)
+{
+	int64		n = ai_client_image_bytes(loop->client);
+
+	for (int i = 0; i < loop->nready; i++)
+		n += loop->ready[i]->image_bytes;
+	return n;
+}
+
+/*
  * claim_into_queue
  *		Claim up to "want" photos (within the request rate) behind the ready
  *		ones, and send what the free slots take.  False when nothing more
@@ -148,7 +163,7 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 		loop->rate_wait_until = TimestampTzPlusMilliseconds(now, Max(wait_ms, 1));
 		return false;
 	}
-	n = claim_fetch(loop->claims, granted, loop->ready_cxt, &photos);
+	n = claim_fetch(loop->claims, granted, held_bytes(loop), loop->ready_cxt, &photos);
 	moverz_rate_give_back(granted - Max(n, 0));
 	if (n > 0)
 	{
@@ -208,7 +223,7 @@ probe_outage(PhotoLoop *loop, TimestampTz now)
 
 	if (moverz_outage_take_probe(&wait_ms))
 	{
-		if (claim_fetch(loop->claims, 1, loop->ready_cxt, &photos) == 1)
+		if (claim_fetch(loop->claims, 1, held_bytes(loop), loop->ready_cxt, &photos) == 1)
 		{
 			ai_client_start(loop->client, photos[0]);
 			pfree(photos[0]);

@@ -68,7 +68,8 @@ CREATE TABLE photos (
     user_id         text NOT NULL,
     filename        text NOT NULL,
     file_path       text,
-    url             text NOT NULL,
+    url             text,           -- the image's address, for a photo given by URL
+    upload_id       uuid,           -- or its upload (uploads), for a file uploaded (since 0.7.0)
     -- one of room_types (checked on the way in).  The format check is a
     -- pattern without a bounded repeat plus a length: "{0,63}" made the
     -- regular expression cost 3 us per photo, a tenth of create_batch.
@@ -89,7 +90,8 @@ CREATE TABLE photos (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     started_at      timestamptz,
     finished_at     timestamptz,
-    CONSTRAINT photos_batch_position UNIQUE (batch_id, position)
+    CONSTRAINT photos_batch_position UNIQUE (batch_id, position),
+    CONSTRAINT photos_url_or_upload CHECK ((url IS NULL) <> (upload_id IS NULL))
 );
 -- photos.batch_id references batches, and the photos go with their batch,
 -- but not through a foreign key: its per-row check (one query per photo,
@@ -204,7 +206,45 @@ CREATE TABLE ai_metrics (
 CREATE INDEX ai_metrics_batch_idx ON ai_metrics ((meta ->> 'batchId'));
 CREATE INDEX ai_metrics_created_idx ON ai_metrics (created_at);
 
+-- Direct upload of photo files (since 0.7.0): request_uploads makes one row
+-- per file with a signed single-use URL (the token's SHA-256 only is kept);
+-- the client PUTs the bytes to it (store_upload: the database store keeps
+-- them in moverz_batch_internal.upload_bytes), then names the upload in
+-- create_batch, which makes it a photo (photo_id).  checksum is the SHA-256
+-- of the bytes: duplicates by content.  An upload never attached expires
+-- and is deleted (expire_uploads); one attached goes with its photo.
+CREATE TABLE uploads (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    project_id    uuid NOT NULL REFERENCES projects ON DELETE CASCADE,
+    user_id       text NOT NULL,
+    filename      text NOT NULL,
+    content_type  text NOT NULL
+                  CHECK (content_type IN ('image/jpeg', 'image/png', 'image/webp', 'image/gif')),
+    size          int NOT NULL CHECK (size > 0),    -- announced; the bytes' once uploaded
+    store         text NOT NULL CHECK (store IN ('database', 's3')),
+    token_sha256  bytea NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    uploaded_at   timestamptz,
+    checksum      text,           -- SHA-256 of the bytes, hex
+    photo_id      uuid,           -- the photo it became (once only)
+    CONSTRAINT uploads_uploaded CHECK ((uploaded_at IS NULL) = (checksum IS NULL))
+);
+CREATE INDEX uploads_expiry_idx ON uploads (expires_at) WHERE photo_id IS NULL;
+CREATE INDEX uploads_project_idx ON uploads (project_id);
+
+-- The bytes of the database store, apart from their upload's row (which
+-- the API reads and updates without them).  Images are compressed
+-- already: stored out of line, uncompressed.
+CREATE TABLE moverz_batch_internal.upload_bytes (
+    upload_id  uuid PRIMARY KEY REFERENCES uploads ON DELETE CASCADE,
+    bytes      bytea NOT NULL
+);
+ALTER TABLE moverz_batch_internal.upload_bytes ALTER COLUMN bytes SET STORAGE EXTERNAL;
+
 SELECT pg_catalog.pg_extension_config_dump('projects', '');
+SELECT pg_catalog.pg_extension_config_dump('uploads', '');
+SELECT pg_catalog.pg_extension_config_dump('moverz_batch_internal.upload_bytes', '');
 SELECT pg_catalog.pg_extension_config_dump('batches', '');
 SELECT pg_catalog.pg_extension_config_dump('photos', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_sync_jobs', '');

@@ -111,6 +111,8 @@ BEGIN
           GROUP BY batch_id
           ORDER BY batch_id;
         PERFORM moverz_batch_internal.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
+        -- an uploaded photo's file goes with it (its bytes with the upload)
+        DELETE FROM moverz_batch.uploads u USING old_rows o WHERE o.upload_id IS NOT NULL AND u.id = o.upload_id;
     ELSE
         PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch_internal.status_delta_of(o.status, NULL)).* FROM old_rows o
@@ -156,6 +158,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         TRUNCATE moverz_batch.photos, moverz_batch.inventory_items;
+        DELETE FROM moverz_batch.uploads u WHERE u.photo_id IS NOT NULL;
     ELSE
         DELETE FROM moverz_batch.photos p USING old_rows o WHERE p.batch_id = o.id;
     END IF;

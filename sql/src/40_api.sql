@@ -40,10 +40,13 @@ AS 'MODULE_PATHNAME', 'moverz_check_assets';
 
 -- asset_rows: one row per element of a checked "assets", in order, with a
 -- new time-ordered id, the checksum md5(filename || ':' || url) and, when an
--- earlier element has the same checksum, the first such element's id.
+-- earlier element has the same checksum, the first such element's id; for
+-- an {"uploadId"} element, its upload_id (and no checksum: insert_photos
+-- takes its upload's).
 CREATE FUNCTION moverz_batch_internal.asset_rows(assets jsonb,
                            OUT id uuid, OUT "position" int, OUT filename text, OUT file_path text,
-                           OUT url text, OUT room_type text, OUT checksum text, OUT first_id uuid)
+                           OUT url text, OUT room_type text, OUT checksum text, OUT first_id uuid,
+                           OUT upload_id uuid)
 RETURNS SETOF record LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'moverz_asset_rows';
 
@@ -85,17 +88,33 @@ CREATE FUNCTION moverz_batch_internal.insert_photos(p_batch_id uuid, p_project_i
                               p_priority batch_priority, assets jsonb)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    -- uploaded files among the photos: checked and locked first; their
+    -- checksum is their bytes' SHA-256, their name their upload's
+    v_uploads boolean := jsonb_path_exists(assets, '$[*].uploadId');
 BEGIN
+IF v_uploads THEN
+    PERFORM moverz_batch_internal.check_uploads(p_project_id, p_user_id, assets);
+END IF;
 INSERT INTO moverz_batch.photos (id, batch_id, position, project_id, user_id, filename, file_path,
-                                 url, room_type, checksum, priority, duplicate_of, status,
+                                 url, upload_id, room_type, checksum, priority, duplicate_of, status,
                                  analysis, finished_at)
 SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
-       a.file_path, a.url, coalesce(a.room_type, pr.room_type),
+       a.file_path, a.url, a.upload_id, coalesce(a.room_type, pr.room_type),
        a.checksum, p_priority,
        coalesce(pr.id, a.first_id),
        CASE WHEN pr.id IS NOT NULL THEN 'DONE' ELSE 'PENDING' END::moverz_batch.photo_status,
        pr.analysis, CASE WHEN pr.id IS NOT NULL THEN now() END
-  FROM moverz_batch_internal.asset_rows(assets) AS a
+  FROM (SELECT r.* FROM moverz_batch_internal.asset_rows(assets) AS r WHERE NOT v_uploads
+        UNION ALL
+        SELECT r.id, r.position, coalesce(r.filename, u.filename), r.file_path, r.url, r.room_type,
+               coalesce(r.checksum, u.checksum),
+               CASE WHEN r.upload_id IS NULL THEN r.first_id
+                    ELSE nullif(first_value(r.id) OVER (PARTITION BY u.checksum ORDER BY r.position), r.id) END,
+               r.upload_id
+          FROM moverz_batch_internal.asset_rows(assets) AS r
+          LEFT JOIN moverz_batch.uploads u ON u.id = r.upload_id
+         WHERE v_uploads) AS a
   LEFT JOIN LATERAL (
       SELECT p.id, p.analysis, p.room_type
         FROM moverz_batch.photos p
@@ -105,6 +124,11 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
        LIMIT 1
          -- the original stays until this commits (a purge waits)
          FOR KEY SHARE) AS pr ON true;
+    IF v_uploads THEN
+        UPDATE moverz_batch.uploads u SET photo_id = p.id
+          FROM moverz_batch.photos p
+         WHERE p.batch_id = p_batch_id AND p.upload_id = u.id;
+    END IF;
     IF EXISTS (SELECT 1 FROM moverz_batch.batches b
                 WHERE b.project_id = p_project_id AND b.status IN ('QUEUED', 'PROCESSING')
                   AND b.id <> p_batch_id) THEN

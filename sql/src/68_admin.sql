@@ -180,6 +180,9 @@ BEGIN
     GET DIAGNOSTICS batches_deleted = ROW_COUNT;
     DELETE FROM moverz_batch.ai_metrics m WHERE m.created_at < now() - older_than;
     GET DIAGNOSTICS metrics_deleted = ROW_COUNT;
+    -- (the bytes of the photos deleted went with them; those of uploads
+    -- never attached go once their URL expired)
+    PERFORM moverz_batch_internal.expire_uploads();
 END
 $$;
 

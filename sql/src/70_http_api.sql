@@ -104,7 +104,7 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
-    IF v_state = 'PT413' THEN
+    IF v_state = 'PT413' AND coalesce(p_hint, '') LIKE 'Split the photos%' THEN
         p_hint := 'Split the photos into several batches.';
     ELSIF p_hint LIKE '%moverz_batch.room_types%' THEN
         p_hint := 'Accepted room types: '
@@ -187,6 +187,28 @@ BEGIN
 END
 $$;
 
+-- api_assets: create_batch's assets from a request body: its imageUrls
+-- ([{"filename", "url", "roomType"?}]) then its uploads ([{"uploadId",
+-- "roomType"?}], since 0.7.0); NULL when it has neither (create_batch
+-- then says imageUrls is required).
+CREATE FUNCTION moverz_batch_internal.api_assets(p_body jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_body -> 'uploads' IS NULL OR jsonb_typeof(p_body -> 'uploads') = 'null' THEN
+        RETURN p_body -> 'imageUrls';
+    ELSIF jsonb_typeof(p_body -> 'uploads') <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('uploads must be a JSON array of {"uploadId", "roomType"} objects, not %s',
+                             jsonb_typeof(p_body -> 'uploads'));
+    ELSIF p_body -> 'imageUrls' IS NULL OR jsonb_typeof(p_body -> 'imageUrls') = 'null' THEN
+        RETURN p_body -> 'uploads';
+    ELSIF jsonb_typeof(p_body -> 'imageUrls') <> 'array' THEN
+        RETURN p_body -> 'imageUrls';       -- refused by create_batch, as before
+    END IF;
+    RETURN (p_body -> 'imageUrls') || (p_body -> 'uploads');
+END
+$$;
+
 -- batch_summary: one batch in a list: batch_state (batchId, status,
 -- progress, counts) with its project, priority and times; no photos.
 CREATE FUNCTION moverz_batch_internal.batch_summary(b batches) RETURNS jsonb
@@ -259,6 +281,8 @@ CREATE FUNCTION moverz_api.create_batch(jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_user text := moverz_batch_internal.api_user();
+    v_assets jsonb;
+    v_k int;
     v_project uuid;
     v_batch uuid;
     v_state text;
@@ -266,18 +290,25 @@ DECLARE
     v_hint text;
     b record;
 BEGIN
-    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "imageUrls"}');
+    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "imageUrls", "uploads"}');
     v_project := moverz_batch_internal.api_body_uuid($1, 'projectId');
     IF jsonb_typeof($1 -> 'priority') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'priority must be one of HIGH, NORMAL, LOW';
     END IF;
     PERFORM moverz_batch_internal.api_check_priority($1 ->> 'priority');
+    v_assets := moverz_batch_internal.api_assets($1);
     BEGIN
-        v_batch := moverz_batch.create_batch(v_project, v_user, $1 -> 'imageUrls',
+        v_batch := moverz_batch.create_batch(v_project, v_user, v_assets,
                                              coalesce($1 ->> 'priority', 'NORMAL'),
                                              moverz_batch_internal.request_header('idempotency-key'));
     EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded OR unique_violation THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        -- assets[k] of an upload is uploads[k - the number of imageUrls]
+        v_k := substring(v_msg FROM '^assets\[([0-9]+)\]')::int
+               - CASE WHEN jsonb_typeof($1 -> 'imageUrls') = 'array' THEN jsonb_array_length($1 -> 'imageUrls') ELSE 0 END;
+        IF v_k >= 0 THEN
+            v_msg := regexp_replace(v_msg, '^assets\[[0-9]+\]', 'uploads[' || v_k || ']');
+        END IF;
         PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
     WHEN configuration_limit_exceeded THEN
         -- the daily photo quota: 429 Too Many Requests with Retry-After
@@ -296,6 +327,65 @@ BEGIN
         (jsonb_build_array(jsonb_build_object('Location', '/api/batches/' || b.id))
         || CASE WHEN b.replayed THEN '[{"Idempotent-Replayed": "true"}]'::jsonb ELSE '[]' END)::text, true);
     RETURN jsonb_build_object('success', true, 'batchId', b.id, 'photosCount', b.n, 'jobsEnqueued', b.n);
+END
+$$;
+
+-- moverz_api.request_uploads: POST /rpc/request_uploads (nginx: POST
+-- /api/uploads) {"projectId", "files": [{"filename", "contentType",
+-- "size"}]}: 201 {"success": true, "uploads": [{"uploadId", "filename",
+-- "method", "url", "headers", "expiresAt"}]}.
+CREATE FUNCTION moverz_api.request_uploads(jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user text := moverz_batch_internal.api_user();
+    v_project uuid;
+    v_out jsonb;
+    v_state text;
+    v_msg text;
+    v_hint text;
+BEGIN
+    PERFORM moverz_batch_internal.api_check_body($1, '{"projectId", "files"}');
+    v_project := moverz_batch_internal.api_body_uuid($1, 'projectId');
+    BEGIN
+        v_out := moverz_batch.request_uploads(v_project, v_user, $1 -> 'files');
+    EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
+    END;
+    PERFORM set_config('response.status', '201', true);
+    RETURN jsonb_build_object('success', true, 'uploads', v_out);
+END
+$$;
+
+-- moverz_api.upload_put: the body of PUT /api/uploads/:id?token= (nginx
+-- passes it raw, application/octet-stream, with the id and the token in
+-- the headers X-Upload-Id and X-Upload-Token): store_upload.  Authorised
+-- by the token, not by a JWT (the request runs as moverz_anon).  200
+-- {"success": true, "uploadId", "size", "sha256"}; 403 unknown upload or
+-- wrong token, 409 already uploaded, 410 expired, 413 larger than
+-- announced, 415 not an image of the announced type.
+CREATE FUNCTION moverz_api.upload_put(bytea) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id text := moverz_batch_internal.request_header('x-upload-id');
+    v_out jsonb;
+    v_state text;
+    v_msg text;
+    v_hint text;
+BEGIN
+    IF v_id IS NULL OR v_id !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = 'no such upload';
+    END IF;
+    BEGIN
+        v_out := moverz_batch.store_upload(v_id::uuid, moverz_batch_internal.request_header('x-upload-token'), $1);
+    EXCEPTION WHEN insufficient_privilege OR object_not_in_prerequisite_state OR object_in_use
+                   OR program_limit_exceeded OR invalid_parameter_value OR null_value_not_allowed THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        v_state := CASE v_state WHEN '42501' THEN 'PT403' WHEN '55000' THEN 'PT410' WHEN '55006' THEN 'PT409'
+                                WHEN '54000' THEN 'PT413' WHEN '22023' THEN 'PT415' ELSE v_state END;
+        RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_msg, HINT = coalesce(v_hint, '');
+    END;
+    RETURN jsonb_build_object('success', true) || v_out;
 END
 $$;
 
@@ -418,10 +508,10 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA moverz_api TO moverz_anon;
 GRANT USAGE ON SCHEMA moverz_batch TO moverz_user, moverz_app;
 GRANT EXECUTE ON FUNCTION moverz_batch_internal.jwt_user_id() TO moverz_user;
 GRANT SELECT ON projects, batches, photos, inventory_summaries, inventory_items,
-                inventory_sync_jobs, ai_metrics, room_types TO moverz_user;
+                inventory_sync_jobs, ai_metrics, room_types, uploads TO moverz_user;
 GRANT SELECT, INSERT, UPDATE, DELETE ON projects, batches, photos, inventory_summaries, inventory_items,
     inventory_sync_jobs TO moverz_app;
-GRANT SELECT ON ai_metrics, room_types, model_prices TO moverz_app;
+GRANT SELECT ON ai_metrics, room_types, model_prices, uploads TO moverz_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA moverz_batch TO moverz_app;
 
 -- Row-level security on every table of user data (a user_id column, and

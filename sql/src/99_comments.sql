@@ -51,7 +51,11 @@ COMMENT ON TABLE moverz_batch.photos IS
 COMMENT ON COLUMN moverz_batch.photos.position IS
     'Place of the photo in the assets of create_batch (the order of the photos in batch_progress).';
 COMMENT ON COLUMN moverz_batch.photos.checksum IS
-    'md5(filename || '':'' || url): photos of a project with the same checksum are duplicates.';
+    'md5(filename || '':'' || url) for a photo given by URL, the SHA-256 of its bytes for an uploaded one: photos of a project with the same checksum are duplicates.';
+COMMENT ON COLUMN moverz_batch.photos.url IS
+    'The image''s URL, which the AI service fetches; NULL for an uploaded photo (upload_id).';
+COMMENT ON COLUMN moverz_batch.photos.upload_id IS
+    'The upload (moverz_batch.uploads) whose bytes are sent inline to the AI service; NULL for a photo given by URL (since 0.7.0).';
 COMMENT ON COLUMN moverz_batch.photos.duplicate_of IS
     'The photo whose analysis this duplicate takes (duplicateOf in batch_progress); a duplicate is never sent to the AI. NULL for an original.';
 COMMENT ON COLUMN moverz_batch.photos.next_attempt_at IS
@@ -64,6 +68,10 @@ COMMENT ON COLUMN moverz_batch.photos.lease_until IS
     'Last-resort expiry of the claim (moverz_batch.lease_timeout).';
 COMMENT ON COLUMN moverz_batch.photos.analysis IS
     'The AI analysis of a DONE photo: {room_type, items [{label, quantity, volume_m3}]}.';
+COMMENT ON TABLE moverz_batch.uploads IS
+    'Photo files uploaded directly (since 0.7.0): one row per file of request_uploads, with the SHA-256 of its one-time URL token; uploaded_at and checksum (SHA-256 of the bytes) once store_upload took them; photo_id once create_batch made it a photo. Deleted with its photo, or when its URL expired unused.';
+COMMENT ON TABLE moverz_batch_internal.upload_bytes IS
+    'Internal: the bytes of the uploads of the database store, read by the photo workers'' claim; deleted with their upload.';
 COMMENT ON TABLE moverz_batch.inventory_sync_jobs IS
     'Queue of inventory syncs, run by the inventory worker: one job per batch and generation, enqueued when the batch finishes.';
 COMMENT ON COLUMN moverz_batch.inventory_sync_jobs.generation IS
@@ -153,6 +161,23 @@ COMMENT ON FUNCTION moverz_batch.cancel_batch(uuid) IS
     'Cancels a batch: its pending photos are never sent and those in flight are cancelled too; it ends CANCELLED and the inventory of its DONE photos is synced once. Returns the number of photos cancelled (SQLSTATE 55000 for a finished batch).';
 
 ------------------------------------------------------------------------
+-- 45_uploads: direct upload of photo files.
+COMMENT ON FUNCTION moverz_batch_internal.image_type(bytea) IS
+    'Internal: the image type of bytes from their magic numbers (image/jpeg, image/png, image/gif, image/webp), or NULL; called by store_upload.';
+COMMENT ON FUNCTION moverz_batch_internal.upload_setting(text, text) IS
+    'Internal: a moverz_batch setting as the server has it, or a default; called by request_uploads.';
+COMMENT ON FUNCTION moverz_batch_internal.check_upload_file(jsonb, integer, bigint) IS
+    'Internal: raises the first broken rule of one element of request_uploads'' files (filename, contentType, size), naming it; called by request_uploads.';
+COMMENT ON FUNCTION moverz_batch.request_uploads(uuid, text, jsonb) IS
+    'For files [{filename, contentType, size}] of a project of the user: one signed single-use upload URL each, [{uploadId, filename, method PUT, url, headers, expiresAt}], valid moverz_batch.upload_url_ttl.';
+COMMENT ON FUNCTION moverz_batch.store_upload(uuid, text, bytea) IS
+    'Takes the bytes of an upload, authorised by its URL''s token, once, before the URL expires; they must be an image of the announced type and size. Returns {uploadId, size, sha256}.';
+COMMENT ON FUNCTION moverz_batch_internal.check_uploads(uuid, text, jsonb) IS
+    'Internal: the uploadId elements of create_batch''s assets name uploads of the user and project, completed, not expired, not used; locks them; called by insert_photos.';
+COMMENT ON FUNCTION moverz_batch_internal.expire_uploads() IS
+    'Internal: deletes the uploads never attached to a batch whose URL expired, with their bytes; called by the inventory worker and by purge.';
+
+------------------------------------------------------------------------
 -- 50_inventory: live inventory, sync_inventory, project_inventory.
 COMMENT ON FUNCTION moverz_batch_internal.photo_items(uuid[]) IS
     'Internal: one row per item of the analyses of the given photos, with its room; called by apply_inventory_delta.';
@@ -188,7 +213,7 @@ COMMENT ON FUNCTION moverz_batch_internal.ai_request_config() IS
 
 ------------------------------------------------------------------------
 -- 60_worker: claim, result classification, write-back, crash recovery.
-COMMENT ON FUNCTION moverz_batch_internal.claim_photos(integer, bigint, integer, integer, integer) IS
+COMMENT ON FUNCTION moverz_batch_internal.claim_photos(integer, bigint, integer, integer, integer, bigint, boolean) IS
     'Internal: claims up to p_limit PENDING photos whose next attempt time has come, highest priority first and users taking turns, and marks them PROCESSING with a lease; called by the photo workers.';
 COMMENT ON FUNCTION moverz_batch.classify_result(text, integer, text, text, jsonb, text) IS
     'The AI contract of a provider applied to one answer: success or error code, message, whether it is retried, and the analysis, model and token counts. SQL-callable C; complete_photos applies it to every answer.';
@@ -247,7 +272,7 @@ COMMENT ON FUNCTION moverz_batch.resume_processing() IS
 COMMENT ON FUNCTION moverz_batch_internal.promote_duplicates(uuid[]) IS
     'Internal: before batches are deleted, the oldest surviving copy of each of their photos that other batches duplicate becomes the original, and the inventories concerned are synced again; called by purge.';
 COMMENT ON FUNCTION moverz_batch.purge(interval) IS
-    'Deletes the batches finished more than older_than ago (default 30 days), with their photos and inventories, and the AI metrics older than that. Returns how many of each it deleted.';
+    'Deletes the batches finished more than older_than ago (default 30 days), with their photos, their uploaded files and inventories, the AI metrics older than that, and the uploads never attached whose URL expired. Returns how many of each it deleted.';
 
 ------------------------------------------------------------------------
 -- 70_http_api: HTTP API (schema moverz_api), roles, row-level security.
@@ -278,7 +303,13 @@ COMMENT ON FUNCTION moverz_api.create_project(jsonb) IS
 COMMENT ON FUNCTION moverz_api.list_projects(integer, integer) IS
     'GET /api/projects: the token''s user''s projects, newest first, paged.';
 COMMENT ON FUNCTION moverz_api.create_batch(jsonb) IS
-    'POST /api/batches {"projectId", "imageUrls", "priority"?} with an optional Idempotency-Key: creates a batch of the token''s user; 202 {success, batchId, photosCount, jobsEnqueued} and its Location.';
+    'POST /api/batches {"projectId", "imageUrls"?, "uploads"?, "priority"?} with an optional Idempotency-Key: creates a batch of the token''s user; 202 {success, batchId, photosCount, jobsEnqueued} and its Location.';
+COMMENT ON FUNCTION moverz_api.request_uploads(jsonb) IS
+    'POST /api/uploads {"projectId", "files": [{filename, contentType, size}]}: one signed single-use upload URL per file; 201 {success, uploads: [{uploadId, filename, method, url, headers, expiresAt}]}.';
+COMMENT ON FUNCTION moverz_api.upload_put(bytea) IS
+    'PUT /api/uploads/:id?token= (the raw bytes): stores an upload''s file, authorised by its URL''s token; 200 {success, uploadId, size, sha256}, 403 wrong token, 409 already uploaded, 410 expired, 413 too large, 415 not an image of its type.';
+COMMENT ON FUNCTION moverz_batch_internal.api_assets(jsonb) IS
+    'Internal: create_batch''s assets from a request body, its imageUrls then its uploads; called by moverz_api.create_batch.';
 COMMENT ON FUNCTION moverz_api.get_batch(uuid, integer, integer) IS
     'GET /api/batches/:id: {success, batch}, the batch''s progress as batch_progress returns it; 404 for an unknown batch and for another user''s.';
 COMMENT ON FUNCTION moverz_api.list_batches(uuid, integer, integer) IS

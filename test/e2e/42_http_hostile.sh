@@ -59,7 +59,7 @@ bad "invalid JSON: 400" 400 PGRST102 "Empty or invalid json" '{"projectId": "'$p
 bad "text/plain: 415" 415 HTTP415 "Content-Type must be application/json" "{\"projectId\": \"$project\", \"imageUrls\": [$one]}" \
     -H 'Content-Type: text/plain'
 bad "a form: 415" 415 HTTP415 "Content-Type must be application/json" "projectId=$project"
-bad "the body a JSON array: 400" 400 22023 "the request body must be a JSON object {\"projectId\", \"imageUrls\"}, not array" \
+bad "the body a JSON array: 400" 400 22023 "the request body must be a JSON object {\"projectId\", \"imageUrls\", \"uploads\"}, not array" \
     "[{\"projectId\": \"$project\", \"imageUrls\": [$one]}]" "${json[@]}"
 bad "projectId missing: 400" 400 22023 "projectId is required and must be a string" "{\"imageUrls\": [$one]}" "${json[@]}"
 bad "projectId not a UUID: 400" 400 22023 "projectId must be a UUID" \

@@ -109,14 +109,17 @@ _mb_start_postgrest() {
 # _mb_start_nginx: nginx from the template http/nginx.conf, in front of
 # PostgREST, on a free port; sets MB_NGINX_PID and MB_NGINX_PORT.
 _mb_start_nginx() {
-    local try
+    local try max_upload
+    # nginx refuses a larger upload itself: the server's moverz_batch.max_upload_bytes
+    max_upload=$(psql -qAtX -c "SELECT pg_size_bytes(current_setting('moverz_batch.max_upload_bytes'))" \
+                 2>/dev/null) || max_upload=5242880
     for try in 1 2 3 4 5; do
         MB_NGINX_PORT=$(_mb_free_port)
         MB_PUBLISH_PORT=$(_mb_free_port "$MB_NGINX_PORT")
         sed -e "s|@LISTEN@|127.0.0.1:$MB_NGINX_PORT|g" -e "s|@POSTGREST@|unix:$MB_PGRST_SOCKET|g" \
             -e "s|@RUN_DIR@|$MB_HTTP_DIR|g" -e "s|@PUBLISH_LISTEN@|127.0.0.1:$MB_PUBLISH_PORT|g" \
             -e "s|@WEB_ROOT@|$MB_HTTP_ROOT/web|g" -e "s|@NCHAN_MODULE@|$MB_NCHAN_MODULE|g" \
-            -e "s|@CORS_ORIGINS@|${MB_CORS_ORIGINS:-}|g" \
+            -e "s|@CORS_ORIGINS@|${MB_CORS_ORIGINS:-}|g" -e "s|@MAX_UPLOAD_BYTES@|${max_upload:-5242880}|g" \
             "$MB_HTTP_ROOT/http/nginx.conf" >"$MB_HTTP_DIR/nginx.conf"
         "$MB_NGINX" -p "$MB_HTTP_DIR" -c "$MB_HTTP_DIR/nginx.conf" -e "$MB_HTTP_DIR/error.log" \
             -g 'daemon off;' >"$MB_HTTP_DIR/nginx.out" 2>&1 &

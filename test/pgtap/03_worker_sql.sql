@@ -53,7 +53,8 @@ CREATE TEMP TABLE got (id uuid, batch_id uuid, project_id uuid, user_id text, ur
 CREATE FUNCTION pg_temp.claim(w int, tok bigint, lim int, per_user int DEFAULT 0) RETURNS text[] LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM got;
-    INSERT INTO got SELECT * FROM moverz_batch_internal.claim_photos(w, tok, lim, 60000, per_user);
+    INSERT INTO got SELECT c.id, c.batch_id, c.project_id, c.user_id, c.url, c.filename, c.room_type, c.attempt
+      FROM moverz_batch_internal.claim_photos(w, tok, lim, 60000, per_user) c;
     RETURN coalesce((SELECT array_agg(pg_temp.name(id) ORDER BY pg_temp.name(id)) FROM got), '{}');
 END
 $$;
@@ -91,13 +92,13 @@ $$;
 
 ------------------------------------------------------------------------
 -- The functions, reserved to the owner (the workers run as superuser).
-SELECT has_function('moverz_batch_internal', 'claim_photos', ARRAY['integer', 'bigint', 'integer', 'integer', 'integer'], 'claim_photos(int, bigint, int, int, int)');
+SELECT has_function('moverz_batch_internal', 'claim_photos', ARRAY['integer', 'bigint', 'integer', 'integer', 'integer', 'bigint', 'boolean'], 'claim_photos(int, bigint, int, int, int, bigint, boolean)');
 SELECT has_function('moverz_batch_internal', 'complete_photos', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'text'], 'complete_photos(bigint, jsonb, int, int, text)');
 SELECT has_function('moverz_batch_internal', 'release_claims', ARRAY['integer', 'bigint', 'integer', 'integer'], 'release_claims(int, bigint, int, int)');
 SELECT has_function('moverz_batch_internal', 'run_next_inventory_job', '{}'::name[], 'run_next_inventory_job()');
 SELECT volatility_is('moverz_batch', 'classify_result', ARRAY['text', 'integer', 'text', 'text', 'jsonb', 'text'], 'immutable', 'classify_result is IMMUTABLE');
 SELECT is(array(SELECT f || ' by ' || r
-                  FROM unnest(ARRAY['moverz_batch_internal.claim_photos(int, bigint, int, int, int)', 'moverz_batch_internal.complete_photos(bigint, jsonb, int, int, text)',
+                  FROM unnest(ARRAY['moverz_batch_internal.claim_photos(int, bigint, int, int, int, bigint, boolean)', 'moverz_batch_internal.complete_photos(bigint, jsonb, int, int, text)',
                                     'moverz_batch_internal.release_claims(int, bigint, int, int)', 'moverz_batch_internal.run_next_inventory_job()']) AS f,
                        unnest(ARRAY['public', 'moverz_app', 'moverz_user', 'moverz_anon']) AS r
                  WHERE has_function_privilege(r, f, 'EXECUTE')),

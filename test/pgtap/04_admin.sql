@@ -29,9 +29,10 @@ SELECT function_returns('moverz_batch', 'resume_processing', '{}'::name[], 'bool
 SELECT is(pg_get_function_arguments('moverz_batch.purge(interval)'::regprocedure),
           'older_than interval DEFAULT ''30 days''::interval, OUT batches_deleted bigint, OUT metrics_deleted bigint',
           'purge(older_than interval default 30 days) -> (batches_deleted, metrics_deleted)');
-SELECT is(pg_get_function_arguments('moverz_batch_internal.claim_photos(int, bigint, int, int, int)'::regprocedure),
-          'p_worker integer, p_token bigint, p_limit integer, p_lease_ms integer, p_per_user integer DEFAULT 0',
-          'claim_photos: per_user defaults to 0');
+SELECT is(pg_get_function_arguments('moverz_batch_internal.claim_photos(int, bigint, int, int, int, bigint, boolean)'::regprocedure),
+          'p_worker integer, p_token bigint, p_limit integer, p_lease_ms integer, p_per_user integer DEFAULT 0, '
+          'p_byte_budget bigint DEFAULT NULL::bigint, p_first_anyway boolean DEFAULT true',
+          'claim_photos: per_user defaults to 0, no byte budget');
 
 -- The views and their columns.
 SELECT has_view('moverz_batch', v, 'view ' || v)

@@ -44,7 +44,7 @@ SELECT is((SELECT string_agg(format('%s %s %s', p.proname, a.grantee::regrole, a
             WHERE p.pronamespace = 'moverz_batch_internal'::regnamespace AND a.grantee <> p.proowner),
           'jwt_user_id moverz_user EXECUTE',
           'EXECUTE on internals: only jwt_user_id, to moverz_user (its row-level security policies)');
-SELECT ok(to_regprocedure('moverz_batch_internal.claim_photos(int, bigint, int, int, int)') IS NOT NULL
+SELECT ok(to_regprocedure('moverz_batch_internal.claim_photos(int, bigint, int, int, int, bigint, boolean)') IS NOT NULL
           AND to_regprocedure('moverz_batch_internal.complete_photos(bigint, jsonb, int, int, text)') IS NOT NULL
           AND to_regprocedure('moverz_batch_internal.apply_batch_delta(uuid, moverz_batch_internal.status_delta)') IS NOT NULL,
           'the workers'' and the triggers'' functions are internal');

@@ -58,7 +58,7 @@ SELECT policy_roles_are('moverz_batch', 'photos', 'photos_own_rows', ARRAY['move
 SELECT is((SELECT count(*) FROM pg_class WHERE relnamespace = 'moverz_api'::regnamespace), 0::bigint,
           'no table, view or sequence in moverz_api');
 SELECT functions_are('moverz_api', ARRAY['cancel_batch', 'create_batch', 'create_project', 'get_batch', 'list_batches',
-                                         'list_projects', 'retry_batch', 'stream_auth',
+                                         'list_projects', 'request_uploads', 'retry_batch', 'stream_auth', 'upload_put',
                                          'admin_batch_photos', 'admin_batches', 'admin_cancel_batch', 'admin_costs',
                                          'admin_failed_photos', 'admin_overview', 'admin_pause', 'admin_resume',
                                          'admin_retry_photo', 'admin_workers'],
@@ -70,19 +70,21 @@ SELECT is((SELECT string_agg(format('%s:%s', proname, provolatile), ',' ORDER BY
             WHERE pronamespace = 'moverz_api'::regnamespace),
           'admin_batch_photos:s,admin_batches:s,admin_cancel_batch:v,admin_costs:s,admin_failed_photos:s,'
           'admin_overview:s,admin_pause:v,admin_resume:v,admin_retry_photo:v,admin_workers:s,'
-          'cancel_batch:v,create_batch:v,create_project:v,get_batch:s,list_batches:s,list_projects:s,retry_batch:v,stream_auth:s',
+          'cancel_batch:v,create_batch:v,create_project:v,get_batch:s,list_batches:s,list_projects:s,'
+          'request_uploads:v,retry_batch:v,stream_auth:s,upload_put:v',
           'the GETs are STABLE, the writes VOLATILE');
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_user', oid, 'EXECUTE')
              AND has_function_privilege('moverz_anon', oid, 'EXECUTE')
              AND NOT has_function_privilege('moverz_authenticator', oid, 'EXECUTE')),
-          'cancel_batch,create_batch,create_project,get_batch,list_batches,list_projects,retry_batch,stream_auth',
+          'cancel_batch,create_batch,create_project,get_batch,list_batches,list_projects,request_uploads,retry_batch,stream_auth,upload_put',
           'EXECUTE: moverz_user the customers'' functions, and moverz_anon to be told 401; the authenticator (and PUBLIC) no');
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_anon', oid, 'EXECUTE')
              AND NOT EXISTS (SELECT 1 FROM regexp_matches(pg_get_functiondef(oid),
                                                           'moverz_batch_internal\.api_user\(\)') AS m)),
-          NULL, 'every function moverz_anon may call asks api_user() (401 without a token)');
+          'upload_put', 'every function moverz_anon may call asks api_user() (401 without a token), '
+                        'but upload_put (PUT /api/uploads/:id), which its URL''s token authorises');
 SELECT is((SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = 'moverz_api'::regnamespace
              AND has_function_privilege('moverz_operator', oid, 'EXECUTE')
              AND NOT has_function_privilege('moverz_user', oid, 'EXECUTE')

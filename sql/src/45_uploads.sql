@@ -1,0 +1,213 @@
+-- Direct upload of photo files (since 0.7.0): request_uploads hands out one
+-- signed single-use URL per file, store_upload takes the bytes sent to it
+-- (the database store), create_batch then names the uploads
+-- ({"uploadId"} elements, insert_photos), the photo workers send the bytes
+-- inline to the model, and expire_uploads deletes the uploads never
+-- attached.  The bytes of a photo go with it (photos_counts_trigger).
+--
+-- Settings: moverz_batch.upload_url_ttl (15 min), max_upload_bytes (5 MB),
+-- upload_base_url (where clients reach the HTTP API; empty: the URLs are
+-- paths on it).  The bytes are kept in the database (the store "database").
+
+-- image_type: the image type of bytes from their magic numbers (JPEG, PNG,
+-- GIF, WebP), or NULL.
+CREATE FUNCTION moverz_batch_internal.image_type(p_bytes bytea) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE
+    WHEN substr(p_bytes, 1, 3) = '\xffd8ff'::bytea THEN 'image/jpeg'
+    WHEN substr(p_bytes, 1, 8) = '\x89504e470d0a1a0a'::bytea THEN 'image/png'
+    WHEN substr(p_bytes, 1, 6) IN ('GIF87a'::bytea, 'GIF89a'::bytea) THEN 'image/gif'
+    WHEN substr(p_bytes, 1, 4) = 'RIFF'::bytea AND substr(p_bytes, 9, 4) = 'WEBP'::bytea THEN 'image/webp'
+END
+$$;
+
+-- upload_setting: a setting of the uploads, as the server has it, or its
+-- default when the library is not loaded.
+CREATE FUNCTION moverz_batch_internal.upload_setting(p_name text, p_default text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT coalesce(nullif(current_setting('moverz_batch.' || p_name, true), ''), p_default)
+$$;
+
+-- check_upload_file: the rules of one element of request_uploads' files;
+-- raises the first it breaks, naming the element.
+CREATE FUNCTION moverz_batch_internal.check_upload_file(f jsonb, i int, p_max bigint) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text := f ->> 'filename';
+BEGIN
+    IF jsonb_typeof(f) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('files[%s] must be a JSON object, not %s', i, coalesce(jsonb_typeof(f), 'empty'));
+    ELSIF jsonb_typeof(f -> 'filename') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('files[%s].filename is required and must be a string', i);
+    ELSIF btrim(v_name) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('files[%s].filename must not be empty', i);
+    ELSIF octet_length(v_name) > 255 THEN
+        RAISE EXCEPTION USING ERRCODE = '22001',
+            MESSAGE = format('files[%s].filename must be at most 255 bytes (got %s)', i, octet_length(v_name));
+    ELSIF v_name ~ '[\x01-\x1f\x7f]' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('files[%s].filename must not contain control characters', i);
+    ELSIF coalesce(f ->> 'contentType', '') NOT IN ('image/jpeg', 'image/png', 'image/webp', 'image/gif')
+          OR jsonb_typeof(f -> 'contentType') <> 'string' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('files[%s].contentType must be one of image/jpeg, image/png, image/webp, image/gif (got %s)',
+                             i, coalesce(moverz_batch_internal.echo_value(f ->> 'contentType'), 'none'));
+    ELSIF jsonb_typeof(f -> 'size') IS DISTINCT FROM 'number' OR (f ->> 'size') !~ '^[0-9]{1,12}$'
+          OR (f ->> 'size')::bigint < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('files[%s].size must be the file''s size in bytes, a positive integer', i);
+    ELSIF (f ->> 'size')::bigint > p_max THEN
+        RAISE EXCEPTION USING ERRCODE = '54000',
+            MESSAGE = format('files[%s].size %s is more than the %s bytes a photo may have', i, f ->> 'size', p_max),
+            HINT = 'A photo may have moverz_batch.max_upload_bytes (and, sent to Anthropic, at most 3932160: 5 MB of base64); resize it.';
+    END IF;
+END
+$$;
+
+-- request_uploads: one signed single-use upload URL per file of files
+-- ([{"filename", "contentType", "size"}]), for a project of the user:
+-- [{"uploadId", "filename", "method": "PUT", "url", "headers", "expiresAt"}],
+-- in the order of files.  Only the SHA-256 of each URL's token is kept.
+CREATE FUNCTION request_uploads(project_id uuid, user_id text, files jsonb) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_max bigint := pg_size_bytes(moverz_batch_internal.upload_setting('max_upload_bytes', '5MB'));
+    v_ttl interval := moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval;
+    v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
+    v_n int;
+    v_out jsonb;
+BEGIN
+    PERFORM moverz_batch_internal.check_user_id(user_id);
+    PERFORM moverz_batch_internal.owned_project(request_uploads.project_id, request_uploads.user_id);
+    IF moverz_batch_internal.upload_setting('ai_provider', 'moverz-ai') = 'anthropic' THEN
+        v_max := least(v_max, 3932160);     -- Anthropic: 5 MB of base64
+    END IF;
+    IF jsonb_typeof(files) IS DISTINCT FROM 'array' OR jsonb_array_length(files) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'files must be a non-empty JSON array of {"filename", "contentType", "size"} objects';
+    END IF;
+    v_n := jsonb_array_length(files);
+    IF v_n > moverz_batch_internal.upload_setting('max_batch_size', '10000')::int THEN
+        RAISE EXCEPTION USING ERRCODE = '54000',
+            MESSAGE = format('files has %s files, more than the maximum batch size of %s', v_n,
+                             moverz_batch_internal.upload_setting('max_batch_size', '10000')),
+            HINT = 'Split the photos into several batches, or raise moverz_batch.max_batch_size.';
+    END IF;
+    PERFORM moverz_batch_internal.check_upload_file(f.v, (f.i - 1)::int, v_max)
+       FROM jsonb_array_elements(files) WITH ORDINALITY AS f(v, i);
+    WITH t AS (
+        SELECT f.i, f.v, gen_random_uuid() AS id,
+               replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS token
+          FROM jsonb_array_elements(files) WITH ORDINALITY AS f(v, i)
+    ), ins AS (
+        INSERT INTO moverz_batch.uploads (id, project_id, user_id, filename, content_type, size, store,
+                                          token_sha256, expires_at)
+        SELECT t.id, request_uploads.project_id, request_uploads.user_id, t.v ->> 'filename',
+               t.v ->> 'contentType', (t.v ->> 'size')::int, 'database',
+               sha256(convert_to(t.token, 'UTF8')), now() + v_ttl
+          FROM t
+        RETURNING id, expires_at
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'uploadId', t.id, 'filename', t.v ->> 'filename', 'method', 'PUT',
+               'url', v_base || '/api/uploads/' || t.id || '?token=' || t.token,
+               'headers', jsonb_build_object('Content-Type', t.v ->> 'contentType'),
+               'expiresAt', ins.expires_at) ORDER BY t.i)
+      INTO v_out
+      FROM t JOIN ins ON ins.id = t.id;
+    RETURN v_out;
+END
+$$;
+
+-- store_upload: the bytes of an upload, sent to its URL (the database
+-- store).  The token authorises, once, before the URL expires; the bytes
+-- must be an image of the announced type (magic numbers) and at most the
+-- announced size.  Returns {"uploadId", "size", "sha256"}.  Errors:
+-- 42501 an unknown upload or a wrong token (the same), 55000 expired,
+-- 55006 already uploaded, 54000 too large, 22023 not an image of its type.
+CREATE FUNCTION store_upload(upload_id uuid, token text, bytes bytea) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u moverz_batch.uploads;
+    v_type text;
+    v_sum text;
+BEGIN
+    SELECT * INTO u FROM moverz_batch.uploads x WHERE x.id = store_upload.upload_id FOR UPDATE;
+    IF u.id IS NULL OR token IS NULL OR u.token_sha256 <> sha256(convert_to(token, 'UTF8')) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('upload %s: no such upload, or a wrong token', store_upload.upload_id);
+    ELSIF u.uploaded_at IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55006',
+            MESSAGE = format('upload %s: its file was already uploaded (an upload URL is for one upload)', u.id);
+    ELSIF u.expires_at < now() THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('upload %s: its URL expired at %s', u.id, u.expires_at),
+            HINT = 'Request a new upload URL.';
+    ELSIF bytes IS NULL OR length(bytes) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = format('upload %s: the body is empty', u.id);
+    ELSIF length(bytes) > u.size THEN
+        RAISE EXCEPTION USING ERRCODE = '54000',
+            MESSAGE = format('upload %s: %s bytes, more than the %s announced', u.id, length(bytes), u.size);
+    END IF;
+    v_type := moverz_batch_internal.image_type(bytes);
+    IF v_type IS DISTINCT FROM u.content_type THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('upload %s: the bytes are not an %s image (%s)', u.id, u.content_type,
+                             coalesce('they are ' || v_type, 'not an image of a known type'));
+    END IF;
+    v_sum := encode(sha256(bytes), 'hex');
+    INSERT INTO moverz_batch_internal.upload_bytes (upload_id, bytes) VALUES (u.id, bytes);
+    UPDATE moverz_batch.uploads x SET uploaded_at = now(), checksum = v_sum, size = length(bytes)
+     WHERE x.id = u.id;
+    RETURN jsonb_build_object('uploadId', u.id, 'size', length(bytes), 'sha256', v_sum);
+END
+$$;
+
+-- check_uploads: the {"uploadId"} elements of create_batch's assets name
+-- uploads of this user and project, completed, not expired, not used yet.
+-- Their rows are locked (FOR UPDATE, in id order) until the batch commits,
+-- so an upload becomes one photo only.  Raises the first broken rule,
+-- naming the element.
+CREATE FUNCTION moverz_batch_internal.check_uploads(p_project_id uuid, p_user_id text, assets jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM 1 FROM moverz_batch.uploads u
+     WHERE u.id IN (SELECT (e ->> 'uploadId')::uuid FROM jsonb_array_elements(assets) e WHERE e ? 'uploadId')
+     ORDER BY u.id FOR UPDATE;
+    FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id, u.uploaded_at,
+                    u.expires_at, u.photo_id, count(*) OVER (PARTITION BY a.e ->> 'uploadId') AS times
+               FROM jsonb_array_elements(assets) WITH ORDINALITY AS a(e, i)
+               LEFT JOIN moverz_batch.uploads u ON u.id = (a.e ->> 'uploadId')::uuid
+              WHERE a.e ? 'uploadId' ORDER BY a.i LOOP
+        IF r.project_id IS NULL OR r.project_id <> p_project_id OR r.user_id <> p_user_id THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: no such upload for this user and project', r.i, r.id);
+        ELSIF r.photo_id IS NOT NULL OR r.times > 1 THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: the upload was already used (an upload is one photo)', r.i, r.id);
+        ELSIF r.uploaded_at IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: the upload was never completed (no file was sent to its URL)', r.i, r.id);
+        ELSIF r.expires_at < now() THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('assets[%s].uploadId %s: the upload expired at %s', r.i, r.id, r.expires_at),
+                HINT = 'Upload the file again.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- expire_uploads: delete the uploads never attached to a batch whose URL
+-- expired (their bytes go with them); returns how many.  Called by the
+-- inventory worker every minute, and by purge.
+CREATE FUNCTION moverz_batch_internal.expire_uploads() RETURNS int
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+WITH gone AS (
+    DELETE FROM moverz_batch.uploads u WHERE u.photo_id IS NULL AND u.expires_at < now() RETURNING 1)
+SELECT count(*)::int FROM gone
+$$;
+
+-- (request_uploads and store_upload: EXECUTE for moverz_app, not PUBLIC,
+-- as the rest of the SQL API: 70_http_api.sql)
