@@ -15,7 +15,8 @@ EXTVERSION  = 0.7.0
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
               src/claim.o src/ai_client.o src/ai_provider.o src/ai_contract.o src/ai_answer.o src/outage.o src/url_policy.o src/progress.o src/assets.o \
-              src/inventory_worker.o src/publish_queue.o src/publisher.o
+              src/inventory_worker.o src/publish_queue.o src/publisher.o \
+              src/s3_sign.o src/object_store.o src/object_fetch.o
 
 SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
@@ -26,7 +27,7 @@ REGRESS_OPTS = --inputdir=.
 
 PG_CPPFLAGS = -I$(srcdir)/src -DMOVERZ_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK  = -lcurl
+SHLIB_LINK  = -lcurl -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -57,18 +58,19 @@ clean-extra:
 
 .PHONY: fake_ai clean-extra
 
-# --- moverz-batch, the command-line client (C, libpq) -----------------------
+# --- moverz-batch, the command-line client (C, libpq, libcurl) --------------
 # Built by "make" and installed by "make install" next to PostgreSQL's own
 # client programs ($(bindir), from pg_config --bindir); see tools/moverz-batch.c.
+# libcurl sends the photo files submit uploads (tools/mb_upload.c).
 MB_CLIENT      = tools/moverz-batch
-MB_CLIENT_SRCS = tools/moverz-batch.c tools/mb_monitor.c tools/mb_bar.c
+MB_CLIENT_SRCS = tools/moverz-batch.c tools/mb_submit.c tools/mb_upload.c tools/mb_monitor.c tools/mb_bar.c
 MB_CLIENT_CFLAGS = -O2 -g -Wall -Wextra -Werror -DMB_VERSION='"$(EXTVERSION)"'
 
 all: $(MB_CLIENT)
 
 $(MB_CLIENT): $(MB_CLIENT_SRCS) tools/moverz-batch.h Makefile
 	$(CC) $(MB_CLIENT_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $(MB_CLIENT_SRCS) \
-		-L$(shell $(PG_CONFIG) --libdir) -lpq
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -lcurl
 
 install: install-client
 install-client: $(MB_CLIENT)

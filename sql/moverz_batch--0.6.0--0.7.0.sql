@@ -110,8 +110,20 @@ CREATE TABLE moverz_batch_internal.upload_bytes (
 );
 ALTER TABLE moverz_batch_internal.upload_bytes ALTER COLUMN bytes SET STORAGE EXTERNAL;
 
+-- The objects of the s3 store to delete (their upload was deleted: its
+-- photo went, or it expired unused), drained by the photo workers with
+-- presigned DELETEs; a failure is tried again later.
+CREATE TABLE moverz_batch_internal.object_deletions (
+    object_key       text PRIMARY KEY,
+    attempts         int NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    last_error       text
+);
+CREATE INDEX object_deletions_due_idx ON moverz_batch_internal.object_deletions (next_attempt_at);
+
 SELECT pg_catalog.pg_extension_config_dump('uploads', '');
 SELECT pg_catalog.pg_extension_config_dump('moverz_batch_internal.upload_bytes', '');
+SELECT pg_catalog.pg_extension_config_dump('moverz_batch_internal.object_deletions', '');
 
 -- New result columns: made again below.
 DROP FUNCTION moverz_batch_internal.claim_photos(int, bigint, int, int, int);
@@ -371,9 +383,12 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
   FROM (SELECT r.* FROM moverz_batch_internal.asset_rows(assets) AS r WHERE NOT v_uploads
         UNION ALL
         SELECT r.id, r.position, coalesce(r.filename, u.filename), r.file_path, r.url, r.room_type,
-               coalesce(r.checksum, u.checksum),
+               -- (an s3 upload's bytes are not known yet: a checksum of its
+               -- own until its worker downloads them, settle_downloads)
+               coalesce(r.checksum, u.checksum, 's3:' || u.id),
                CASE WHEN r.upload_id IS NULL THEN r.first_id
-                    ELSE nullif(first_value(r.id) OVER (PARTITION BY u.checksum ORDER BY r.position), r.id) END,
+                    ELSE nullif(first_value(r.id) OVER (PARTITION BY coalesce(u.checksum, 's3:' || u.id)
+                                                        ORDER BY r.position), r.id) END,
                r.upload_id
           FROM moverz_batch_internal.asset_rows(assets) AS r
           LEFT JOIN moverz_batch.uploads u ON u.id = r.upload_id
@@ -688,6 +703,16 @@ SELECT CASE
 END
 $$;
 
+CREATE OR REPLACE FUNCTION moverz_batch_internal.s3_presign(method text, key text, expires_s int,
+                                                 at timestamptz DEFAULT now()) RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'moverz_s3_presign';
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.upload_object_key(p_project_id uuid, p_upload_id uuid) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT 'uploads/' || p_project_id || '/' || p_upload_id
+$$;
+
 CREATE OR REPLACE FUNCTION moverz_batch_internal.upload_setting(p_name text, p_default text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT coalesce(nullif(current_setting('moverz_batch.' || p_name, true), ''), p_default)
@@ -733,6 +758,7 @@ DECLARE
     v_max bigint := pg_size_bytes(moverz_batch_internal.upload_setting('max_upload_bytes', '5MB'));
     v_ttl interval := moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval;
     v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
+    v_store text := moverz_batch_internal.upload_setting('object_store', 'database');
     v_n int;
     v_out jsonb;
 BEGIN
@@ -762,14 +788,18 @@ BEGIN
         INSERT INTO moverz_batch.uploads (id, project_id, user_id, filename, content_type, size, store,
                                           token_sha256, expires_at)
         SELECT t.id, request_uploads.project_id, request_uploads.user_id, t.v ->> 'filename',
-               t.v ->> 'contentType', (t.v ->> 'size')::int, 'database',
+               t.v ->> 'contentType', (t.v ->> 'size')::int, v_store,
                sha256(convert_to(t.token, 'UTF8')), now() + v_ttl
           FROM t
         RETURNING id, expires_at
     )
     SELECT jsonb_agg(jsonb_build_object(
                'uploadId', t.id, 'filename', t.v ->> 'filename', 'method', 'PUT',
-               'url', v_base || '/api/uploads/' || t.id || '?token=' || t.token,
+               'url', CASE v_store
+                          WHEN 's3' THEN moverz_batch_internal.s3_presign(
+                              'PUT', moverz_batch_internal.upload_object_key(request_uploads.project_id, t.id),
+                              extract(epoch FROM v_ttl)::int)
+                          ELSE v_base || '/api/uploads/' || t.id || '?token=' || t.token END,
                'headers', jsonb_build_object('Content-Type', t.v ->> 'contentType'),
                'expiresAt', ins.expires_at) ORDER BY t.i)
       INTO v_out
@@ -810,7 +840,11 @@ BEGIN
     END IF;
     v_sum := encode(sha256(bytes), 'hex');
     INSERT INTO moverz_batch_internal.upload_bytes (upload_id, bytes) VALUES (u.id, bytes);
-    UPDATE moverz_batch.uploads x SET uploaded_at = now(), checksum = v_sum, size = length(bytes)
+    -- once uploaded, it may be attached for another upload_url_ttl
+    UPDATE moverz_batch.uploads x
+       SET uploaded_at = now(), checksum = v_sum, size = length(bytes),
+           expires_at = greatest(x.expires_at,
+                                 now() + moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval)
      WHERE x.id = u.id;
     RETURN jsonb_build_object('uploadId', u.id, 'size', length(bytes), 'sha256', v_sum);
 END
@@ -824,7 +858,9 @@ BEGIN
     PERFORM 1 FROM moverz_batch.uploads u
      WHERE u.id IN (SELECT (e ->> 'uploadId')::uuid FROM jsonb_array_elements(assets) e WHERE e ? 'uploadId')
      ORDER BY u.id FOR UPDATE;
-    FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id, u.uploaded_at,
+    FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id,
+                    CASE WHEN u.store = 's3' THEN coalesce(u.uploaded_at, u.created_at) ELSE u.uploaded_at END
+                        AS uploaded_at,
                     u.expires_at, u.photo_id, count(*) OVER (PARTITION BY a.e ->> 'uploadId') AS times
                FROM jsonb_array_elements(assets) WITH ORDINALITY AS a(e, i)
                LEFT JOIN moverz_batch.uploads u ON u.id = (a.e ->> 'uploadId')::uuid
@@ -845,6 +881,84 @@ BEGIN
         END IF;
     END LOOP;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.settle_downloads(p_token bigint, p_rows jsonb)
+RETURNS TABLE (id uuid, action text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    r record;
+    p moverz_batch.photos;
+    o moverz_batch.photos;
+BEGIN
+    FOR r IN SELECT (e ->> 'id')::uuid AS pid, e ->> 'sha256' AS sum, (e ->> 'size')::int AS size
+               FROM jsonb_array_elements(p_rows) e ORDER BY 1 LOOP
+        id := r.pid;
+        SELECT * INTO p FROM moverz_batch.photos x
+         WHERE x.id = r.pid AND x.claim_token = p_token AND x.status = 'PROCESSING' FOR UPDATE;
+        IF p.id IS NULL THEN
+            action := 'gone';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        UPDATE moverz_batch.uploads u SET checksum = r.sum, size = r.size, uploaded_at = coalesce(u.uploaded_at, now())
+         WHERE u.id = p.upload_id;
+        SELECT * INTO o FROM moverz_batch.photos x
+         WHERE x.project_id = p.project_id AND x.checksum = r.sum AND x.duplicate_of IS NULL AND x.id <> p.id
+           AND x.status IN ('DONE', 'PENDING', 'PROCESSING')
+         ORDER BY x.status = 'DONE' DESC, x.finished_at, x.id
+         LIMIT 1 FOR SHARE;
+        IF o.id IS NOT NULL AND o.status = 'DONE' THEN
+            UPDATE moverz_batch.photos x
+               SET checksum = r.sum, status = 'DONE', duplicate_of = o.id, analysis = o.analysis,
+                   room_type = coalesce(x.room_type, o.room_type), attempts = x.attempts - 1,
+                   claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+                   finished_at = now(), updated_at = now()
+             WHERE x.id = p.id;
+            action := 'done';
+        ELSIF o.id IS NOT NULL THEN
+            UPDATE moverz_batch.photos x
+               SET checksum = r.sum, status = 'PENDING', duplicate_of = o.id, attempts = x.attempts - 1,
+                   claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
+             WHERE x.id = p.id;
+            action := 'wait';
+        ELSE
+            UPDATE moverz_batch.photos x SET checksum = r.sum, updated_at = now() WHERE x.id = p.id;
+            action := 'send';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.uploads_objects_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO moverz_batch_internal.object_deletions (object_key)
+    SELECT moverz_batch_internal.upload_object_key(o.project_id, o.id) FROM old_rows o WHERE o.store = 's3'
+    ON CONFLICT (object_key) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.claim_object_deletions(p_limit int) RETURNS SETOF text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+UPDATE moverz_batch_internal.object_deletions d
+   SET next_attempt_at = now() + interval '1 minute', attempts = d.attempts + 1
+ WHERE d.object_key IN (SELECT x.object_key FROM moverz_batch_internal.object_deletions x
+                         WHERE x.next_attempt_at <= now()
+                         ORDER BY x.next_attempt_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
+RETURNING d.object_key
+$$;
+
+CREATE OR REPLACE FUNCTION moverz_batch_internal.finish_object_deletions(p_done text[], p_failed jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+DELETE FROM moverz_batch_internal.object_deletions d WHERE d.object_key = ANY (p_done);
+UPDATE moverz_batch_internal.object_deletions d
+   SET last_error = f ->> 'error',
+       next_attempt_at = now() + least(interval '1 hour', interval '10 seconds' * power(2, least(d.attempts, 12)))
+  FROM jsonb_array_elements(coalesce(p_failed, '[]')) f
+ WHERE d.object_key = f ->> 'key';
 $$;
 
 CREATE OR REPLACE FUNCTION moverz_batch_internal.expire_uploads() RETURNS int
@@ -1067,7 +1181,8 @@ CREATE OR REPLACE FUNCTION moverz_batch_internal.claim_photos(p_worker int, p_to
                              p_per_user int DEFAULT 0, p_byte_budget bigint DEFAULT NULL,
                              p_first_anyway boolean DEFAULT true)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
-               filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea)
+               filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea,
+               object_key text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF (SELECT c.paused FROM moverz_batch.control c) THEN
@@ -1144,7 +1259,10 @@ BEGIN
            CASE WHEN cl.upload_id IS NOT NULL
                 THEN (SELECT u.content_type FROM moverz_batch.uploads u WHERE u.id = cl.upload_id) END,
            CASE WHEN cl.upload_id IS NOT NULL
-                THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END
+                THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END,
+           CASE WHEN cl.upload_id IS NOT NULL
+                THEN (SELECT moverz_batch_internal.upload_object_key(u.project_id, u.id)
+                        FROM moverz_batch.uploads u WHERE u.id = cl.upload_id AND u.store = 's3') END
       FROM claimed cl JOIN chosen ch ON ch.id = cl.id
      ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END
@@ -2075,6 +2193,9 @@ CREATE POLICY uploads_own_rows ON uploads TO moverz_user
     USING (user_id = (SELECT moverz_batch_internal.jwt_user_id()))
     WITH CHECK (user_id = (SELECT moverz_batch_internal.jwt_user_id()));
 CREATE POLICY uploads_trusted_app ON uploads TO moverz_app USING (true) WITH CHECK (true);
+CREATE TRIGGER uploads_objects AFTER DELETE ON uploads
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.uploads_objects_trigger();
 
 
 -- Privileges: the internals had EXECUTE for moverz_app (the SQL API ran as
@@ -2234,6 +2355,20 @@ COMMENT ON FUNCTION moverz_batch.store_upload(uuid, text, bytea) IS
     'Takes the bytes of an upload, authorised by its URL''s token, once, before the URL expires; they must be an image of the announced type and size. Returns {uploadId, size, sha256}.';
 COMMENT ON FUNCTION moverz_batch_internal.check_uploads(uuid, text, jsonb) IS
     'Internal: the uploadId elements of create_batch''s assets name uploads of the user and project, completed, not expired, not used; locks them; called by insert_photos.';
+COMMENT ON FUNCTION moverz_batch_internal.s3_presign(text, text, integer, timestamp with time zone) IS
+    'Internal: a presigned URL (AWS SigV4) of the s3 store for a method on an object key, valid expires_s seconds from at; SQL-callable C, called by request_uploads.';
+COMMENT ON FUNCTION moverz_batch_internal.upload_object_key(uuid, uuid) IS
+    'Internal: the key of an upload''s object in the s3 store, uploads/<project>/<upload>; called by request_uploads, claim_photos and uploads_objects_trigger.';
+COMMENT ON FUNCTION moverz_batch_internal.settle_downloads(bigint, jsonb) IS
+    'Internal: photos of s3 uploads whose files a worker downloaded take their SHA-256 and, before any AI call, the analysis of a DONE photo with the same bytes (done), or wait for one in flight (wait), or are sent (send); called by the photo workers.';
+COMMENT ON FUNCTION moverz_batch_internal.uploads_objects_trigger() IS
+    'Internal: trigger function of uploads (after DELETE): the objects of the s3 uploads deleted are queued in object_deletions.';
+COMMENT ON FUNCTION moverz_batch_internal.claim_object_deletions(integer) IS
+    'Internal: up to p_limit objects of the s3 store whose deletion is due, leased for a minute; called by the photo workers.';
+COMMENT ON FUNCTION moverz_batch_internal.finish_object_deletions(text[], jsonb) IS
+    'Internal: objects deleted leave the queue, failed deletions are tried again later; called by the photo workers.';
+COMMENT ON TABLE moverz_batch_internal.object_deletions IS
+    'Internal: objects of the s3 store to delete (their upload was deleted), drained by the photo workers.';
 COMMENT ON FUNCTION moverz_batch_internal.expire_uploads() IS
     'Internal: deletes the uploads never attached to a batch whose URL expired, with their bytes; called by the inventory worker and by purge.';
 COMMENT ON FUNCTION moverz_batch_internal.photo_items(uuid[]) IS

@@ -77,6 +77,8 @@ typedef struct AiRequest
 	char	   *user_id;
 	int			attempt;
 	int64		image_bytes;	/* of an uploaded photo, held in payload */
+	AiTransferDone done;		/* a transfer of another kind: its callback */
+	void	   *done_arg;
 	TimestampTz started;
 	char		errbuf[CURL_ERROR_SIZE];
 } AiRequest;
@@ -530,6 +532,17 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 	curl_off_t	retry_after = -1;
 	CURLcode	irc;
 
+	if (req->done != NULL)
+	{
+		/* another kind of transfer (ai_client_add_transfer): its owner's */
+		check_multi(curl_multi_remove_handle(client->multi, req->easy),
+					"curl_multi_remove_handle");
+		dlist_delete(&req->node);
+		client->ninflight--;
+		req->done(req->done_arg, req->easy, (int) rc);
+		pfree(req);
+		return;
+	}
 	if (rc == CURLE_OK)
 	{
 		irc = curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -645,6 +658,72 @@ setup_easy(AiClient *client, AiRequest *req)
 }
 
 /*
+ * new_request
+ *		A request for photo, in the client's context, not yet sent.
+ */
+static AiRequest *
+new_request(AiClient *client, const AiPhoto *photo)
+{
+	AiRequest  *req = MemoryContextAllocZero(client->cxt, sizeof(AiRequest));
+
+	strlcpy(req->id, photo->id, sizeof(req->id));
+	strlcpy(req->batch_id, photo->batch_id, sizeof(req->batch_id));
+	req->user_id = MemoryContextStrdup(client->cxt, photo->user_id);
+	req->attempt = photo->attempt;
+	req->provider = client->shape.provider;
+	req->started = GetCurrentTimestamp();
+	return req;
+}
+
+/*
+ * ai_client_fail_photo
+ *		A photo that cannot be sent becomes a failed result at once:
+ *		code AI_ERROR is final, NETWORK_ERROR retried.  Nothing was sent:
+ *		the AI service's circuit (outage.c) is not told.
+ */
+void
+ai_client_fail_photo(AiClient *client, const AiPhoto *photo, const char *code, const char *message)
+{
+	AiRequest  *req = new_request(client, photo);
+	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
+
+	initStringInfo(&req->payload);
+	initStringInfo(&req->response);
+	MemoryContextSwitchTo(oldcxt);
+	add_result(client, req, 0, code, message, 0);
+	release_request(client, req);
+}
+
+/*
+ * ai_client_add_transfer
+ *		Drive another kind of transfer in the same curl multi loop (the
+ *		downloads and deletions of object_fetch.c): easy is set up by the
+ *		caller, counts as a request in flight, and done(arg, easy, rc) is
+ *		called once it ended, to take the easy handle back.  False (and
+ *		done never called) when curl refuses it.
+ */
+bool
+ai_client_add_transfer(AiClient *client, void *easy, AiTransferDone done, void *arg)
+{
+	AiRequest  *req = MemoryContextAllocZero(client->cxt, sizeof(AiRequest));
+	CURLcode	rc = curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	CURLMcode	mrc;
+
+	req->easy = easy;
+	req->done = done;
+	req->done_arg = arg;
+	mrc = rc == CURLE_OK ? curl_multi_add_handle(client->multi, easy) : CURLM_INTERNAL_ERROR;
+	if (mrc != CURLM_OK)
+	{
+		pfree(req);
+		return false;
+	}
+	dlist_push_tail(&client->inflight, &req->node);
+	client->ninflight++;
+	return true;
+}
+
+/*
  * ai_client_start
  *		Send one photo to the AI service.  Never loses it: a request that
  *		cannot even start becomes a failed result at once.
@@ -652,40 +731,32 @@ setup_easy(AiClient *client, AiRequest *req)
 void
 ai_client_start(AiClient *client, const AiPhoto *photo)
 {
+	AiRequest  *req = new_request(client, photo);
 	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
-	AiRequest  *req = palloc0(sizeof(AiRequest));
 	CURLMcode	mrc;
 
-	strlcpy(req->id, photo->id, sizeof(req->id));
-	strlcpy(req->batch_id, photo->batch_id, sizeof(req->batch_id));
-	req->user_id = pstrdup(photo->user_id);
-	req->attempt = photo->attempt;
-	req->provider = client->shape.provider;
+	if (photo->uploaded && photo->image_b64 == NULL)
+	{
+		MemoryContextSwitchTo(oldcxt);
+		pfree(req->user_id);
+		pfree(req);
+		/* nothing to send, ever: final */
+		ai_client_fail_photo(client, photo, "AI_ERROR",
+							 "the uploaded file of this photo is gone (its bytes are no longer stored)");
+		return;
+	}
 	req->image_bytes = photo->image_bytes;
 	client->image_bytes += req->image_bytes;
 	initStringInfo(&req->payload);
-	if (photo->uploaded && photo->image_b64 == NULL)
-		strlcpy(req->errbuf, "the uploaded file of this photo is gone (its bytes are no longer stored)",
-				CURL_ERROR_SIZE);
-	else if (!ai_shape_needs_frame(&client->shape))
+	if (!ai_shape_needs_frame(&client->shape))
 		ai_shape_body(&client->shape, &req->payload, photo);
 	if (client->shape.provider != AI_PROVIDER_MOVERZ && client->shape.prompt_version != NULL)
 		strlcpy(req->prompt_version, client->shape.prompt_version, sizeof(req->prompt_version));
 	initStringInfo(&req->response);
-	req->started = GetCurrentTimestamp();
 	MemoryContextSwitchTo(oldcxt);
 
 	dlist_push_tail(&client->inflight, &req->node);
 	client->ninflight++;
-	if (photo->uploaded && photo->image_b64 == NULL)
-	{
-		/* nothing to send, ever: final */
-		add_result(client, req, 0, "AI_ERROR", req->errbuf, 0);
-		dlist_delete(&req->node);
-		client->ninflight--;
-		release_request(client, req);
-		return;
-	}
 	if (req->payload.len == 0)
 		strlcpy(req->errbuf, "the AI prompt could not be read from the database", CURL_ERROR_SIZE);
 	if (req->payload.len == 0 || !setup_easy(client, req))

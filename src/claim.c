@@ -145,7 +145,7 @@ image_of(HeapTuple row, TupleDesc desc, int col)
  * copy_photo
  *		The claimed photo of SPI row "row" (id, batch_id, project_id,
  *		user_id, url, filename, room_type, attempt, upload_id, media_type,
- *		image), in one chunk of cxt (freed with one pfree).  An uploaded
+ *		image, object_key), in one chunk of cxt (freed with one pfree).  An uploaded
  *		photo's bytes are kept in base64, as both model APIs take them.
  */
 static AiPhoto *
@@ -159,6 +159,8 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 	bool		uploaded = SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 2) != NULL;
 	char	   *media_type = uploaded ? SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 3) : NULL;
 	bytea	   *image = uploaded ? image_of(row, desc, AI_PHOTO_NFIELDS + 4) : NULL;
+	char	   *object_key = uploaded ? SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 5) : NULL;
+	Size		key_len = object_key ? strlen(object_key) + 1 : 0;
 	int			image_len = image ? VARSIZE_ANY_EXHDR(image) : 0;
 	Size		b64_len = image ? pg_b64_enc_len(image_len) + 1 : 0;
 	Size		type_len = media_type ? strlen(media_type) + 1 : 0;
@@ -171,7 +173,7 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 		lens[i] = values[i] ? strlen(values[i]) + 1 : 0;
 		total += lens[i];
 	}
-	photo = MemoryContextAllocHuge(cxt, total + type_len + b64_len);
+	photo = MemoryContextAllocHuge(cxt, total + type_len + key_len + b64_len);
 	ai_photo_fields(photo, fields);
 	dst = (char *) (photo + 1);
 	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
@@ -183,6 +185,8 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 	photo->uploaded = uploaded;
 	photo->media_type = media_type ? memcpy(dst, media_type, type_len) : NULL;
 	dst += type_len;
+	photo->object_key = object_key ? memcpy(dst, object_key, key_len) : NULL;
+	dst += key_len;
 	photo->image_b64 = NULL;
 	photo->image_bytes = image_len;
 	if (image)
@@ -219,7 +223,7 @@ claim_txn(void *arg)
 	values[6] = BoolGetDatum(call->held_bytes == 0);
 	run_plan(state, PLAN_CLAIM,
 			 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt,"
-			 "       upload_id, media_type, image"
+			 "       upload_id, media_type, image, object_key"
 			 "  FROM moverz_batch_internal.claim_photos($1, $2, $3, $4, $5, $6, $7)", 7, types, values,
 			 false, "claim");
 

@@ -54,6 +54,19 @@ int			moverz_upload_url_ttl_s = 900;
 int			moverz_max_upload_bytes = 5 * 1024 * 1024;
 int			moverz_max_inflight_bytes = 128 * 1024 * 1024;
 char	   *moverz_upload_base_url = NULL;
+int			moverz_object_store = MOVERZ_STORE_DATABASE;
+char	   *moverz_s3_endpoint = NULL;
+char	   *moverz_s3_region = NULL;
+char	   *moverz_s3_bucket = NULL;
+bool		moverz_s3_path_style = false;
+char	   *moverz_s3_access_key_id = NULL;
+char	   *moverz_s3_secret_access_key = NULL;
+
+static const struct config_enum_entry object_store_options[] = {
+	{"database", MOVERZ_STORE_DATABASE, false},
+	{"s3", MOVERZ_STORE_S3, false},
+	{NULL, 0, false}
+};
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -87,6 +100,31 @@ define_upload_settings(void)
 							"one photo larger than it still goes, alone.",
 							&moverz_max_inflight_bytes, 128 * 1024 * 1024, 1024 * 1024, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomEnumVariable("moverz_batch.object_store",
+							 "Where uploaded photo files are kept: database or s3.",
+							 "database: in PostgreSQL, sent through the HTTP API; s3: in an S3-compatible "
+							 "store (moverz_batch.s3_*), sent there by the client with a presigned URL.",
+							 &moverz_object_store, MOVERZ_STORE_DATABASE, object_store_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.s3_endpoint",
+							   "Endpoint of the S3-compatible store, http(s)://host[:port].",
+							   "e.g. https://s3.eu-west-3.amazonaws.com, http://127.0.0.1:9000 (MinIO).",
+							   &moverz_s3_endpoint, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.s3_region", "Region of the S3 store (R2: auto).", NULL,
+							   &moverz_s3_region, "us-east-1", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.s3_bucket", "Bucket of the uploaded photos.", NULL,
+							   &moverz_s3_bucket, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomBoolVariable("moverz_batch.s3_path_style",
+							 "Name the bucket in the URL path (MinIO, Ceph), not in the host name (AWS).",
+							 NULL, &moverz_s3_path_style, false, PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.s3_access_key_id", "Access key id of the S3 store.",
+							   "Visible to superusers only.", &moverz_s3_access_key_id, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+	DefineCustomStringVariable("moverz_batch.s3_secret_access_key", "Secret access key of the S3 store.",
+							   "Visible to superusers only.", &moverz_s3_secret_access_key, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 	DefineCustomStringVariable("moverz_batch.upload_base_url",
 							   "Where clients reach the HTTP API, for the upload URLs (empty: they are paths).",
 							   "e.g. https://api.example.com: request_uploads answers "

@@ -67,6 +67,21 @@ extern int	moverz_max_upload_bytes;
 extern int	moverz_max_inflight_bytes;
 extern char *moverz_upload_base_url;
 
+/* Where uploaded photo files are kept (moverz_batch.object_store). */
+typedef enum MoverzObjectStore
+{
+	MOVERZ_STORE_DATABASE,		/* moverz_batch_internal.upload_bytes */
+	MOVERZ_STORE_S3				/* an S3-compatible store (object_store.c) */
+} MoverzObjectStore;
+
+extern int	moverz_object_store;
+extern char *moverz_s3_endpoint;
+extern char *moverz_s3_region;
+extern char *moverz_s3_bucket;
+extern bool moverz_s3_path_style;
+extern char *moverz_s3_access_key_id;
+extern char *moverz_s3_secret_access_key;
+
 /* One background worker, as seen by the others and by SQL. */
 typedef struct MoverzWorkerSlot
 {
@@ -195,6 +210,9 @@ extern void ai_shape_body(const AiShape *shape, struct StringInfoData *buf, cons
 /* ai_client.c: the AI service contract over libcurl multi. */
 typedef struct AiClient AiClient;
 
+/* The end of a transfer of another kind (ai_client_add_transfer). */
+typedef void (*AiTransferDone) (void *arg, void *easy, int curl_code);
+
 /* One claimed photo, as the AI request needs it (strings are copied). */
 struct AiPhoto
 {
@@ -209,6 +227,7 @@ struct AiPhoto
 	bool		uploaded;		/* an uploaded file, not a URL (url NULL) */
 	const char *media_type;		/* its type, image/jpeg...; NULL for a URL */
 	const char *image_b64;		/* its bytes in base64; NULL when gone */
+	const char *object_key;		/* in the s3 store: its key (not read yet) */
 	int64		image_bytes;	/* how many bytes (0 for a URL) */
 };
 
@@ -234,8 +253,24 @@ extern void ai_client_drive(AiClient *client, bool socket_ready);
 extern long ai_client_timeout_ms(AiClient *client);
 extern int	ai_client_inflight(AiClient *client);
 extern int64 ai_client_image_bytes(AiClient *client);
+extern void ai_client_fail_photo(AiClient *client, const AiPhoto *photo, const char *code,
+								 const char *message);
+extern bool ai_client_add_transfer(AiClient *client, void *easy, AiTransferDone done, void *arg);
 extern int	ai_client_result_count(AiClient *client);
 extern int	ai_client_take_results(AiClient *client, AiResult *results, int max);
+
+/* object_store.c: presigned URLs of the s3 store, SHA-256. */
+extern const char *moverz_s3_url(const char *method, const char *key, int expires_s, time_t now,
+								 char *out);
+extern bool moverz_sha256_hex(const char *data, size_t len, char *out);
+
+/* object_fetch.c: a photo worker's downloads and deletions in the s3 store. */
+typedef struct ObjectFetcher ObjectFetcher;
+extern ObjectFetcher *object_fetcher_create(AiClient *client);
+extern int64 object_fetch_bytes(ObjectFetcher *f);
+extern void object_fetch_start(ObjectFetcher *f, AiPhoto *photo);
+extern void object_fetch_settle(ObjectFetcher *f, int64 claim_token);
+extern void object_deletions_run(ObjectFetcher *f);
 
 /* claim.c: the photo worker's transactions (SPI). */
 typedef struct ClaimState ClaimState;

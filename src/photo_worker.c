@@ -40,6 +40,7 @@ typedef struct PhotoLoop
 {
 	MoverzWorkerSlot *slot;
 	AiClient   *client;
+	ObjectFetcher *objects;		/* downloads and deletions of the s3 store */
 	ClaimState *claims;
 	MemoryContext ready_cxt;	/* the photos claimed, not yet sent */
 	AiPhoto   **ready;			/* oldest first */
@@ -90,6 +91,23 @@ recall_ready(PhotoLoop *loop)
 }
 
 /*
+ * send_photo
+ *		Send a claimed photo (and free it): to the AI service, or, for a
+ *		file in the s3 store, first to its download (which then owns it).
+ */
+static void
+send_photo(PhotoLoop *loop, AiPhoto *photo)
+{
+	if (photo->object_key != NULL)
+		object_fetch_start(loop->objects, photo);
+	else
+	{
+		ai_client_start(loop->client, photo);
+		pfree(photo);
+	}
+}
+
+/*
  * send_ready
  *		Fill the free request slots with photos already claimed, oldest
  *		first.  First hand them all back if a recall committed since the
@@ -118,10 +136,7 @@ send_ready(PhotoLoop *loop)
 	if (n <= 0)
 		return;
 	for (int i = 0; i < n; i++)
-	{
-		ai_client_start(loop->client, loop->ready[i]);
-		pfree(loop->ready[i]);
-	}
+		send_photo(loop, loop->ready[i]);
 	loop->nready -= n;
 	memmove(loop->ready, loop->ready + n, loop->nready * sizeof(AiPhoto *));
 	ai_client_drive(loop->client, false);
@@ -129,13 +144,13 @@ send_ready(PhotoLoop *loop)
 
 /*
  * held_bytes
- *		The bytes of uploaded photos this worker holds: claimed ahead and in
- *		flight (moverz_batch.max_inflight_bytes caps them).
+ *		The bytes of uploaded photos this worker holds: claimed ahead,
+ *		downloaded and in flight (moverz_batch.max_inflight_bytes caps them).
  */
 static int64
 held_bytes(PhotoLoop *loop)
 {
-	int64		n = ai_client_image_bytes(loop->client);
+	int64		n = ai_client_image_bytes(loop->client) + object_fetch_bytes(loop->objects);
 
 	for (int i = 0; i < loop->nready; i++)
 		n += loop->ready[i]->image_bytes;
@@ -225,8 +240,7 @@ probe_outage(PhotoLoop *loop, TimestampTz now)
 	{
 		if (claim_fetch(loop->claims, 1, held_bytes(loop), loop->ready_cxt, &photos) == 1)
 		{
-			ai_client_start(loop->client, photos[0]);
-			pfree(photos[0]);
+			send_photo(loop, photos[0]);
 			ai_client_drive(loop->client, false);
 		}
 		else
@@ -460,6 +474,7 @@ moverz_photo_worker_main(Datum main_arg)
 	memset(&loop, 0, sizeof(loop));
 	loop.slot = moverz_attach_slot(MOVERZ_SLOT_PHOTO, index);
 	loop.client = ai_client_create();
+	loop.objects = object_fetcher_create(loop.client);
 	loop.claims = claim_state_create(loop.slot, index, loop.slot->claim_token);
 	loop.ready_cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch ready photos",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -483,10 +498,13 @@ moverz_photo_worker_main(Datum main_arg)
 			reconfigure(&loop);
 
 		ai_client_drive(loop.client, socket_ready);
+		object_fetch_settle(loop.objects, loop.slot->claim_token);
 		/* refill the free slots first: the requests leave, then we write */
 		send_ready(&loop);
 		maintain_claims(&loop);
 		ai_client_drive(loop.client, false);
+		object_fetch_settle(loop.objects, loop.slot->claim_token);
+		object_deletions_run(loop.objects);
 		write_back_results(&loop);
 		report_activity(&loop);
 

@@ -3,8 +3,10 @@
 #
 # Installs what is missing, builds and installs moverz_batch, starts a
 # throwaway PostgreSQL cluster and the fake AI service, submits a realistic
-# batch (several rooms, one unreachable photo), shows its progress live,
-# then what the model found photo by photo and the AI metrics, ends with the
+# batch with moverz-batch submit (7 photos by URL, several rooms, one
+# unreachable, and 3 photo files generated here, uploaded: the fake AI
+# service answers them from their bytes), shows its progress live, then
+# what the model found photo by photo and the AI metrics, ends with the
 # batch's summary (its progress bar and inventory) and stops everything it
 # started.
 #
@@ -17,6 +19,13 @@
 # optionally MOVERZ_AI_MODEL=<model> and MOVERZ_DEMO_PHOTOS=<file of "URL [room_type]" lines>;
 # the batch is then made of public photos of rooms, and the demo prints what
 # the model found in each.
+#
+# tools/demo.sh --photos DIR: the batch is your own room photos instead,
+# every JPEG, PNG, WebP or GIF file of DIR (told by its first bytes),
+# uploaded (and the URLs of MOVERZ_DEMO_PHOTOS, if set); meant for a real
+# model (the fake AI service makes up what it finds in a file from its
+# bytes).  A file larger than the model takes (max_upload_bytes, and for
+# Anthropic 3.75 MB) is left out, with a note.
 #
 # tools/demo.sh --installed: the same, from the installed package
 # (postgresql-15-moverz-batch, README "Install"): nothing is built but the
@@ -34,17 +43,22 @@ source test/http/lib_http.sh
 WEB=0
 JSON=0
 INSTALLED=0
-USAGE="usage: tools/demo.sh [--installed] [--json | --web]"
-for arg in "$@"; do
-    case "$arg" in
+PHOTOS_DIR=
+USAGE="usage: tools/demo.sh [--installed] [--json] [--photos DIR]  |  tools/demo.sh [--installed] --web"
+while [ $# -gt 0 ]; do
+    case "$1" in
         --web) WEB=1 ;;
         --json) JSON=1 ;;
         --installed) INSTALLED=1 ;;
+        --photos=?*) PHOTOS_DIR=${1#--photos=} ;;
+        --photos) [ $# -gt 1 ] && [ -n "$2" ] || { echo "$USAGE" >&2; exit 2; }
+                  PHOTOS_DIR=$2; shift ;;
         "") ;;
         *) echo "$USAGE" >&2; exit 2 ;;
     esac
+    shift
 done
-if [ "$WEB" = 1 ] && [ "$JSON" = 1 ]; then
+if [ "$WEB" = 1 ] && { [ "$JSON" = 1 ] || [ -n "$PHOTOS_DIR" ]; }; then
     echo "$USAGE" >&2
     exit 2
 fi
@@ -55,6 +69,7 @@ cleanup() {
     [ "$WEB" = 1 ] && mb_http_stop
     [ -n "${FAKE_AI_PID:-}" ] && kill "$FAKE_AI_PID" 2>/dev/null
     [ -n "${FAKE_OUT:-}" ] && rm -f "$FAKE_OUT"
+    [ -n "${DEMO_DIR:-}" ] && rm -rf "$DEMO_DIR"
     mb_cluster_stop
 }
 trap cleanup EXIT
@@ -96,7 +111,38 @@ provider_check() {
     rm -f "$out"
 }
 
+# image_file FILE: FILE is a JPEG, PNG, WebP or GIF image, by its magic
+# numbers (as moverz-batch and the server tell them).
+image_file() {
+    case "$(head -c 12 "$1" 2>/dev/null | od -An -tx1 | tr -d ' \n')" in
+        ffd8ff*|89504e470d0a1a0a*|474946383761*|474946383961*|52494646????????57454250) return 0 ;;
+    esac
+    return 1
+}
+
+# photo_files DIR [MAX_BYTES]: the image files of DIR (not its
+# subdirectories), in name order, into PHOTO_FILES; those over MAX_BYTES
+# left out with a note.
+photo_files() {
+    local f size
+    PHOTO_FILES=()
+    for f in "$1"/*; do
+        [ -f "$f" ] && image_file "$f" || continue
+        size=$(stat -L -c %s "$f")
+        if [ -n "${2:-}" ] && [ "$size" -gt "$2" ]; then
+            echo "demo: note: $f left out: $size bytes, more than the $2 a photo may have here (resize it)" >&2
+            continue
+        fi
+        PHOTO_FILES+=("$f")
+    done
+}
+
 PROVIDER=${MOVERZ_AI_PROVIDER:-moverz-ai}
+if [ -n "$PHOTOS_DIR" ]; then
+    [ -d "$PHOTOS_DIR" ] && [ -r "$PHOTOS_DIR" ] || die "--photos: $PHOTOS_DIR is not a readable directory"
+    photo_files "$PHOTOS_DIR"
+    [ ${#PHOTO_FILES[@]} -gt 0 ] || die "--photos: no JPEG, PNG, WebP or GIF file in $PHOTOS_DIR"
+fi
 [ "$PROVIDER" = moverz-ai ] || provider_check
 
 mb_install_deps
@@ -108,7 +154,8 @@ if [ "$INSTALLED" = 1 ]; then
     echo "== using the installed moverz_batch and $CLI ($("$CLI" --version))"
 else
     mb_build
-    [ -x tools/moverz-batch ] && CLI=tools/moverz-batch
+    CLI=tools/moverz-batch
+    [ -x "$CLI" ] || die "the client $CLI was not built"
 fi
 make -s fake_ai >/dev/null
 
@@ -147,48 +194,54 @@ if [ "$WEB" = 1 ]; then
     # (a sleep in the background, waited for: a signal interrupts the wait at once)
     while :; do sleep 3600 & SLEEP_PID=$!; wait "$SLEEP_PID"; done
 fi
-if [ "$PROVIDER" != moverz-ai ]; then
-    # public photos of rooms (Unsplash), or the user's own list
-    photos=${MOVERZ_DEMO_PHOTOS:-}
-    if [ -z "$photos" ]; then
-        photos=$(mktemp)
-        printf '%s\n' \
-            "https://images.unsplash.com/photo-1586023492125-27b2c045efd7?w=1024 living_room" \
-            "https://images.unsplash.com/photo-1505693416388-ac5ce068fe85?w=1024 bedroom" \
-            "https://images.unsplash.com/photo-1556911220-bff31c812dba?w=1024 kitchen" \
-            "https://images.unsplash.com/photo-1524758631624-e2822e304c36?w=1024" >"$photos"
+# The photos: URLs in $urls (one "URL [room_type]" a line), files in
+# PHOTO_FILES; moverz-batch submit uploads the files (over the database
+# connection: no HTTP API here) and prints the batch id.
+DEMO_DIR=$(mktemp -d /tmp/moverz_demo.XXXXXX)
+urls=$DEMO_DIR/photos.txt
+PHOTO_FILES=()
+if [ "$PROVIDER" != moverz-ai ] || [ -n "$PHOTOS_DIR" ]; then
+    if [ -n "${MOVERZ_DEMO_PHOTOS:-}" ]; then
+        [ -r "$MOVERZ_DEMO_PHOTOS" ] || die "MOVERZ_DEMO_PHOTOS: cannot read $MOVERZ_DEMO_PHOTOS"
+        cp -- "$MOVERZ_DEMO_PHOTOS" "$urls"
     fi
-    [ -r "$photos" ] || die "MOVERZ_DEMO_PHOTOS: cannot read $photos"
-    assets=$(jq -Rnc '[inputs | select(length > 0) | split(" ") | map(select(length > 0))
-                       | {url: .[0], roomType: .[1]} | with_entries(select(.value != null))]
-                      | to_entries | map(.value + {filename: "photo\(.key + 1).jpg"})' "$photos")
-    batch=$(psql -qAtX -v ON_ERROR_STOP=1 -v assets="$assets" -v project="$project" \
-                 <<<"SELECT moverz_batch.create_batch(:'project', 'customer-42', :'assets'::jsonb)") \
-        || die "the photo list was refused (above: the field and the rule)"
-    echo "== batch $batch submitted ($(jq length <<<"$assets") photos) to $PROVIDER"
-else
-# the demo's 7 photos, the ones the customer page offers (the fake AI reads
-# the items in their URLs; cave.jpg's host does not exist)
-batch=$(psql -qAtX -v ON_ERROR_STOP=1 -v assets="$(cat web/customer/demo-photos.json)" -v project="$project" \
-             <<<"SELECT moverz_batch.create_batch(:'project', 'customer-42', :'assets'::jsonb, 'NORMAL')")
-echo "== batch $batch submitted (7 photos; cave.jpg has an unreachable URL)"
 fi
-
-if [ -n "$CLI" ]; then
-    "$CLI" watch "$batch" || [ $? -eq 2 ]   # 2: finished with failures
+if [ -n "$PHOTOS_DIR" ]; then
+    # the user's own photos, at most the size the server takes (as
+    # request_uploads: Anthropic takes 5 MB of base64)
+    max=$(psql -qAtX -c "SELECT pg_size_bytes(current_setting('moverz_batch.max_upload_bytes'))")
+    [ "$PROVIDER" = anthropic ] && [ "$max" -gt 3932160 ] && max=3932160
+    photo_files "$PHOTOS_DIR" "$max"
+    [ ${#PHOTO_FILES[@]} -gt 0 ] || die "--photos: every image file of $PHOTOS_DIR is too large"
+    what="${#PHOTO_FILES[@]} photo files of $PHOTOS_DIR"
+    [ "$PROVIDER" = moverz-ai ] && echo "demo: note: the fake AI service makes up what it finds in a file from its bytes"
+elif [ "$PROVIDER" != moverz-ai ]; then
+    # public photos of rooms (Unsplash), or the user's own list
+    [ -s "$urls" ] || printf '%s\n' \
+        "https://images.unsplash.com/photo-1586023492125-27b2c045efd7?w=1024 living_room" \
+        "https://images.unsplash.com/photo-1505693416388-ac5ce068fe85?w=1024 bedroom" \
+        "https://images.unsplash.com/photo-1556911220-bff31c812dba?w=1024 kitchen" \
+        "https://images.unsplash.com/photo-1524758631624-e2822e304c36?w=1024" >"$urls"
+    what="photos of rooms by URL"
 else
-    while :; do
-        line=$(psql -qAtX -c "SELECT p->>'status', p->>'progress', p#>>'{counts,completed}',
-                                     p#>>'{counts,failed}', p#>>'{counts,total}'
-                                FROM moverz_batch.batch_progress('$batch') p" | tr '|' ' ')
-        read -r status pct done failed total <<<"$line"
-        bar=$(printf '%*s' $((pct / 4)) '' | tr ' ' '#')
-        printf '\r[%-25s] %3s%%  %s done, %s failed of %s  %-10s' "$bar" "$pct" "$done" "$failed" "$total" "$status"
-        case "$status" in PARTIAL|COMPLETED|FAILED) break ;; esac
-        sleep 0.2
+    # the 7 photos the customer page offers (the fake AI reads the items in
+    # their URLs; cave.jpg's host does not exist), and 3 photo files made
+    # here, of a realistic size (the fake AI answers them from their bytes,
+    # their rooms from their names)
+    jq -r '.[] | .url + (if .roomType then " " + .roomType else "" end)' web/customer/demo-photos.json >"$urls"
+    for spec in "sdb.png 800 600 1 412000" "entree.png 640 480 2 287000" "salle_a_manger.png 1024 768 3 530000"; do
+        read -r name w h seed size <<<"$spec"
+        node test/tools/make_png.js "$DEMO_DIR/$name" "$w" "$h" "$seed" "$size"
+        PHOTO_FILES+=("$DEMO_DIR/$name")
     done
-    echo
+    what="7 photos by URL, cave.jpg's unreachable, and 3 photo files"
 fi
+[ -s "$urls" ] && set -- "$urls" || set --
+batch=$("$CLI" submit --user customer-42 --project "$project" "$@" "${PHOTO_FILES[@]}") \
+    || die "the photos were refused (above: the field and the rule)"
+echo "== batch $batch submitted ($what) to $PROVIDER"
+
+"$CLI" watch "$batch" || [ $? -eq 2 ]   # 2: finished with failures
 mb_wait_for 10 "SELECT moverz_batch.batch_progress('$batch') ? 'inventorySummary'"
 echo
 echo "== what the model found, photo by photo"
@@ -210,12 +263,4 @@ fi
 [ "$JSON" = 1 ] || echo "(tools/demo.sh --json also prints the final batch_progress JSON)"
 # the human summary last, so that it is what stays on the screen
 echo "== summary of batch $batch"
-if [ -n "$CLI" ]; then
-    "$CLI" watch "$batch" || [ $? -eq 2 ]   # a finished batch: its bar and inventory at once
-else
-    psql -qX -P pager=off -P format=wrapped -c "SELECT p->>'status' AS status, p#>>'{counts,completed}' AS analysed,
-                        p#>>'{counts,failed}' AS failed, p#>>'{counts,total}' AS total,
-                        p#>>'{inventorySummary,totalItems}' AS items,
-                        p#>>'{inventorySummary,totalVolume}' AS volume_m3
-                   FROM moverz_batch.batch_progress('$batch') p"
-fi
+"$CLI" watch "$batch" || [ $? -eq 2 ]   # a finished batch: its bar and inventory at once

@@ -8,9 +8,10 @@
  *	  -d/-h/-p/-U, --help, --version, messages "moverz-batch: error: ..." on
  *	  standard error and documented exit codes.
  *
- *	  This file: options, connection, error reporting and the command
- *	  submit.  The commands that look at batches and at the queue (status,
- *	  watch, top) are in mb_monitor.c.
+ *	  This file: options, connection and error reporting.  The command
+ *	  submit is in mb_submit.c (its local image files: mb_upload.c), the
+ *	  commands that look at batches and at the queue (status, watch, top)
+ *	  in mb_monitor.c.
  *
  *	  Every value reaches the server as a query parameter (PQexecParams);
  *	  no SQL is ever built from user input.
@@ -19,6 +20,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -40,6 +42,7 @@ enum
 	OPT_PRIORITY,
 	OPT_IDEMPOTENCY_KEY,
 	OPT_CREATE_PROJECT,
+	OPT_API_URL,
 	OPT_TIMEOUT,
 	OPT_INTERVAL,
 	OPT_ONCE,
@@ -61,34 +64,10 @@ typedef struct MbCommand
 	int			(*run) (PGconn *conn, const MbOptions *opts, char **args, int nargs);
 } MbCommand;
 
-/* One photo of the input of submit. */
-typedef struct Asset
-{
-	char	   *url;
-	char	   *room_type;		/* NULL: none given */
-	int			line;			/* line number in the input */
-} Asset;
-
-typedef struct AssetList
-{
-	Asset	   *items;
-	int			n;
-	int			cap;
-} AssetList;
-
-/* A growable string, for the JSON of the assets. */
-typedef struct StrBuf
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-} StrBuf;
-
 static int	usage_error(const char *fmt,...) __attribute__((format(printf, 1, 2)));
-static int	cmd_submit(PGconn *conn, const MbOptions *opts, char **args, int nargs);
 
 static const MbCommand commands[] = {
-	{"submit", HAS_SUBMIT_OPT, 0, 1, cmd_submit},
+	{"submit", HAS_SUBMIT_OPT, 0, INT_MAX, mb_submit},
 	{"watch", HAS_WATCH_OPT, 1, 1, mb_watch},
 	{"status", 0, 1, 1, mb_status},
 	{"top", HAS_TOP_OPT, 0, 0, mb_top},
@@ -102,15 +81,17 @@ usage(void)
 {
 	printf("%s submits photo-analysis batches to the moverz_batch extension and follows them.\n\n", progname);
 	printf("Usage:\n");
-	printf("  %s [OPTION]... submit --user=USER_ID {--project=UUID | --create-project=NAME} [FILE]\n", progname);
+	printf("  %s [OPTION]... submit --user=USER_ID {--project=UUID | --create-project=NAME} [FILE]...\n", progname);
 	printf("  %s [OPTION]... watch [--timeout=SECONDS] BATCH_ID\n", progname);
 	printf("  %s [OPTION]... status BATCH_ID\n", progname);
 	printf("  %s [OPTION]... top [--interval=SECONDS] [--once]\n", progname);
 	printf("\nCommands:\n");
-	printf("  submit    create a batch from FILE (default: standard input), one photo per\n"
+	printf("  submit    create a batch of the photos of the FILEs, in order, and print\n"
+		   "            its id.  A FILE that is a JPEG, PNG, WebP or GIF image (told by\n"
+		   "            its first bytes, not its name) is one photo, uploaded; any other\n"
+		   "            FILE (\"-\" or none: standard input) lists photos by URL, one a\n"
 		   "            line: \"URL [ROOM_TYPE]\"; blank lines and # comments are ignored;\n"
-		   "            the filename is the last segment of the URL's path; prints the\n"
-		   "            batch id\n");
+		   "            the filename is the last segment of the URL's path\n");
 	printf("  watch     follow a batch live (NOTIFY moverz_batch_progress) until it is\n"
 		   "            finished and its inventory is ready, then print the inventory;\n"
 		   "            on a terminal, a progress bar with the rate and the ETA (colours\n"
@@ -125,7 +106,17 @@ usage(void)
 		   "                              (its id is reported on standard error)\n");
 	printf("      --priority=PRIORITY     HIGH, NORMAL (default) or LOW\n");
 	printf("      --idempotency-key=KEY   the same KEY and input again return the same\n"
-		   "                              batch (with --project)\n");
+		   "                              batch (with --project, and URLs only: every\n"
+		   "                              upload of a file is a new one)\n");
+	printf("      --api-url=URL           base URL of the HTTP API that upload paths are\n"
+		   "                              relative to (default: $MOVERZ_API_URL)\n");
+	printf("Photo files are uploaded before the batch is created, with one request_uploads\n"
+		   "call for them all (--create-project creates the project then).  Each file is\n"
+		   "sent to its upload URL by HTTP PUT (libcurl) when that URL is absolute\n"
+		   "(moverz_batch.upload_base_url is set) or --api-url or $MOVERZ_API_URL is\n"
+		   "given; else its bytes go over the database connection (store_upload).  A\n"
+		   "line per file on standard error; the first file refused stops it all, and\n"
+		   "no batch is created.\n");
 	printf("\nOptions of watch:\n");
 	printf("      --timeout=SECONDS       give up after SECONDS (default: wait forever)\n");
 	printf("\nOptions of top:\n");
@@ -143,7 +134,8 @@ usage(void)
 	printf("  -?, --help                  show this help, then exit\n");
 	printf("\nExit status:\n");
 	printf("  0    success; watch: the batch is COMPLETED\n");
-	printf("  1    usage, connection or SQL error (the server's message is printed)\n");
+	printf("  1    usage, connection, SQL or upload error (the server's message is\n"
+		   "       printed)\n");
 	printf("  2    watch: the batch finished PARTIAL, FAILED or CANCELLED\n");
 	printf("  3    watch: --timeout expired before the batch and its inventory were done\n");
 	printf("  130  watch: interrupted (SIGINT)\n");
@@ -200,7 +192,7 @@ mb_realloc(void *old, size_t size)
 /*
  * mb_strdup: strdup, exiting on out of memory.
  */
-static char *
+char *
 mb_strdup(const char *s)
 {
 	size_t		n = strlen(s) + 1;
@@ -209,10 +201,11 @@ mb_strdup(const char *s)
 }
 
 /*
- * print_trimmed: "moverz-batch: LEVEL: TEXT" without TEXT's trailing newlines.
+ * mb_print_trimmed: "moverz-batch: LEVEL: TEXT" without TEXT's trailing
+ * newlines.
  */
-static void
-print_trimmed(const char *level, const char *text)
+void
+mb_print_trimmed(const char *level, const char *text)
 {
 	size_t		n = strlen(text);
 
@@ -239,16 +232,16 @@ mb_report_error(PGconn *conn, const PGresult *res)
 	{
 		const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
 
-		print_trimmed("error", *msg ? msg : PQerrorMessage(conn));
+		mb_print_trimmed("error", *msg ? msg : PQerrorMessage(conn));
 		return;
 	}
-	print_trimmed("error", primary);
+	mb_print_trimmed("error", primary);
 	detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 	hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
 	if (detail != NULL)
-		print_trimmed("detail", detail);
+		mb_print_trimmed("detail", detail);
 	if (hint != NULL)
-		print_trimmed("hint", hint);
+		mb_print_trimmed("hint", hint);
 }
 
 /*
@@ -268,298 +261,6 @@ mb_query(PGconn *conn, const char *sql, int nparams, const char *const *params)
 		mb_report_error(conn, res);
 	PQclear(res);
 	return NULL;
-}
-
-/*
- * sb_append: append n bytes to a StrBuf, growing it.
- */
-static void
-sb_append(StrBuf *sb, const char *s, size_t n)
-{
-	if (sb->len + n + 1 > sb->cap)
-	{
-		sb->cap = sb->cap ? sb->cap : 256;
-		while (sb->len + n + 1 > sb->cap)
-			sb->cap *= 2;
-		sb->data = mb_realloc(sb->data, sb->cap);
-	}
-	memcpy(sb->data + sb->len, s, n);
-	sb->len += n;
-	sb->data[sb->len] = '\0';
-}
-
-/*
- * sb_append_json_string: append s as a JSON string literal, escaped
- * (quote, backslash, control characters); other bytes are copied as they
- * are, and the server rejects what is not UTF-8.
- */
-static void
-sb_append_json_string(StrBuf *sb, const char *s)
-{
-	sb_append(sb, "\"", 1);
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-		char		esc[8];
-
-		if (c == '"' || c == '\\')
-		{
-			esc[0] = '\\';
-			esc[1] = (char) c;
-			sb_append(sb, esc, 2);
-		}
-		else if (c < 0x20)
-			sb_append(sb, esc, snprintf(esc, sizeof(esc), "\\u%04x", c));
-		else
-			sb_append(sb, s, 1);
-	}
-	sb_append(sb, "\"", 1);
-}
-
-/*
- * filename_from_url: the last segment of the URL's path (before any query
- * or fragment), at most 255 bytes cut on a character boundary; "photoN"
- * when the path has none.  Malloc'd.
- */
-static char *
-filename_from_url(const char *url, int position)
-{
-	const char *start = strstr(url, "://");
-	const char *path;
-	const char *end;
-	const char *seg;
-	size_t		n;
-	char	   *name;
-
-	start = start ? start + 3 : url;
-	path = start + strcspn(start, "/?#");	/* skip the authority */
-	end = path + strcspn(path, "?#");
-	seg = end;
-	while (seg > path && seg[-1] != '/')
-		seg--;
-	n = (size_t) (end - seg);
-	if (*path != '/' || n == 0)
-	{
-		name = mb_malloc(32);
-		snprintf(name, 32, "photo%d", position + 1);
-		return name;
-	}
-	if (n > 255)
-	{
-		n = 255;
-		while (n > 0 && ((unsigned char) seg[n] & 0xC0) == 0x80)
-			n--;
-	}
-	name = mb_malloc(n + 1);
-	memcpy(name, seg, n);
-	name[n] = '\0';
-	return name;
-}
-
-/*
- * parse_asset_line: one input line: "URL [ROOM_TYPE]", blank or "#
- * comment" (also after the fields).  Appends to list; false after
- * reporting a malformed line.
- */
-static bool
-parse_asset_line(char *line, const char *input, int line_no, AssetList *list)
-{
-	const char *ws = " \t\r\n\v\f";
-	char	   *field[3] = {NULL, NULL, NULL};
-	int			nfields = 0;
-	char	   *p = line;
-
-	while (nfields < 3)
-	{
-		p += strspn(p, ws);
-		if (*p == '\0' || *p == '#')
-			break;
-		field[nfields++] = p;
-		p += strcspn(p, ws);
-		if (*p != '\0')
-			*p++ = '\0';
-	}
-	if (nfields == 0)
-		return true;
-	if (nfields > 2)
-	{
-		mb_error("%s:%d: expected \"URL [ROOM_TYPE]\", found more fields", input, line_no);
-		return false;
-	}
-	if (list->n == list->cap)
-	{
-		list->cap = list->cap ? list->cap * 2 : 64;
-		list->items = mb_realloc(list->items, sizeof(Asset) * list->cap);
-	}
-	list->items[list->n].url = mb_strdup(field[0]);
-	list->items[list->n].room_type = field[1] ? mb_strdup(field[1]) : NULL;
-	list->items[list->n].line = line_no;
-	list->n++;
-	return true;
-}
-
-/*
- * read_assets: all the photos of an input; false after reporting an error.
- */
-static bool
-read_assets(FILE *in, const char *input, AssetList *list)
-{
-	char	   *line = NULL;
-	size_t		cap = 0;
-	ssize_t		len;
-	int			line_no = 0;
-	bool		ok = true;
-
-	errno = 0;
-	while (ok && (len = getline(&line, &cap, in)) >= 0)
-	{
-		line_no++;
-		if (memchr(line, '\0', (size_t) len) != NULL)
-		{
-			mb_error("%s:%d: unexpected NUL byte", input, line_no);
-			ok = false;
-		}
-		else
-			ok = parse_asset_line(line, input, line_no, list);
-	}
-	if (ok && ferror(in))
-	{
-		mb_error("could not read %s: %s", input, strerror(errno));
-		ok = false;
-	}
-	free(line);
-	return ok;
-}
-
-/*
- * assets_json: the "assets" array of create_batch.  Malloc'd.
- */
-static char *
-assets_json(const AssetList *list)
-{
-	StrBuf		sb = {NULL, 0, 0};
-
-	sb_append(&sb, "[", 1);
-	for (int i = 0; i < list->n; i++)
-	{
-		char	   *filename = filename_from_url(list->items[i].url, i);
-
-		sb_append(&sb, i > 0 ? ",\n {\"filename\": " : "{\"filename\": ", i > 0 ? 16 : 13);
-		sb_append_json_string(&sb, filename);
-		sb_append(&sb, ", \"url\": ", 9);
-		sb_append_json_string(&sb, list->items[i].url);
-		if (list->items[i].room_type)
-		{
-			sb_append(&sb, ", \"roomType\": ", 14);
-			sb_append_json_string(&sb, list->items[i].room_type);
-		}
-		sb_append(&sb, "}", 1);
-		free(filename);
-	}
-	sb_append(&sb, "]", 1);
-	return sb.data;
-}
-
-/*
- * free_assets: release an AssetList.
- */
-static void
-free_assets(AssetList *list)
-{
-	for (int i = 0; i < list->n; i++)
-	{
-		free(list->items[i].url);
-		free(list->items[i].room_type);
-	}
-	free(list->items);
-}
-
-/*
- * explain_asset_error: when the server's message names "assets[N]", say
- * which input line that photo came from.
- */
-static void
-explain_asset_error(const PGresult *res, const AssetList *list, const char *input)
-{
-	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char	   *end;
-	long		idx;
-
-	if (msg == NULL || strncmp(msg, "assets[", 7) != 0)
-		return;
-	idx = strtol(msg + 7, &end, 10);
-	if (end == msg + 7 || *end != ']' || idx < 0 || idx >= list->n)
-		return;
-	fprintf(stderr, "%s: detail: assets[%ld] is line %d of %s\n",
-			progname, idx, list->items[idx].line, input);
-}
-
-/*
- * run_create_batch: create the batch (and the project with
- * --create-project, in the same statement, so atomically); prints the
- * batch id.
- */
-static int
-run_create_batch(PGconn *conn, const MbOptions *opts, const char *json,
-				 const AssetList *list, const char *input)
-{
-	const char *params[5];
-	PGresult   *res;
-
-	params[0] = opts->create_project ? opts->create_project : opts->project;
-	params[1] = opts->user;
-	params[2] = json;
-	params[3] = opts->priority ? opts->priority : "NORMAL";
-	params[4] = opts->idempotency_key;
-	res = PQexecParams(conn, opts->create_project
-					   ? "SELECT p, moverz_batch.create_batch(p, $2, $3::jsonb, $4, $5) "
-					   "FROM moverz_batch.create_project($2, $1) AS p"
-					   : "SELECT $1::uuid, moverz_batch.create_batch($1::uuid, $2, $3::jsonb, $4, $5)",
-					   5, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-	{
-		mb_report_error(conn, res);
-		explain_asset_error(res, list, input);
-		PQclear(res);
-		return MB_EXIT_ERROR;
-	}
-	if (opts->create_project)
-		fprintf(stderr, "%s: created project %s\n", progname, PQgetvalue(res, 0, 0));
-	printf("%s\n", PQgetvalue(res, 0, 1));
-	PQclear(res);
-	return MB_EXIT_OK;
-}
-
-/*
- * cmd_submit: "submit [FILE]": a batch from a file of URLs or stdin.
- */
-static int
-cmd_submit(PGconn *conn, const MbOptions *opts, char **args, int nargs)
-{
-	const char *path = nargs > 0 && strcmp(args[0], "-") != 0 ? args[0] : NULL;
-	const char *input = path ? path : "standard input";
-	FILE	   *in = stdin;
-	AssetList	list = {NULL, 0, 0};
-	char	   *json;
-	int			rc;
-
-	if (path != NULL && (in = fopen(path, "r")) == NULL)
-	{
-		mb_error("could not open file \"%s\": %s", path, strerror(errno));
-		return MB_EXIT_ERROR;
-	}
-	if (!read_assets(in, input, &list))
-		rc = MB_EXIT_ERROR;
-	else
-	{
-		json = assets_json(&list);
-		rc = run_create_batch(conn, opts, json, &list, input);
-		free(json);
-	}
-	if (path != NULL)
-		fclose(in);
-	free_assets(&list);
-	return rc;
 }
 
 /*
@@ -613,6 +314,12 @@ parse_option(int c, const char *arg, MbOptions *opts)
 		case OPT_CREATE_PROJECT:
 			opts->create_project = arg;
 			return HAS_SUBMIT_OPT;
+		case OPT_API_URL:
+			opts->api_url = arg;
+			if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0)
+				return HAS_SUBMIT_OPT;
+			usage_error("--api-url must be an http:// or https:// URL, not \"%s\"", arg);
+			return -1;
 		case OPT_PRIORITY:
 			opts->priority = arg;
 			if (strcmp(arg, "HIGH") == 0 || strcmp(arg, "NORMAL") == 0 || strcmp(arg, "LOW") == 0)
@@ -655,6 +362,7 @@ parse_options(int argc, char **argv, MbOptions *opts, int *given)
 		{"priority", required_argument, NULL, OPT_PRIORITY},
 		{"idempotency-key", required_argument, NULL, OPT_IDEMPOTENCY_KEY},
 		{"create-project", required_argument, NULL, OPT_CREATE_PROJECT},
+		{"api-url", required_argument, NULL, OPT_API_URL},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"interval", required_argument, NULL, OPT_INTERVAL},
 		{"once", no_argument, NULL, OPT_ONCE},
@@ -702,9 +410,9 @@ check_command(const MbCommand *cmd, const MbOptions *opts, int given, int nargs)
 		problem = "missing argument of command";
 	else if (nargs > cmd->max_args)
 		problem = "too many arguments for command";
-	else if (cmd->run == cmd_submit && opts->user == NULL)
+	else if (cmd->run == mb_submit && opts->user == NULL)
 		problem = "--user is required by command";
-	else if (cmd->run == cmd_submit && (opts->project == NULL) == (opts->create_project == NULL))
+	else if (cmd->run == mb_submit && (opts->project == NULL) == (opts->create_project == NULL))
 		problem = "exactly one of --project and --create-project is required by command";
 	if (problem != NULL)
 		usage_error("%s \"%s\"", problem, cmd->name);
@@ -731,7 +439,7 @@ mb_connect(const MbOptions *opts)
 	}
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
-		print_trimmed("error", PQerrorMessage(conn));
+		mb_print_trimmed("error", PQerrorMessage(conn));
 		PQfinish(conn);
 		return NULL;
 	}

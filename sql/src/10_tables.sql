@@ -242,9 +242,21 @@ CREATE TABLE moverz_batch_internal.upload_bytes (
 );
 ALTER TABLE moverz_batch_internal.upload_bytes ALTER COLUMN bytes SET STORAGE EXTERNAL;
 
+-- The objects of the s3 store to delete (their upload was deleted: its
+-- photo went, or it expired unused), drained by the photo workers with
+-- presigned DELETEs; a failure is tried again later.
+CREATE TABLE moverz_batch_internal.object_deletions (
+    object_key       text PRIMARY KEY,
+    attempts         int NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    last_error       text
+);
+CREATE INDEX object_deletions_due_idx ON moverz_batch_internal.object_deletions (next_attempt_at);
+
 SELECT pg_catalog.pg_extension_config_dump('projects', '');
 SELECT pg_catalog.pg_extension_config_dump('uploads', '');
 SELECT pg_catalog.pg_extension_config_dump('moverz_batch_internal.upload_bytes', '');
+SELECT pg_catalog.pg_extension_config_dump('moverz_batch_internal.object_deletions', '');
 SELECT pg_catalog.pg_extension_config_dump('batches', '');
 SELECT pg_catalog.pg_extension_config_dump('photos', '');
 SELECT pg_catalog.pg_extension_config_dump('inventory_sync_jobs', '');

@@ -108,9 +108,12 @@ SELECT a.id, p_batch_id, a.position, p_project_id, p_user_id, a.filename,
   FROM (SELECT r.* FROM moverz_batch_internal.asset_rows(assets) AS r WHERE NOT v_uploads
         UNION ALL
         SELECT r.id, r.position, coalesce(r.filename, u.filename), r.file_path, r.url, r.room_type,
-               coalesce(r.checksum, u.checksum),
+               -- (an s3 upload's bytes are not known yet: a checksum of its
+               -- own until its worker downloads them, settle_downloads)
+               coalesce(r.checksum, u.checksum, 's3:' || u.id),
                CASE WHEN r.upload_id IS NULL THEN r.first_id
-                    ELSE nullif(first_value(r.id) OVER (PARTITION BY u.checksum ORDER BY r.position), r.id) END,
+                    ELSE nullif(first_value(r.id) OVER (PARTITION BY coalesce(u.checksum, 's3:' || u.id)
+                                                        ORDER BY r.position), r.id) END,
                r.upload_id
           FROM moverz_batch_internal.asset_rows(assets) AS r
           LEFT JOIN moverz_batch.uploads u ON u.id = r.upload_id

@@ -7,7 +7,11 @@
 --
 -- Settings: moverz_batch.upload_url_ttl (15 min), max_upload_bytes (5 MB),
 -- upload_base_url (where clients reach the HTTP API; empty: the URLs are
--- paths on it).  The bytes are kept in the database (the store "database").
+-- paths on it), object_store: "database" (the bytes in upload_bytes) or
+-- "s3" (an S3-compatible store, moverz_batch.s3_*: the URLs are presigned
+-- PUTs to it, the bytes never pass through PostgreSQL, the workers
+-- download them, settle_downloads gives them their checksum, and their
+-- objects are deleted through object_deletions).
 
 -- image_type: the image type of bytes from their magic numbers (JPEG, PNG,
 -- GIF, WebP), or NULL.
@@ -19,6 +23,19 @@ SELECT CASE
     WHEN substr(p_bytes, 1, 6) IN ('GIF87a'::bytea, 'GIF89a'::bytea) THEN 'image/gif'
     WHEN substr(p_bytes, 1, 4) = 'RIFF'::bytea AND substr(p_bytes, 9, 4) = 'WEBP'::bytea THEN 'image/webp'
 END
+$$;
+
+-- s3_presign: a presigned URL of the s3 store for method on key, valid
+-- expires_s seconds from at (C, src/object_store.c).
+CREATE FUNCTION moverz_batch_internal.s3_presign(method text, key text, expires_s int,
+                                                 at timestamptz DEFAULT now()) RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'moverz_s3_presign';
+
+-- upload_object_key: the key of an upload's object in the s3 store.
+CREATE FUNCTION moverz_batch_internal.upload_object_key(p_project_id uuid, p_upload_id uuid) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT 'uploads/' || p_project_id || '/' || p_upload_id
 $$;
 
 -- upload_setting: a setting of the uploads, as the server has it, or its
@@ -68,12 +85,14 @@ $$;
 -- ([{"filename", "contentType", "size"}]), for a project of the user:
 -- [{"uploadId", "filename", "method": "PUT", "url", "headers", "expiresAt"}],
 -- in the order of files.  Only the SHA-256 of each URL's token is kept.
+-- With the s3 store, each URL is a presigned PUT to the store.
 CREATE FUNCTION request_uploads(project_id uuid, user_id text, files jsonb) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_max bigint := pg_size_bytes(moverz_batch_internal.upload_setting('max_upload_bytes', '5MB'));
     v_ttl interval := moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval;
     v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
+    v_store text := moverz_batch_internal.upload_setting('object_store', 'database');
     v_n int;
     v_out jsonb;
 BEGIN
@@ -103,14 +122,18 @@ BEGIN
         INSERT INTO moverz_batch.uploads (id, project_id, user_id, filename, content_type, size, store,
                                           token_sha256, expires_at)
         SELECT t.id, request_uploads.project_id, request_uploads.user_id, t.v ->> 'filename',
-               t.v ->> 'contentType', (t.v ->> 'size')::int, 'database',
+               t.v ->> 'contentType', (t.v ->> 'size')::int, v_store,
                sha256(convert_to(t.token, 'UTF8')), now() + v_ttl
           FROM t
         RETURNING id, expires_at
     )
     SELECT jsonb_agg(jsonb_build_object(
                'uploadId', t.id, 'filename', t.v ->> 'filename', 'method', 'PUT',
-               'url', v_base || '/api/uploads/' || t.id || '?token=' || t.token,
+               'url', CASE v_store
+                          WHEN 's3' THEN moverz_batch_internal.s3_presign(
+                              'PUT', moverz_batch_internal.upload_object_key(request_uploads.project_id, t.id),
+                              extract(epoch FROM v_ttl)::int)
+                          ELSE v_base || '/api/uploads/' || t.id || '?token=' || t.token END,
                'headers', jsonb_build_object('Content-Type', t.v ->> 'contentType'),
                'expiresAt', ins.expires_at) ORDER BY t.i)
       INTO v_out
@@ -122,7 +145,8 @@ $$;
 -- store_upload: the bytes of an upload, sent to its URL (the database
 -- store).  The token authorises, once, before the URL expires; the bytes
 -- must be an image of the announced type (magic numbers) and at most the
--- announced size.  Returns {"uploadId", "size", "sha256"}.  Errors:
+-- announced size.  The upload may then be attached to a batch for another
+-- upload_url_ttl (a slow upload of many files is not lost).  Returns {"uploadId", "size", "sha256"}.  Errors:
 -- 42501 an unknown upload or a wrong token (the same), 55000 expired,
 -- 55006 already uploaded, 54000 too large, 22023 not an image of its type.
 CREATE FUNCTION store_upload(upload_id uuid, token text, bytes bytea) RETURNS jsonb
@@ -157,7 +181,11 @@ BEGIN
     END IF;
     v_sum := encode(sha256(bytes), 'hex');
     INSERT INTO moverz_batch_internal.upload_bytes (upload_id, bytes) VALUES (u.id, bytes);
-    UPDATE moverz_batch.uploads x SET uploaded_at = now(), checksum = v_sum, size = length(bytes)
+    -- once uploaded, it may be attached for another upload_url_ttl
+    UPDATE moverz_batch.uploads x
+       SET uploaded_at = now(), checksum = v_sum, size = length(bytes),
+           expires_at = greatest(x.expires_at,
+                                 now() + moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval)
      WHERE x.id = u.id;
     RETURN jsonb_build_object('uploadId', u.id, 'size', length(bytes), 'sha256', v_sum);
 END
@@ -167,7 +195,8 @@ $$;
 -- uploads of this user and project, completed, not expired, not used yet.
 -- Their rows are locked (FOR UPDATE, in id order) until the batch commits,
 -- so an upload becomes one photo only.  Raises the first broken rule,
--- naming the element.
+-- naming the element.  (Whether the client did PUT an s3 upload's file is
+-- not known here: its photo's worker finds out, settle_downloads.)
 CREATE FUNCTION moverz_batch_internal.check_uploads(p_project_id uuid, p_user_id text, assets jsonb) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -176,7 +205,9 @@ BEGIN
     PERFORM 1 FROM moverz_batch.uploads u
      WHERE u.id IN (SELECT (e ->> 'uploadId')::uuid FROM jsonb_array_elements(assets) e WHERE e ? 'uploadId')
      ORDER BY u.id FOR UPDATE;
-    FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id, u.uploaded_at,
+    FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id,
+                    CASE WHEN u.store = 's3' THEN coalesce(u.uploaded_at, u.created_at) ELSE u.uploaded_at END
+                        AS uploaded_at,
                     u.expires_at, u.photo_id, count(*) OVER (PARTITION BY a.e ->> 'uploadId') AS times
                FROM jsonb_array_elements(assets) WITH ORDINALITY AS a(e, i)
                LEFT JOIN moverz_batch.uploads u ON u.id = (a.e ->> 'uploadId')::uuid
@@ -197,6 +228,103 @@ BEGIN
         END IF;
     END LOOP;
 END
+$$;
+
+-- settle_downloads: the photo workers downloaded the files of s3 uploads
+-- (p_rows [{"id": photo, "sha256", "size"}]), before any AI call: each
+-- photo, still claimed by incarnation p_token, takes its checksum, and
+--   'done' when a photo of the project with the same bytes is DONE: it
+--          takes that analysis (no AI call, the attempt not counted);
+--   'wait' when one with the same bytes is waiting or in flight: it becomes
+--          its duplicate (PENDING, takes its outcome: settle_duplicates);
+--   'send' otherwise; 'gone' when it is no longer this worker's (cancelled).
+-- Lock order: the photo, then the original it matches (FOR SHARE, its
+-- write-back waits; re-checked under the lock).
+CREATE FUNCTION moverz_batch_internal.settle_downloads(p_token bigint, p_rows jsonb)
+RETURNS TABLE (id uuid, action text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    r record;
+    p moverz_batch.photos;
+    o moverz_batch.photos;
+BEGIN
+    FOR r IN SELECT (e ->> 'id')::uuid AS pid, e ->> 'sha256' AS sum, (e ->> 'size')::int AS size
+               FROM jsonb_array_elements(p_rows) e ORDER BY 1 LOOP
+        id := r.pid;
+        SELECT * INTO p FROM moverz_batch.photos x
+         WHERE x.id = r.pid AND x.claim_token = p_token AND x.status = 'PROCESSING' FOR UPDATE;
+        IF p.id IS NULL THEN
+            action := 'gone';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        UPDATE moverz_batch.uploads u SET checksum = r.sum, size = r.size, uploaded_at = coalesce(u.uploaded_at, now())
+         WHERE u.id = p.upload_id;
+        SELECT * INTO o FROM moverz_batch.photos x
+         WHERE x.project_id = p.project_id AND x.checksum = r.sum AND x.duplicate_of IS NULL AND x.id <> p.id
+           AND x.status IN ('DONE', 'PENDING', 'PROCESSING')
+         ORDER BY x.status = 'DONE' DESC, x.finished_at, x.id
+         LIMIT 1 FOR SHARE;
+        IF o.id IS NOT NULL AND o.status = 'DONE' THEN
+            UPDATE moverz_batch.photos x
+               SET checksum = r.sum, status = 'DONE', duplicate_of = o.id, analysis = o.analysis,
+                   room_type = coalesce(x.room_type, o.room_type), attempts = x.attempts - 1,
+                   claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+                   finished_at = now(), updated_at = now()
+             WHERE x.id = p.id;
+            action := 'done';
+        ELSIF o.id IS NOT NULL THEN
+            UPDATE moverz_batch.photos x
+               SET checksum = r.sum, status = 'PENDING', duplicate_of = o.id, attempts = x.attempts - 1,
+                   claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()
+             WHERE x.id = p.id;
+            action := 'wait';
+        ELSE
+            UPDATE moverz_batch.photos x SET checksum = r.sum, updated_at = now() WHERE x.id = p.id;
+            action := 'send';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- uploads_objects_trigger: the objects of the s3 uploads deleted (with
+-- their photo, or expired) are queued for deletion (statement-level).
+CREATE FUNCTION moverz_batch_internal.uploads_objects_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO moverz_batch_internal.object_deletions (object_key)
+    SELECT moverz_batch_internal.upload_object_key(o.project_id, o.id) FROM old_rows o WHERE o.store = 's3'
+    ON CONFLICT (object_key) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER uploads_objects AFTER DELETE ON uploads
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION moverz_batch_internal.uploads_objects_trigger();
+
+-- claim_object_deletions: up to p_limit objects whose deletion is due,
+-- leased for a minute (a worker that dies lets another one try).
+CREATE FUNCTION moverz_batch_internal.claim_object_deletions(p_limit int) RETURNS SETOF text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+UPDATE moverz_batch_internal.object_deletions d
+   SET next_attempt_at = now() + interval '1 minute', attempts = d.attempts + 1
+ WHERE d.object_key IN (SELECT x.object_key FROM moverz_batch_internal.object_deletions x
+                         WHERE x.next_attempt_at <= now()
+                         ORDER BY x.next_attempt_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
+RETURNING d.object_key
+$$;
+
+-- finish_object_deletions: the objects deleted (or found absent) leave the
+-- queue; a failure [{"key", "error"}] is tried again later (backoff).
+CREATE FUNCTION moverz_batch_internal.finish_object_deletions(p_done text[], p_failed jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+DELETE FROM moverz_batch_internal.object_deletions d WHERE d.object_key = ANY (p_done);
+UPDATE moverz_batch_internal.object_deletions d
+   SET last_error = f ->> 'error',
+       next_attempt_at = now() + least(interval '1 hour', interval '10 seconds' * power(2, least(d.attempts, 12)))
+  FROM jsonb_array_elements(coalesce(p_failed, '[]')) f
+ WHERE d.object_key = f ->> 'key';
 $$;
 
 -- expire_uploads: delete the uploads never attached to a batch whose URL

@@ -28,7 +28,8 @@
 -- transaction): the claim looks for a user's photos from the creation of
 -- the user's oldest open batch on.
 -- An uploaded photo comes with its bytes (upload_bytes; NULL when they are
--- gone) and their type: the worker sends them inline.  p_byte_budget caps
+-- gone) and their type: the worker sends them inline; one of the s3 store
+-- with its object's key instead: the worker downloads it first.  p_byte_budget caps
 -- the bytes of the uploaded photos of one claim (NULL: no cap): photos are
 -- taken in order while their running total stays within it, and the first
 -- one whatever its size when p_first_anyway (the worker has none in flight).
@@ -36,7 +37,8 @@ CREATE FUNCTION moverz_batch_internal.claim_photos(p_worker int, p_token bigint,
                              p_per_user int DEFAULT 0, p_byte_budget bigint DEFAULT NULL,
                              p_first_anyway boolean DEFAULT true)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
-               filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea)
+               filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea,
+               object_key text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF (SELECT c.paused FROM moverz_batch.control c) THEN
@@ -113,7 +115,10 @@ BEGIN
            CASE WHEN cl.upload_id IS NOT NULL
                 THEN (SELECT u.content_type FROM moverz_batch.uploads u WHERE u.id = cl.upload_id) END,
            CASE WHEN cl.upload_id IS NOT NULL
-                THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END
+                THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END,
+           CASE WHEN cl.upload_id IS NOT NULL
+                THEN (SELECT moverz_batch_internal.upload_object_key(u.project_id, u.id)
+                        FROM moverz_batch.uploads u WHERE u.id = cl.upload_id AND u.store = 's3') END
       FROM claimed cl JOIN chosen ch ON ch.id = cl.id
      ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END

@@ -174,6 +174,20 @@ COMMENT ON FUNCTION moverz_batch.store_upload(uuid, text, bytea) IS
     'Takes the bytes of an upload, authorised by its URL''s token, once, before the URL expires; they must be an image of the announced type and size. Returns {uploadId, size, sha256}.';
 COMMENT ON FUNCTION moverz_batch_internal.check_uploads(uuid, text, jsonb) IS
     'Internal: the uploadId elements of create_batch''s assets name uploads of the user and project, completed, not expired, not used; locks them; called by insert_photos.';
+COMMENT ON FUNCTION moverz_batch_internal.s3_presign(text, text, integer, timestamp with time zone) IS
+    'Internal: a presigned URL (AWS SigV4) of the s3 store for a method on an object key, valid expires_s seconds from at; SQL-callable C, called by request_uploads.';
+COMMENT ON FUNCTION moverz_batch_internal.upload_object_key(uuid, uuid) IS
+    'Internal: the key of an upload''s object in the s3 store, uploads/<project>/<upload>; called by request_uploads, claim_photos and uploads_objects_trigger.';
+COMMENT ON FUNCTION moverz_batch_internal.settle_downloads(bigint, jsonb) IS
+    'Internal: photos of s3 uploads whose files a worker downloaded take their SHA-256 and, before any AI call, the analysis of a DONE photo with the same bytes (done), or wait for one in flight (wait), or are sent (send); called by the photo workers.';
+COMMENT ON FUNCTION moverz_batch_internal.uploads_objects_trigger() IS
+    'Internal: trigger function of uploads (after DELETE): the objects of the s3 uploads deleted are queued in object_deletions.';
+COMMENT ON FUNCTION moverz_batch_internal.claim_object_deletions(integer) IS
+    'Internal: up to p_limit objects of the s3 store whose deletion is due, leased for a minute; called by the photo workers.';
+COMMENT ON FUNCTION moverz_batch_internal.finish_object_deletions(text[], jsonb) IS
+    'Internal: objects deleted leave the queue, failed deletions are tried again later; called by the photo workers.';
+COMMENT ON TABLE moverz_batch_internal.object_deletions IS
+    'Internal: objects of the s3 store to delete (their upload was deleted), drained by the photo workers.';
 COMMENT ON FUNCTION moverz_batch_internal.expire_uploads() IS
     'Internal: deletes the uploads never attached to a batch whose URL expired, with their bytes; called by the inventory worker and by purge.';
 

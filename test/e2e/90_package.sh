@@ -188,10 +188,12 @@ ok $rc "tools/demo.sh --installed: the demo runs from the package"
 grep -qF "== using the installed moverz_batch and /usr/bin/moverz-batch (moverz-batch (moverz_batch) $VERSION)" \
     "$W/demo.log"
 ok $? "with the package's moverz-batch $VERSION"
-is "$(grep -c '^Batch .*: PARTIAL, 6 of 7 photos analysed, 1 failed$' "$W/demo.log")" 2 \
-   "its batch: PARTIAL, 6 of 7 analysed (watch, then the summary)"
-is "$(tail -n 14 "$W/demo.log" | grep -E '^ total +\|' | tr -s ' ')" " total | 43 | 23.1" \
-   "the summary ends the output: the inventory's total, 43 items, 23.1 m3"
+is "$(grep -c '^moverz-batch: uploaded [1-3]/3 [a-z_]*\.png [0-9]* kB$' "$W/demo.log")" 3 \
+   "its 3 photo files uploaded by the package's moverz-batch"
+is "$(grep -c '^Batch .*: PARTIAL, 9 of 10 photos analysed, 1 failed$' "$W/demo.log")" 2 \
+   "its batch: PARTIAL, 9 of 10 analysed (watch, then the summary)"
+is "$(tail -n 14 "$W/demo.log" | grep -E '^ total +\|' | tr -s ' ')" " total | 52 | 36.5" \
+   "the summary ends the output: the inventory's total, 52 items, 36.5 m3"
 is "$(find /tmp -maxdepth 1 -name 'moverz_batch.*' -newer "$W/files" -user postgres 2>/dev/null | wc -l)" 0 \
    "the demo's cluster is gone"
 

@@ -1,0 +1,557 @@
+/*-------------------------------------------------------------------------
+ *
+ * object_fetch.c
+ *		A photo worker's side of the s3 store (moverz_batch.object_store =
+ *		s3): download the file of an uploaded photo with a presigned GET
+ *		before the photo is sent, give the photo the SHA-256 of its bytes
+ *		before any AI call (settle_downloads: duplicates by content), and
+ *		delete the objects of the uploads deleted (presigned DELETEs).
+ *
+ * The transfers run in the AI client's curl multi loop
+ * (ai_client_add_transfer): a worker waits on nothing else, and no
+ * transaction is open while they are in flight.  A download counts as a
+ * request in flight; its bytes count in what the worker holds
+ * (moverz_batch.max_inflight_bytes).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "moverz_batch.h"
+
+#include <curl/curl.h>
+
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "s3_sign.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* How long a presigned GET or DELETE of a worker stays valid. */
+#define OBJECT_URL_TTL_S		300
+
+/* Deletions started at most per round, and how often a round runs. */
+#define DELETIONS_PER_ROUND		16
+#define DELETIONS_EVERY_MS		5000
+
+/* One download of a photo's file. */
+typedef struct Download
+{
+	struct ObjectFetcher *fetcher;
+	AiPhoto    *photo;			/* the claimed photo (this download's) */
+	StringInfoData body;		/* the bytes received */
+	bool		too_large;
+	long		status;			/* HTTP status, 0 when the transfer failed */
+	char		error[CURL_ERROR_SIZE];
+} Download;
+
+/* One deletion of an object. */
+typedef struct Deletion
+{
+	struct ObjectFetcher *fetcher;
+	char	   *key;
+	char		error[CURL_ERROR_SIZE];
+} Deletion;
+
+struct ObjectFetcher
+{
+	AiClient   *client;
+	MemoryContext cxt;			/* downloads, deletions and their lists */
+	List	   *finished;		/* Download *, ended, not settled yet */
+	int64		bytes;			/* held by the downloads, ended or not */
+	int			deleting;		/* deletions in flight */
+	List	   *deleted;		/* keys deleted (or absent) */
+	List	   *failed;			/* Deletion * that failed */
+	TimestampTz next_round;		/* of deletions */
+	SPIPlanPtr	settle_plan;
+	SPIPlanPtr	claim_plan;
+	SPIPlanPtr	finish_plan;
+};
+
+/*
+ * object_fetcher_create
+ *		The s3 side of a photo worker whose AI client is client.
+ */
+ObjectFetcher *
+object_fetcher_create(AiClient *client)
+{
+	ObjectFetcher *f = MemoryContextAllocZero(TopMemoryContext, sizeof(ObjectFetcher));
+
+	f->client = client;
+	f->cxt = AllocSetContextCreate(TopMemoryContext, "moverz_batch object store",
+								   ALLOCSET_DEFAULT_SIZES);
+	return f;
+}
+
+/*
+ * object_fetch_bytes
+ *		The bytes the downloads hold.
+ */
+int64
+object_fetch_bytes(ObjectFetcher *f)
+{
+	return f->bytes;
+}
+
+/*
+ * download_write
+ *		curl's write callback: append, up to max_upload_bytes.
+ */
+static size_t
+download_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	Download   *d = (Download *) arg;
+	size_t		n = size * nmemb;
+
+	if ((int64) d->body.len + (int64) n > (int64) moverz_max_upload_bytes)
+	{
+		d->too_large = true;
+		return 0;				/* curl ends the transfer: CURLE_WRITE_ERROR */
+	}
+	appendBinaryStringInfo(&d->body, data, (int) n);
+	d->fetcher->bytes += n;
+	return n;
+}
+
+/*
+ * download_done
+ *		A download ended: kept for object_fetch_settle().
+ */
+static void
+download_done(void *arg, void *easy, int rc)
+{
+	Download   *d = (Download *) arg;
+	MemoryContext oldcxt = MemoryContextSwitchTo(d->fetcher->cxt);
+
+	if (rc != CURLE_OK || curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &d->status) != CURLE_OK)
+	{
+		d->status = 0;
+		if (d->error[0] == '\0')
+			strlcpy(d->error, curl_easy_strerror((CURLcode) rc), sizeof(d->error));
+	}
+	curl_easy_cleanup(easy);
+	d->fetcher->finished = lappend(d->fetcher->finished, d);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * start_transfer
+ *		A GET (body into d) or a DELETE of url in the AI client's loop, with
+ *		the AI requests' time-outs.  NULL when it started, else why not.
+ */
+static const char *
+start_transfer(ObjectFetcher *f, const char *url, bool get, void *arg, char *errbuf,
+			   AiTransferDone done)
+{
+	CURL	   *easy = curl_easy_init();
+	CURLcode	rc = easy ? CURLE_OK : CURLE_FAILED_INIT;
+
+#define OBJ_SETOPT(opt, val) \
+	do { if (rc == CURLE_OK) rc = curl_easy_setopt(easy, (opt), (val)); } while (0)
+	OBJ_SETOPT(CURLOPT_URL, url);
+	OBJ_SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+	OBJ_SETOPT(CURLOPT_NOSIGNAL, 1L);
+	OBJ_SETOPT(CURLOPT_TIMEOUT_MS, (long) moverz_request_timeout_ms);
+	OBJ_SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) moverz_connect_timeout_ms);
+	OBJ_SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	OBJ_SETOPT(CURLOPT_USERAGENT, "moverz_batch/" MOVERZ_VERSION);
+	if (get)
+	{
+		OBJ_SETOPT(CURLOPT_WRITEFUNCTION, download_write);
+		OBJ_SETOPT(CURLOPT_WRITEDATA, arg);
+	}
+	else
+	{
+		OBJ_SETOPT(CURLOPT_CUSTOMREQUEST, "DELETE");
+		OBJ_SETOPT(CURLOPT_NOBODY, 1L);
+	}
+#undef OBJ_SETOPT
+	if (rc != CURLE_OK || !ai_client_add_transfer(f->client, easy, done, arg))
+	{
+		if (easy)
+			curl_easy_cleanup(easy);
+		return rc != CURLE_OK ? curl_easy_strerror(rc) : "curl_multi_add_handle failed";
+	}
+	return NULL;
+}
+
+/*
+ * object_fetch_start
+ *		Download the file of photo (an upload of the s3 store), which this
+ *		now owns.  A download that cannot start fails the photo (retried).
+ */
+void
+object_fetch_start(ObjectFetcher *f, AiPhoto *photo)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(f->cxt);
+	Download   *d = palloc0(sizeof(Download));
+	char		url[S3_SIGN_URL_MAX];
+	const char *err;
+
+	d->fetcher = f;
+	d->photo = photo;
+	initStringInfo(&d->body);
+	MemoryContextSwitchTo(oldcxt);
+	err = moverz_s3_url("GET", photo->object_key, OBJECT_URL_TTL_S, time(NULL), url);
+	if (err == NULL)
+		err = start_transfer(f, url, true, d, d->error, download_done);
+	if (err != NULL)
+	{
+		ai_client_fail_photo(f->client, photo, "NETWORK_ERROR",
+							 psprintf("object store: cannot download the uploaded file: %s", err));
+		pfree(d->body.data);
+		pfree(d);
+		pfree(photo);
+	}
+}
+
+/*
+ * image_matches
+ *		Do the bytes start as an image of media_type (magic numbers, as
+ *		image_type() in SQL)?
+ */
+static bool
+image_matches(const StringInfo b, const char *media_type)
+{
+	const unsigned char *p = (const unsigned char *) b->data;
+
+	if (strcmp(media_type, "image/jpeg") == 0)
+		return b->len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff;
+	if (strcmp(media_type, "image/png") == 0)
+		return b->len >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0;
+	if (strcmp(media_type, "image/gif") == 0)
+		return b->len >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0);
+	if (strcmp(media_type, "image/webp") == 0)
+		return b->len >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0;
+	return false;
+}
+
+/*
+ * download_failure
+ *		Why a finished download cannot be sent, with its error code (AI_ERROR
+ *		final, NETWORK_ERROR retried), or NULL when it can.
+ */
+static char *
+download_failure(Download *d, const char **code)
+{
+	*code = "AI_ERROR";
+	if (d->too_large)
+		return psprintf("the uploaded file is larger than moverz_batch.max_upload_bytes (%d bytes)",
+						moverz_max_upload_bytes);
+	if (d->status == 404 || d->status == 403)
+		return psprintf("the uploaded file is not in the object store (never uploaded, or deleted): HTTP %ld",
+						d->status);
+	*code = "NETWORK_ERROR";
+	if (d->status == 0)
+		return psprintf("object store: %s", d->error);
+	if (d->status != 200)
+		return psprintf("object store: HTTP %ld", d->status);
+	*code = "AI_ERROR";
+	if (d->body.len == 0 || !image_matches(&d->body, d->photo->media_type))
+		return psprintf("the uploaded file is not an %s image", d->photo->media_type);
+	return NULL;
+}
+
+/*
+ * with_image
+ *		A copy of photo carrying the bytes of d in base64, ready to send.
+ */
+static AiPhoto *
+with_image(Download *d)
+{
+	int			len = pg_b64_enc_len(d->body.len);
+	AiPhoto    *p = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(AiPhoto) + len + 1);
+	char	   *b64 = (char *) (p + 1);
+	int			enc;
+
+	*p = *d->photo;				/* its strings stay in d->photo until sent */
+	enc = pg_b64_encode(d->body.data, d->body.len, b64, len);
+	if (enc < 0)
+		elog(ERROR, "moverz_batch: could not encode a downloaded photo in base64");
+	b64[enc] = '\0';
+	p->image_b64 = b64;
+	p->image_bytes = d->body.len;
+	p->object_key = NULL;
+	return p;
+}
+
+/* What settle_txn reads and writes. */
+typedef struct SettleCall
+{
+	ObjectFetcher *f;
+	int64		claim_token;
+	StringInfoData rows;		/* [{"id", "sha256", "size"}] */
+	List	   *send;			/* ids (char *) to send */
+} SettleCall;
+
+/*
+ * settle_txn
+ *		Transaction body: settle_downloads(), the ids to send kept.
+ */
+static void
+settle_txn(void *arg)
+{
+	SettleCall *c = (SettleCall *) arg;
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		values[2];
+	int			rc;
+
+	values[0] = Int64GetDatum(c->claim_token);
+	values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(c->rows.data));
+	rc = SPI_execute_plan(moverz_saved_plan(&c->f->settle_plan,
+											"SELECT id::text, action FROM moverz_batch_internal.settle_downloads($1, $2)",
+											2, types),
+						  values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "moverz_batch: settle_downloads failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *action = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		if (action && strcmp(action, "send") == 0)
+		{
+			/* the list outlives SPI's memory */
+			MemoryContext oldcxt = MemoryContextSwitchTo(c->f->cxt);
+
+			c->send = lappend(c->send, pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 1)));
+			MemoryContextSwitchTo(oldcxt);
+		}
+	}
+}
+
+/*
+ * settle_list
+ *		The downloads that can be sent, as settle_downloads() rows in
+ *		c->rows; those that cannot fail their photo now and are freed.
+ *		Returns the ones kept.
+ */
+static List *
+settle_list(ObjectFetcher *f, SettleCall *c)
+{
+	List	   *kept = NIL;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	initStringInfo(&c->rows);
+	appendStringInfoChar(&c->rows, '[');
+	foreach(lc, f->finished)
+	{
+		Download   *d = (Download *) lfirst(lc);
+		const char *code;
+		char	   *why = download_failure(d, &code);
+		char		sum[65];
+
+		if (why == NULL && !moverz_sha256_hex(d->body.data, d->body.len, sum))
+			why = pstrdup("could not compute the SHA-256 of the uploaded file");
+		if (why != NULL)
+		{
+			ai_client_fail_photo(f->client, d->photo, code, why);
+			f->bytes -= d->body.len;
+			pfree(d->body.data);
+			pfree(d->photo);
+			pfree(d);
+			continue;
+		}
+		appendStringInfo(&c->rows, "%s{\"id\":\"%s\",\"sha256\":\"%s\",\"size\":%d}",
+						 kept == NIL ? "" : ",", d->photo->id, sum, d->body.len);
+		oldcxt = MemoryContextSwitchTo(f->cxt);	/* kept across turns */
+		kept = lappend(kept, d);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	appendStringInfoChar(&c->rows, ']');
+	return kept;
+}
+
+/*
+ * object_fetch_settle
+ *		The downloads that ended: failures fail their photo; the others
+ *		get their checksum in one transaction and those still to analyse
+ *		are sent.  When that transaction fails (a transient error), they
+ *		wait for the next turn; nothing is lost.
+ */
+void
+object_fetch_settle(ObjectFetcher *f, int64 claim_token)
+{
+	SettleCall	c;
+	List	   *kept;
+	ListCell   *lc;
+
+	if (f->finished == NIL)
+		return;
+	memset(&c, 0, sizeof(c));
+	c.f = f;
+	c.claim_token = claim_token;
+	kept = settle_list(f, &c);
+	list_free(f->finished);
+	f->finished = kept;
+	if (kept == NIL || !moverz_run_in_transaction(settle_txn, &c, "checksumming downloaded photos", NULL))
+		return;
+	foreach(lc, kept)
+	{
+		Download   *d = (Download *) lfirst(lc);
+		ListCell   *s;
+
+		foreach(s, c.send)
+		{
+			if (strcmp((char *) lfirst(s), d->photo->id) == 0)
+			{
+				AiPhoto    *p = with_image(d);
+
+				ai_client_start(f->client, p);
+				pfree(p);
+				break;
+			}
+		}
+		f->bytes -= d->body.len;
+		pfree(d->body.data);
+		pfree(d->photo);
+		pfree(d);
+	}
+	list_free(f->finished);
+	f->finished = NIL;
+	list_free_deep(c.send);
+}
+
+/*
+ * deletion_done
+ *		A deletion ended: deleted (2xx, or 404: already gone) or failed.
+ */
+static void
+deletion_done(void *arg, void *easy, int rc)
+{
+	Deletion   *d = (Deletion *) arg;
+	ObjectFetcher *f = d->fetcher;
+	MemoryContext oldcxt = MemoryContextSwitchTo(f->cxt);
+	long		status = 0;
+
+	if (rc == CURLE_OK && curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+		((status >= 200 && status < 300) || status == 404))
+	{
+		f->deleted = lappend(f->deleted, d->key);
+		pfree(d);
+	}
+	else
+	{
+		if (rc == CURLE_OK)
+			snprintf(d->error, sizeof(d->error), "HTTP %ld", status);
+		else if (d->error[0] == '\0')
+			strlcpy(d->error, curl_easy_strerror((CURLcode) rc), sizeof(d->error));
+		f->failed = lappend(f->failed, d);
+	}
+	curl_easy_cleanup(easy);
+	f->deleting--;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * claim_deletions_txn
+ *		Transaction body: the objects to delete now, started.
+ */
+static void
+claim_deletions_txn(void *arg)
+{
+	ObjectFetcher *f = (ObjectFetcher *) arg;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(DELETIONS_PER_ROUND)};
+	int			rc = SPI_execute_plan(moverz_saved_plan(&f->claim_plan,
+														"SELECT moverz_batch_internal.claim_object_deletions($1)",
+														1, types),
+									  values, NULL, false, 0);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "moverz_batch: claim_object_deletions failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Deletion   *d = MemoryContextAllocZero(f->cxt, sizeof(Deletion));
+		char		url[S3_SIGN_URL_MAX];
+		const char *err;
+
+		d->fetcher = f;
+		d->key = MemoryContextStrdup(f->cxt, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		err = moverz_s3_url("DELETE", d->key, OBJECT_URL_TTL_S, time(NULL), url);
+		if (err == NULL)
+			err = start_transfer(f, url, false, d, d->error, deletion_done);
+		if (err != NULL)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(f->cxt);
+
+			strlcpy(d->error, err, sizeof(d->error));
+			f->failed = lappend(f->failed, d);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		else
+			f->deleting++;
+	}
+}
+
+/*
+ * finish_deletions_txn
+ *		Transaction body: the outcomes of the deletions to the queue.
+ */
+static void
+finish_deletions_txn(void *arg)
+{
+	ObjectFetcher *f = (ObjectFetcher *) arg;
+	Oid			types[2] = {TEXTARRAYOID, JSONBOID};
+	Datum	   *keys = palloc(Max(1, list_length(f->deleted)) * sizeof(Datum));
+	StringInfoData failed;
+	Datum		values[2];
+	ListCell   *lc;
+	int			n = 0;
+	int			rc;
+
+	foreach(lc, f->deleted)
+		keys[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	initStringInfo(&failed);
+	appendStringInfoChar(&failed, '[');
+	foreach(lc, f->failed)
+	{
+		Deletion   *d = (Deletion *) lfirst(lc);
+
+		appendStringInfoString(&failed, failed.len > 1 ? ",{\"key\":" : "{\"key\":");
+		escape_json(&failed, d->key);
+		appendStringInfoString(&failed, ",\"error\":");
+		escape_json(&failed, d->error);
+		appendStringInfoChar(&failed, '}');
+	}
+	appendStringInfoChar(&failed, ']');
+	values[0] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(failed.data));
+	rc = SPI_execute_plan(moverz_saved_plan(&f->finish_plan,
+											"SELECT moverz_batch_internal.finish_object_deletions($1, $2)",
+											2, types),
+						  values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "moverz_batch: finish_object_deletions failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * object_deletions_run
+ *		Every few seconds, while an s3 store is configured: report the
+ *		deletions that ended, then start the due ones (a lease of a minute
+ *		covers them in the queue).
+ */
+void
+object_deletions_run(ObjectFetcher *f)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (f->deleting > 0)
+		return;
+	if ((f->deleted != NIL || f->failed != NIL) &&
+		moverz_run_in_transaction(finish_deletions_txn, f, "deleting objects of the s3 store", NULL))
+	{
+		list_free_deep(f->deleted);
+		list_free_deep(f->failed);
+		f->deleted = f->failed = NIL;
+	}
+	if (now < f->next_round || moverz_s3_bucket == NULL || moverz_s3_bucket[0] == '\0' ||
+		f->deleted != NIL || f->failed != NIL)
+		return;
+	f->next_round = TimestampTzPlusMilliseconds(now, DELETIONS_EVERY_MS);
+	moverz_run_in_transaction(claim_deletions_txn, f, "deleting objects of the s3 store", NULL);
+}
