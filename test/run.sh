@@ -7,7 +7,8 @@
 #   1. the pg_regress suite (sql/ + expected/), in database moverz_regress;
 #   2. the pgTAP suite (test/pgtap/*.sql, pg_prove), in database moverz_tap;
 #   3. the fakes of the model APIs (test/fake_providers), checked with the
-#      providers' official npm SDKs (pinned in its package-lock.json);
+#      providers' official npm SDKs (pinned in its package-lock.json), and the
+#      S3 signer (test/s3: AWS's example, the AWS SDK's presigner, s3rver);
 #   4. the end-to-end scenarios (test/e2e/[0-9]*.sh, TAP), against the background
 #      workers, which serve database postgres.
 # Everything it started is stopped whatever happens.  Ends with a line
@@ -88,6 +89,14 @@ if (cd test/fake_providers && npm ci --no-audit --no-fund --loglevel=error >/dev
     count $? "fake providers: sdk_check.js"
 else
     count 1 "fake providers: npm ci"
+fi
+
+echo "== the S3 signer (src/s3_sign.c): AWS's example, the AWS SDK's presigner, s3rver"
+if (cd test/s3 && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    prove --exec node test/s3/presign_check.js
+    count $? "s3 signer: presign_check.js"
+else
+    count 1 "s3 signer: npm ci"
 fi
 
 echo "== end-to-end scenarios"
