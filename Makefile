@@ -14,7 +14,7 @@ EXTVERSION  = 0.7.0
 
 MODULE_big  = moverz_batch
 OBJS        = src/moverz_batch.o src/shmem.o src/worker_common.o src/photo_worker.o \
-              src/claim.o src/ai_client.o src/ai_provider.o src/ai_contract.o src/ai_answer.o src/outage.o src/url_policy.o src/progress.o src/assets.o \
+              src/claim.o src/ai_client.o src/ai_result.o src/ai_provider.o src/ai_contract.o src/ai_answer.o src/outage.o src/url_policy.o src/progress.o src/assets.o \
               src/inventory_worker.o src/publish_queue.o src/publisher.o \
               src/s3_sign.o src/object_store.o src/object_fetch.o
 

@@ -14,15 +14,13 @@
  * in curl's cache: one epoll_ctl() per request (to arm it when the request
  * is sent) instead of three (add, and remove when the answer is read).
  *
- * A finished request becomes one JSON result object (see complete_photos()
- * in sql/src/60_worker.sql); classifying the answer by the contract is done
- * there, in SQL.  Here only transfer failures are named: TIMEOUT, or
- * NETWORK_ERROR.  A body is passed on as JSON only when it is valid JSON
- * that PostgreSQL can store, otherwise as (truncated) text.
+ * A finished request becomes one JSON result object (ai_result.c).  The
+ * same loop drives the object store's downloads and deletions
+ * (object_fetch.c, ai_client_add_transfer).
  *
  *-------------------------------------------------------------------------
  */
-#include "moverz_batch.h"
+#include "ai_client_int.h"
 
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -36,12 +34,6 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-/* Largest answer we accept from the AI service. */
-#define AI_MAX_RESPONSE		(1024 * 1024)
-/* Most JSON of results handed over for one write-back. */
-#define AI_MAX_WRITEBACK_BYTES	(64 * 1024 * 1024)
-/* Longest non-JSON body kept in an error message. */
-#define AI_MAX_BODY_TEXT	300
 /* Socket events handled per drive call. */
 #define AI_MAX_EVENTS		256
 
@@ -52,56 +44,6 @@
 #define SOCK_WANT_OUT	0x08	/* curl wants to write */
 #define SOCK_WANT		(SOCK_WANT_IN | SOCK_WANT_OUT)
 
-/*
- * Header lines of a request: Idempotency-Key, Content-Type, Accept, Expect
- * and the provider's (its key, its API version).
- */
-#define AI_HEADER_LINES		(4 + AI_AUTH_LINES)
-
-/* One request in flight. */
-typedef struct AiRequest
-{
-	dlist_node	node;
-	CURL	   *easy;
-	struct curl_slist headers[AI_HEADER_LINES];	/* linked here: no allocation */
-	char		idempotency[64];	/* "Idempotency-Key: <photo id>" */
-	char	   *auth[AI_AUTH_LINES];	/* copies of the shape's, or NULL */
-	int			provider;		/* the provider it was sent to */
-	char		prompt_version[32];	/* and the prompt, for a model API */
-	bool		sent;			/* handed to curl (not failed before leaving) */
-	StringInfoData payload;		/* the request body */
-	StringInfoData response;	/* the answer, as received */
-	bool		too_large;
-	char		id[40];
-	char		batch_id[40];
-	char	   *user_id;
-	int			attempt;
-	int64		image_bytes;	/* of an uploaded photo, held in payload */
-	AiTransferDone done;		/* a transfer of another kind: its callback */
-	void	   *done_arg;
-	TimestampTz started;
-	char		errbuf[CURL_ERROR_SIZE];
-} AiRequest;
-
-struct AiClient
-{
-	MemoryContext cxt;			/* requests and results live here */
-	MemoryContext parse_cxt;	/* scratch of moverz_json_parses(), reset per call */
-	CURLM	   *multi;
-	int			epfd;			/* epoll set of curl's sockets */
-	TimestampTz timer_due;		/* curl's next timeout; 0 = none */
-	uint8	   *sockets;		/* SOCK_* flags, by descriptor */
-	int			nsockets;		/* entries allocated */
-	dlist_head	inflight;
-	int			ninflight;
-	int64		image_bytes;	/* of the uploaded photos in flight */
-	CURL	   *idle[64];		/* easy handles kept for reuse */
-	int			nidle;
-	AiResult   *results;		/* finished, not yet written back */
-	int			nresults;
-	int			maxresults;
-	AiShape		shape;			/* where and how requests are sent */
-};
 
 /*
  * socket_flags
@@ -356,12 +298,6 @@ ai_client_image_bytes(AiClient *client)
 	return client->image_bytes;
 }
 
-int
-ai_client_result_count(AiClient *client)
-{
-	return client->nresults;
-}
-
 /*
  * ai_client_timeout_ms
  *		Milliseconds until curl's next timeout (0: due now; -1: none).
@@ -376,105 +312,6 @@ ai_client_timeout_ms(AiClient *client)
 		return -1;
 	TimestampDifference(GetCurrentTimestamp(), client->timer_due, &secs, &usecs);
 	return secs * 1000 + (usecs + 999) / 1000;
-}
-
-/*
- * append_body_text
- *		Append at most AI_MAX_BODY_TEXT bytes of a non-JSON body as a JSON
- *		string, cut at the first byte that is not valid text.
- */
-static void
-append_body_text(StringInfo buf, const char *data, int len)
-{
-	int			keep = Min(len, AI_MAX_BODY_TEXT);
-	int			valid = pg_verify_mbstr_len(GetDatabaseEncoding(), data, keep, true);
-	char	   *text;
-
-	/* pg_verify_mbstr_len returns -1 when invalid: find the valid prefix */
-	if (valid < 0)
-	{
-		while (keep > 0 && pg_verify_mbstr_len(GetDatabaseEncoding(), data, keep, true) < 0)
-			keep--;
-	}
-	text = pnstrdup(data, keep);
-	escape_json(buf, text);
-	pfree(text);
-}
-
-/*
- * add_result
- *		Turn a finished request into a result object for complete_photos().
- *		tcode is NULL when an HTTP answer arrived.
- */
-static void
-add_result(AiClient *client, AiRequest *req, long http_status,
-		   const char *tcode, const char *tmsg, long retry_after_ms)
-{
-	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
-	StringInfoData buf;
-	long		secs;
-	int			usecs;
-	int			head_len;
-
-	TimestampDifference(req->started, GetCurrentTimestamp(), &secs, &usecs);
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"id\":\"%s\",\"batch_id\":\"%s\",\"user_id\":",
-					 req->id, req->batch_id);
-	escape_json(&buf, req->user_id);
-	appendStringInfo(&buf, ",\"attempt\":%d,\"latency_ms\":%ld,\"provider\":\"%s\"",
-					 req->attempt, secs * 1000 + usecs / 1000, ai_provider_name(req->provider));
-	if (req->prompt_version[0] != '\0')
-	{
-		appendStringInfoString(&buf, ",\"prompt_version\":");
-		escape_json(&buf, req->prompt_version);
-	}
-	head_len = buf.len;
-	/*
-	 * down: a transfer failure or time-out, 408, 5xx (not an answer too
-	 * large); a request that failed before it left says nothing of the
-	 * service
-	 */
-	if (req->sent &&
-		moverz_outage_report(tcode != NULL ? strcmp(tcode, "AI_ERROR") != 0 :
-							 (http_status >= 500 || http_status == 408),
-							 tcode != NULL ? tmsg : NULL))
-		appendStringInfoString(&buf, ",\"outage\":true");
-	if (tcode != NULL)
-	{
-		appendStringInfoString(&buf, ",\"transport_code\":");
-		escape_json(&buf, tcode);
-		appendStringInfoString(&buf, ",\"transport_message\":");
-		escape_json(&buf, tmsg);
-	}
-	else
-	{
-		appendStringInfo(&buf, ",\"http_status\":%ld", http_status);
-		if (retry_after_ms > 0)
-			appendStringInfo(&buf, ",\"retry_after_ms\":%ld", retry_after_ms);
-		if (moverz_json_parses(req->response.data, req->response.len, client->parse_cxt))
-		{
-			appendStringInfoString(&buf, ",\"body\":");
-			appendBinaryStringInfo(&buf, req->response.data, req->response.len);
-		}
-		else
-		{
-			appendStringInfoString(&buf, ",\"body_text\":");
-			append_body_text(&buf, req->response.data, req->response.len);
-		}
-	}
-	appendStringInfoChar(&buf, '}');
-
-	if (client->nresults == client->maxresults)
-	{
-		client->maxresults = Max(64, client->maxresults * 2);
-		client->results = client->results ?
-			repalloc(client->results, client->maxresults * sizeof(AiResult)) :
-			palloc(client->maxresults * sizeof(AiResult));
-	}
-	client->results[client->nresults].json = buf.data;
-	client->results[client->nresults].head_len = head_len;
-	client->nresults++;
-	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
@@ -493,11 +330,11 @@ transfer_failure(AiRequest *req, CURLcode rc)
 }
 
 /*
- * release_request
+ * ai_release_request
  *		Give the easy handle back to the pool and free the request.
  */
-static void
-release_request(AiClient *client, AiRequest *req)
+void
+ai_release_request(AiClient *client, AiRequest *req)
 {
 	if (req->easy != NULL)
 	{
@@ -549,9 +386,9 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 		if (irc == CURLE_OK)
 			irc = curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after);
 		if (irc != CURLE_OK)
-			add_result(client, req, 0, "NETWORK_ERROR", curl_easy_strerror(irc), 0);
+			ai_add_result(client, req, 0, "NETWORK_ERROR", curl_easy_strerror(irc), 0);
 		else
-			add_result(client, req, status, NULL, NULL,
+			ai_add_result(client, req, status, NULL, NULL,
 					   retry_after > 0 ? (long) Min(Min(retry_after, (curl_off_t) 86400) * 1000,
 													(curl_off_t) moverz_max_retry_after_ms) : 0);
 	}
@@ -559,10 +396,10 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 			 curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 500)
 	{
 		/* a 5xx with a huge body is a 5xx (retried), its body cut */
-		add_result(client, req, status, NULL, NULL, 0);
+		ai_add_result(client, req, status, NULL, NULL, 0);
 	}
 	else
-		add_result(client, req, 0, transfer_failure(req, rc),
+		ai_add_result(client, req, 0, transfer_failure(req, rc),
 				   req->too_large ? "AI response larger than 1 MB" :
 				   (req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc)), 0);
 
@@ -570,7 +407,7 @@ finish_request(AiClient *client, AiRequest *req, CURLcode rc)
 				"curl_multi_remove_handle");
 	dlist_delete(&req->node);
 	client->ninflight--;
-	release_request(client, req);
+	ai_release_request(client, req);
 }
 
 #define SETOPT(req, opt, val) \
@@ -658,11 +495,11 @@ setup_easy(AiClient *client, AiRequest *req)
 }
 
 /*
- * new_request
+ * ai_new_request
  *		A request for photo, in the client's context, not yet sent.
  */
-static AiRequest *
-new_request(AiClient *client, const AiPhoto *photo)
+AiRequest *
+ai_new_request(AiClient *client, const AiPhoto *photo)
 {
 	AiRequest  *req = MemoryContextAllocZero(client->cxt, sizeof(AiRequest));
 
@@ -673,25 +510,6 @@ new_request(AiClient *client, const AiPhoto *photo)
 	req->provider = client->shape.provider;
 	req->started = GetCurrentTimestamp();
 	return req;
-}
-
-/*
- * ai_client_fail_photo
- *		A photo that cannot be sent becomes a failed result at once:
- *		code AI_ERROR is final, NETWORK_ERROR retried.  Nothing was sent:
- *		the AI service's circuit (outage.c) is not told.
- */
-void
-ai_client_fail_photo(AiClient *client, const AiPhoto *photo, const char *code, const char *message)
-{
-	AiRequest  *req = new_request(client, photo);
-	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
-
-	initStringInfo(&req->payload);
-	initStringInfo(&req->response);
-	MemoryContextSwitchTo(oldcxt);
-	add_result(client, req, 0, code, message, 0);
-	release_request(client, req);
 }
 
 /*
@@ -731,7 +549,7 @@ ai_client_add_transfer(AiClient *client, void *easy, AiTransferDone done, void *
 void
 ai_client_start(AiClient *client, const AiPhoto *photo)
 {
-	AiRequest  *req = new_request(client, photo);
+	AiRequest  *req = ai_new_request(client, photo);
 	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
 	CURLMcode	mrc;
 
@@ -761,20 +579,20 @@ ai_client_start(AiClient *client, const AiPhoto *photo)
 		strlcpy(req->errbuf, "the AI prompt could not be read from the database", CURL_ERROR_SIZE);
 	if (req->payload.len == 0 || !setup_easy(client, req))
 	{
-		add_result(client, req, 0, "NETWORK_ERROR", req->errbuf, 0);
+		ai_add_result(client, req, 0, "NETWORK_ERROR", req->errbuf, 0);
 		dlist_delete(&req->node);
 		client->ninflight--;
-		release_request(client, req);
+		ai_release_request(client, req);
 		return;
 	}
 	mrc = curl_multi_add_handle(client->multi, req->easy);
 	req->sent = (mrc == CURLM_OK);
 	if (mrc != CURLM_OK)
 	{
-		add_result(client, req, 0, "NETWORK_ERROR", curl_multi_strerror(mrc), 0);
+		ai_add_result(client, req, 0, "NETWORK_ERROR", curl_multi_strerror(mrc), 0);
 		dlist_delete(&req->node);
 		client->ninflight--;
-		release_request(client, req);
+		ai_release_request(client, req);
 	}
 }
 
@@ -846,34 +664,4 @@ ai_client_drive(AiClient *client, bool socket_ready)
 			elog(ERROR, "moverz_batch: finished transfer without its request");
 		finish_request(client, req, msg->data.result);
 	}
-}
-
-/*
- * ai_client_take_results
- *		Hand over up to max finished results (oldest first), and at most
- *		AI_MAX_WRITEBACK_BYTES of JSON (at least one): one write-back's
- *		array stays far below the 1 GB a string may hold.  The JSON strings
- *		belong to the caller, who pfree()s them once written.
- */
-int
-ai_client_take_results(AiClient *client, AiResult *results, int max)
-{
-	int			n = 0;
-	Size		bytes = 0;
-
-	while (n < Min(max, client->nresults))
-	{
-		Size		len = strlen(client->results[n].json);
-
-		if (n > 0 && bytes + len > AI_MAX_WRITEBACK_BYTES)
-			break;
-		bytes += len;
-		n++;
-	}
-
-	memcpy(results, client->results, n * sizeof(AiResult));
-	memmove(client->results, client->results + n,
-			(client->nresults - n) * sizeof(AiResult));
-	client->nresults -= n;
-	return n;
 }
