@@ -76,6 +76,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 void		_PG_init(void);
 
 static void define_worker_settings(void);
+static void define_guard_settings(void);
 
 /*
  * define_upload_settings
@@ -197,6 +198,7 @@ define_guc_settings(void)
 							   "ai_system_prompt().",
 							   &moverz_ai_system_prompt, "", PGC_SUSET, 0, NULL, NULL, NULL);
 	define_worker_settings();
+	define_guard_settings();
 	define_upload_settings();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("moverz_batch");
@@ -207,8 +209,7 @@ define_guc_settings(void)
 
 /*
  * define_worker_settings
- *		Declare the settings of the photo workers' pace, retries, guards
- *		and the progress publisher.
+ *		Declare the settings of the photo workers' pace and retries.
  */
 static void
 define_worker_settings(void)
@@ -276,6 +277,15 @@ define_worker_settings(void)
 							"0 turns the circuit off.",
 							&moverz_outage_max_wait_ms, 3600000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
+/*
+ * define_guard_settings
+ *		Declare the guards on the way in and the progress publisher's settings.
+ */
+static void
+define_guard_settings(void)
+{
 	DefineCustomStringVariable("moverz_batch.allowed_image_hosts",
 							   "Hosts of a private network that image URLs may name anyway (comma-separated).",
 							   "create_batch refuses URLs of localhost, private, link-local and reserved "

@@ -458,6 +458,25 @@ reconfigure(PhotoLoop *loop)
 }
 
 /*
+ * run_turn
+ *		One turn of the loop: what curl has, then refill the free slots
+ *		first (the requests leave), then claim, then write back.
+ */
+static void
+run_turn(PhotoLoop *loop, bool socket_ready)
+{
+	ai_client_drive(loop->client, socket_ready);
+	object_fetch_settle(loop->objects, loop->slot->claim_token);
+	send_ready(loop);
+	maintain_claims(loop);
+	ai_client_drive(loop->client, false);
+	object_fetch_settle(loop->objects, loop->slot->claim_token);
+	object_deletions_run(loop->objects);
+	write_back_results(loop);
+	report_activity(loop);
+}
+
+/*
  * moverz_photo_worker_main
  *		Entry point of photo worker number main_arg.
  */
@@ -496,17 +515,7 @@ moverz_photo_worker_main(Datum main_arg)
 		MemoryContextReset(loop_cxt);
 		if (moverz_process_interrupts())
 			reconfigure(&loop);
-
-		ai_client_drive(loop.client, socket_ready);
-		object_fetch_settle(loop.objects, loop.slot->claim_token);
-		/* refill the free slots first: the requests leave, then we write */
-		send_ready(&loop);
-		maintain_claims(&loop);
-		ai_client_drive(loop.client, false);
-		object_fetch_settle(loop.objects, loop.slot->claim_token);
-		object_deletions_run(loop.objects);
-		write_back_results(&loop);
-		report_activity(&loop);
+		run_turn(&loop, socket_ready);
 
 		socket_ready = false;
 		n = WaitEventSetWait(events, wait_timeout(&loop), occurred, lengthof(occurred),
