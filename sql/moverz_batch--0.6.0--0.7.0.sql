@@ -73,6 +73,7 @@ ALTER FUNCTION moverz_batch.worker_status_raw() SET SCHEMA moverz_batch_internal
 -- uploaded; the uploads and their bytes.
 ALTER TABLE photos ALTER COLUMN url DROP NOT NULL, ADD COLUMN upload_id uuid,
     ADD CONSTRAINT photos_url_or_upload CHECK ((url IS NULL) <> (upload_id IS NULL));
+CREATE UNIQUE INDEX photos_upload_idx ON photos (upload_id) WHERE upload_id IS NOT NULL;
 
 -- Direct upload of photo files (since 0.7.0): request_uploads makes one row
 -- per file with a signed single-use URL (the token's SHA-256 only is kept);
@@ -252,7 +253,8 @@ BEGIN
           ORDER BY batch_id;
         PERFORM moverz_batch_internal.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
         -- an uploaded photo's file goes with it (its bytes with the upload)
-        DELETE FROM moverz_batch.uploads u USING old_rows o WHERE o.upload_id IS NOT NULL AND u.id = o.upload_id;
+        DELETE FROM moverz_batch.uploads u USING old_rows o
+         WHERE o.upload_id IS NOT NULL AND u.id = o.upload_id AND u.photo_id = o.id;
     ELSE
         PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch_internal.status_delta_of(o.status, NULL)).* FROM old_rows o
@@ -861,7 +863,7 @@ BEGIN
     FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id,
                     CASE WHEN u.store = 's3' THEN coalesce(u.uploaded_at, u.created_at) ELSE u.uploaded_at END
                         AS uploaded_at,
-                    u.expires_at, u.photo_id, count(*) OVER (PARTITION BY a.e ->> 'uploadId') AS times
+                    u.expires_at, u.photo_id, count(*) OVER (PARTITION BY (a.e ->> 'uploadId')::uuid) AS times
                FROM jsonb_array_elements(assets) WITH ORDINALITY AS a(e, i)
                LEFT JOIN moverz_batch.uploads u ON u.id = (a.e ->> 'uploadId')::uuid
               WHERE a.e ? 'uploadId' ORDER BY a.i LOOP
@@ -883,7 +885,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION moverz_batch_internal.settle_downloads(p_token bigint, p_rows jsonb)
+CREATE OR REPLACE FUNCTION moverz_batch_internal.settle_downloads(p_token bigint, p_lease_ms int, p_rows jsonb)
 RETURNS TABLE (id uuid, action text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
@@ -891,11 +893,23 @@ DECLARE
     p moverz_batch.photos;
     o moverz_batch.photos;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(k, 0))
+       FROM (SELECT DISTINCT x.project_id || ':' || (e ->> 'sha256') AS k
+               FROM jsonb_array_elements(p_rows) e
+               JOIN moverz_batch.photos x ON x.id = (e ->> 'id')::uuid
+              ORDER BY 1) AS keys;
+    PERFORM 1 FROM moverz_batch.photos x
+     WHERE x.id IN (SELECT (e ->> 'id')::uuid FROM jsonb_array_elements(p_rows) e)
+        OR ((x.project_id, x.checksum) IN (SELECT y.project_id, e ->> 'sha256'
+                                              FROM jsonb_array_elements(p_rows) e
+                                              JOIN moverz_batch.photos y ON y.id = (e ->> 'id')::uuid)
+            AND x.duplicate_of IS NULL AND x.status IN ('DONE', 'PENDING', 'PROCESSING'))
+     ORDER BY x.id FOR UPDATE;
     FOR r IN SELECT (e ->> 'id')::uuid AS pid, e ->> 'sha256' AS sum, (e ->> 'size')::int AS size
                FROM jsonb_array_elements(p_rows) e ORDER BY 1 LOOP
         id := r.pid;
         SELECT * INTO p FROM moverz_batch.photos x
-         WHERE x.id = r.pid AND x.claim_token = p_token AND x.status = 'PROCESSING' FOR UPDATE;
+         WHERE x.id = r.pid AND x.claim_token = p_token AND x.status = 'PROCESSING';
         IF p.id IS NULL THEN
             action := 'gone';
             RETURN NEXT;
@@ -907,7 +921,7 @@ BEGIN
          WHERE x.project_id = p.project_id AND x.checksum = r.sum AND x.duplicate_of IS NULL AND x.id <> p.id
            AND x.status IN ('DONE', 'PENDING', 'PROCESSING')
          ORDER BY x.status = 'DONE' DESC, x.finished_at, x.id
-         LIMIT 1 FOR SHARE;
+         LIMIT 1;
         IF o.id IS NOT NULL AND o.status = 'DONE' THEN
             UPDATE moverz_batch.photos x
                SET checksum = r.sum, status = 'DONE', duplicate_of = o.id, analysis = o.analysis,
@@ -923,7 +937,9 @@ BEGIN
              WHERE x.id = p.id;
             action := 'wait';
         ELSE
-            UPDATE moverz_batch.photos x SET checksum = r.sum, updated_at = now() WHERE x.id = p.id;
+            UPDATE moverz_batch.photos x
+               SET checksum = r.sum, lease_until = now() + p_lease_ms * interval '1 millisecond', updated_at = now()
+             WHERE x.id = p.id;
             action := 'send';
         END IF;
         RETURN NEXT;
@@ -1182,7 +1198,7 @@ CREATE OR REPLACE FUNCTION moverz_batch_internal.claim_photos(p_worker int, p_to
                              p_first_anyway boolean DEFAULT true)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
                filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea,
-               object_key text)
+               object_key text, upload_size int)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF (SELECT c.paused FROM moverz_batch.control c) THEN
@@ -1235,7 +1251,7 @@ BEGIN
          ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
     ), chosen AS (
         -- within the byte budget
-        SELECT r.id, r.priority, r.turn, r.created_at FROM (
+        SELECT r.id, r.priority, r.turn, r.created_at, r.bytes FROM (
             SELECT r.*, sum(r.bytes) OVER w AS total, row_number() OVER w AS n FROM ranked r
             WINDOW w AS (ORDER BY r.priority DESC, r.turn, r.created_at ROWS UNBOUNDED PRECEDING)) r
          WHERE p_byte_budget IS NULL OR r.total <= p_byte_budget OR (r.n = 1 AND p_first_anyway)
@@ -1262,7 +1278,8 @@ BEGIN
                 THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END,
            CASE WHEN cl.upload_id IS NOT NULL
                 THEN (SELECT moverz_batch_internal.upload_object_key(u.project_id, u.id)
-                        FROM moverz_batch.uploads u WHERE u.id = cl.upload_id AND u.store = 's3') END
+                        FROM moverz_batch.uploads u WHERE u.id = cl.upload_id AND u.store = 's3') END,
+           ch.bytes
       FROM claimed cl JOIN chosen ch ON ch.id = cl.id
      ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END
@@ -2359,7 +2376,7 @@ COMMENT ON FUNCTION moverz_batch_internal.s3_presign(text, text, integer, timest
     'Internal: a presigned URL (AWS SigV4) of the s3 store for a method on an object key, valid expires_s seconds from at; SQL-callable C, called by request_uploads.';
 COMMENT ON FUNCTION moverz_batch_internal.upload_object_key(uuid, uuid) IS
     'Internal: the key of an upload''s object in the s3 store, uploads/<project>/<upload>; called by request_uploads, claim_photos and uploads_objects_trigger.';
-COMMENT ON FUNCTION moverz_batch_internal.settle_downloads(bigint, jsonb) IS
+COMMENT ON FUNCTION moverz_batch_internal.settle_downloads(bigint, integer, jsonb) IS
     'Internal: photos of s3 uploads whose files a worker downloaded take their SHA-256 and, before any AI call, the analysis of a DONE photo with the same bytes (done), or wait for one in flight (wait), or are sent (send); called by the photo workers.';
 COMMENT ON FUNCTION moverz_batch_internal.uploads_objects_trigger() IS
     'Internal: trigger function of uploads (after DELETE): the objects of the s3 uploads deleted are queued in object_deletions.';

@@ -145,7 +145,8 @@ image_of(HeapTuple row, TupleDesc desc, int col)
  * copy_photo
  *		The claimed photo of SPI row "row" (id, batch_id, project_id,
  *		user_id, url, filename, room_type, attempt, upload_id, media_type,
- *		image, object_key), in one chunk of cxt (freed with one pfree).  An uploaded
+ *		image, object_key, upload_size), in one chunk of cxt (freed with one
+ *		pfree).  An uploaded
  *		photo's bytes are kept in base64, as both model APIs take them.
  */
 static AiPhoto *
@@ -188,7 +189,8 @@ copy_photo(MemoryContext cxt, HeapTuple row, TupleDesc desc)
 	photo->object_key = object_key ? memcpy(dst, object_key, key_len) : NULL;
 	dst += key_len;
 	photo->image_b64 = NULL;
-	photo->image_bytes = image_len;
+	/* in the s3 store: the size announced, which its download may not pass */
+	photo->image_bytes = object_key ? pg_strtoint32(SPI_getvalue(row, desc, AI_PHOTO_NFIELDS + 6)) : image_len;
 	if (image)
 	{
 		int			enc = pg_b64_encode(VARDATA_ANY(image), image_len, dst, b64_len - 1);
@@ -223,7 +225,7 @@ claim_txn(void *arg)
 	values[6] = BoolGetDatum(call->held_bytes == 0);
 	run_plan(state, PLAN_CLAIM,
 			 "SELECT id, batch_id, project_id, user_id, url, filename, room_type, attempt,"
-			 "       upload_id, media_type, image, object_key"
+			 "       upload_id, media_type, image, object_key, upload_size"
 			 "  FROM moverz_batch_internal.claim_photos($1, $2, $3, $4, $5, $6, $7)", 7, types, values,
 			 false, "claim");
 

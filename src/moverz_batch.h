@@ -269,8 +269,10 @@ typedef struct ObjectFetcher ObjectFetcher;
 extern ObjectFetcher *object_fetcher_create(AiClient *client);
 extern int64 object_fetch_bytes(ObjectFetcher *f);
 extern void object_fetch_start(ObjectFetcher *f, AiPhoto *photo);
-extern void object_fetch_settle(ObjectFetcher *f, int64 claim_token);
-extern void object_deletions_run(ObjectFetcher *f);
+extern int	object_fetch_settle(ObjectFetcher *f, int64 claim_token, MemoryContext cxt,
+								AiPhoto ***out);
+extern int	object_fetch_abandon(ObjectFetcher *f, AiPhoto ***out);
+extern void object_deletions_run(ObjectFetcher *f, int free_slots);
 
 /* claim.c: the photo worker's transactions (SPI). */
 typedef struct ClaimState ClaimState;

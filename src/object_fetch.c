@@ -42,6 +42,7 @@ typedef struct Download
 {
 	struct ObjectFetcher *fetcher;
 	AiPhoto    *photo;			/* the claimed photo (this download's) */
+	void	   *easy;			/* its transfer */
 	StringInfoData body;		/* the bytes received */
 	bool		too_large;
 	long		status;			/* HTTP status, 0 when the transfer failed */
@@ -60,12 +61,14 @@ struct ObjectFetcher
 {
 	AiClient   *client;
 	MemoryContext cxt;			/* downloads, deletions and their lists */
+	List	   *active;			/* Download *, in flight */
 	List	   *finished;		/* Download *, ended, not settled yet */
-	int64		bytes;			/* held by the downloads, ended or not */
+	int64		bytes;			/* reserved by the downloads: their sizes */
 	int			deleting;		/* deletions in flight */
 	List	   *deleted;		/* keys deleted (or absent) */
 	List	   *failed;			/* Deletion * that failed */
 	TimestampTz next_round;		/* of deletions */
+	int			round_size;		/* deletions the free slots allow */
 	SPIPlanPtr	settle_plan;
 	SPIPlanPtr	claim_plan;
 	SPIPlanPtr	finish_plan;
@@ -98,21 +101,25 @@ object_fetch_bytes(ObjectFetcher *f)
 
 /*
  * download_write
- *		curl's write callback: append, up to max_upload_bytes.
+ *		curl's write callback: append, up to the size announced (reserved
+ *		in what the worker holds).
  */
 static size_t
 download_write(char *data, size_t size, size_t nmemb, void *arg)
 {
 	Download   *d = (Download *) arg;
 	size_t		n = size * nmemb;
+	long		status = 0;
 
-	if ((int64) d->body.len + (int64) n > (int64) moverz_max_upload_bytes)
+	/* an error's body (the store's XML) is not the file: not kept */
+	if (curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200)
+		return n;
+	if ((int64) d->body.len + (int64) n > d->photo->image_bytes)
 	{
 		d->too_large = true;
 		return 0;				/* curl ends the transfer: CURLE_WRITE_ERROR */
 	}
 	appendBinaryStringInfo(&d->body, data, (int) n);
-	d->fetcher->bytes += n;
 	return n;
 }
 
@@ -133,6 +140,7 @@ download_done(void *arg, void *easy, int rc)
 			strlcpy(d->error, curl_easy_strerror((CURLcode) rc), sizeof(d->error));
 	}
 	curl_easy_cleanup(easy);
+	d->fetcher->active = list_delete_ptr(d->fetcher->active, d);
 	d->fetcher->finished = lappend(d->fetcher->finished, d);
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -158,8 +166,14 @@ start_transfer(ObjectFetcher *f, const char *url, bool get, void *arg, char *err
 	OBJ_SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) moverz_connect_timeout_ms);
 	OBJ_SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	OBJ_SETOPT(CURLOPT_USERAGENT, "moverz_batch/" MOVERZ_VERSION);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	OBJ_SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	OBJ_SETOPT(CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
 	if (get)
 	{
+		((Download *) arg)->easy = easy;
 		OBJ_SETOPT(CURLOPT_WRITEFUNCTION, download_write);
 		OBJ_SETOPT(CURLOPT_WRITEDATA, arg);
 	}
@@ -179,6 +193,19 @@ start_transfer(ObjectFetcher *f, const char *url, bool get, void *arg, char *err
 }
 
 /*
+ * free_download
+ *		Free a download and its photo, its reservation given back.
+ */
+static void
+free_download(ObjectFetcher *f, Download *d)
+{
+	f->bytes -= d->photo->image_bytes;
+	pfree(d->body.data);
+	pfree(d->photo);
+	pfree(d);
+}
+
+/*
  * object_fetch_start
  *		Download the file of photo (an upload of the s3 store), which this
  *		now owns.  A download that cannot start fails the photo (retried).
@@ -194,17 +221,20 @@ object_fetch_start(ObjectFetcher *f, AiPhoto *photo)
 	d->fetcher = f;
 	d->photo = photo;
 	initStringInfo(&d->body);
+	f->active = lappend(f->active, d);
+	f->bytes += photo->image_bytes;
 	MemoryContextSwitchTo(oldcxt);
 	err = moverz_s3_url("GET", photo->object_key, OBJECT_URL_TTL_S, time(NULL), url);
 	if (err == NULL)
 		err = start_transfer(f, url, true, d, d->error, download_done);
 	if (err != NULL)
 	{
+		ereport(LOG,
+				(errmsg("moverz_batch: cannot download an uploaded file from the object store: %s", err)));
 		ai_client_fail_photo(f->client, photo, "NETWORK_ERROR",
-							 psprintf("object store: cannot download the uploaded file: %s", err));
-		pfree(d->body.data);
-		pfree(d);
-		pfree(photo);
+							 "the object store could not be reached (the server log says why)");
+		f->active = list_delete_ptr(f->active, d);
+		free_download(f, d);
 	}
 }
 
@@ -239,16 +269,20 @@ download_failure(Download *d, const char **code)
 {
 	*code = "AI_ERROR";
 	if (d->too_large)
-		return psprintf("the uploaded file is larger than moverz_batch.max_upload_bytes (%d bytes)",
-						moverz_max_upload_bytes);
-	if (d->status == 404 || d->status == 403)
-		return psprintf("the uploaded file is not in the object store (never uploaded, or deleted): HTTP %ld",
-						d->status);
+		return psprintf("the uploaded file is larger than the %lld bytes announced",
+						(long long) d->photo->image_bytes);
+	if (d->status == 404)
+		return pstrdup("the uploaded file is not in the object store (never uploaded, or deleted)");
+	/* unreachable, 5xx, or 403 (signature, clock, keys: a setting): retried */
 	*code = "NETWORK_ERROR";
-	if (d->status == 0)
-		return psprintf("object store: %s", d->error);
 	if (d->status != 200)
-		return psprintf("object store: HTTP %ld", d->status);
+	{
+		ereport(LOG,
+				(errmsg("moverz_batch: downloading an uploaded file from the object store failed: %s",
+						d->status == 0 ? d->error : psprintf("HTTP %ld", d->status))));
+		return psprintf("the object store could not be read (%s; the server log says more)",
+						d->status == 0 ? "unreachable" : psprintf("HTTP %ld", d->status));
+	}
 	*code = "AI_ERROR";
 	if (d->body.len == 0 || !image_matches(&d->body, d->photo->media_type))
 		return psprintf("the uploaded file is not an %s image", d->photo->media_type);
@@ -257,23 +291,50 @@ download_failure(Download *d, const char **code)
 
 /*
  * with_image
- *		A copy of photo carrying the bytes of d in base64, ready to send.
+ *		A copy of the photo of d, in one chunk of cxt, carrying its bytes in
+ *		base64: ready to send.
  */
 static AiPhoto *
-with_image(Download *d)
+with_image(Download *d, MemoryContext cxt)
 {
-	int			len = pg_b64_enc_len(d->body.len);
-	AiPhoto    *p = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(AiPhoto) + len + 1);
-	char	   *b64 = (char *) (p + 1);
+	const AiPhoto *src = d->photo;
+	const char *strs[] = {src->id, src->batch_id, src->project_id, src->user_id, src->filename,
+	src->room_type, src->media_type};
+	Size		lens[lengthof(strs)];
+	Size		b64 = pg_b64_enc_len(d->body.len) + 1;
+	Size		total = sizeof(AiPhoto) + b64;
+	AiPhoto    *p;
+	char	   *dst;
 	int			enc;
 
-	*p = *d->photo;				/* its strings stay in d->photo until sent */
-	enc = pg_b64_encode(d->body.data, d->body.len, b64, len);
+	for (int i = 0; i < (int) lengthof(strs); i++)
+		total += (lens[i] = strs[i] ? strlen(strs[i]) + 1 : 0);
+	p = MemoryContextAllocHuge(cxt, total);
+	*p = *src;
+	dst = (char *) (p + 1);
+	for (int i = 0; i < (int) lengthof(strs); i++)
+	{
+		const char *copy = strs[i] ? memcpy(dst, strs[i], lens[i]) : NULL;
+
+		switch (i)
+		{
+			case 0: p->id = copy; break;
+			case 1: p->batch_id = copy; break;
+			case 2: p->project_id = copy; break;
+			case 3: p->user_id = copy; break;
+			case 4: p->filename = copy; break;
+			case 5: p->room_type = copy; break;
+			default: p->media_type = copy; break;
+		}
+		dst += lens[i];
+	}
+	enc = pg_b64_encode(d->body.data, d->body.len, dst, b64 - 1);
 	if (enc < 0)
 		elog(ERROR, "moverz_batch: could not encode a downloaded photo in base64");
-	b64[enc] = '\0';
-	p->image_b64 = b64;
+	dst[enc] = '\0';
+	p->image_b64 = dst;
 	p->image_bytes = d->body.len;
+	p->url = NULL;
 	p->object_key = NULL;
 	return p;
 }
@@ -295,15 +356,16 @@ static void
 settle_txn(void *arg)
 {
 	SettleCall *c = (SettleCall *) arg;
-	Oid			types[2] = {INT8OID, JSONBOID};
-	Datum		values[2];
+	Oid			types[3] = {INT8OID, INT4OID, JSONBOID};
+	Datum		values[3];
 	int			rc;
 
 	values[0] = Int64GetDatum(c->claim_token);
-	values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(c->rows.data));
+	values[1] = Int32GetDatum(moverz_lease_timeout_ms);
+	values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(c->rows.data));
 	rc = SPI_execute_plan(moverz_saved_plan(&c->f->settle_plan,
-											"SELECT id::text, action FROM moverz_batch_internal.settle_downloads($1, $2)",
-											2, types),
+											"SELECT id::text, action FROM moverz_batch_internal.settle_downloads($1, $2, $3)",
+											3, types),
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "moverz_batch: settle_downloads failed: %s", SPI_result_code_string(rc));
@@ -350,10 +412,7 @@ settle_list(ObjectFetcher *f, SettleCall *c)
 		if (why != NULL)
 		{
 			ai_client_fail_photo(f->client, d->photo, code, why);
-			f->bytes -= d->body.len;
-			pfree(d->body.data);
-			pfree(d->photo);
-			pfree(d);
+			free_download(f, d);
 			continue;
 		}
 		appendStringInfo(&c->rows, "%s{\"id\":\"%s\",\"sha256\":\"%s\",\"size\":%d}",
@@ -368,28 +427,38 @@ settle_list(ObjectFetcher *f, SettleCall *c)
 
 /*
  * object_fetch_settle
- *		The downloads that ended: failures fail their photo; the others
- *		get their checksum in one transaction and those still to analyse
- *		are sent.  When that transaction fails (a transient error), they
- *		wait for the next turn; nothing is lost.
+ *		The downloads that ended: failures fail their photo; the others get
+ *		their checksum in one transaction, and those still to analyse come
+ *		back in *out (copies in cxt, their bytes in base64) for the worker's
+ *		ready queue, which sends them under its usual checks.  Returns how
+ *		many.  When that transaction fails (a transient error), they wait
+ *		for the next turn; nothing is lost.
  */
-void
-object_fetch_settle(ObjectFetcher *f, int64 claim_token)
+int
+object_fetch_settle(ObjectFetcher *f, int64 claim_token, MemoryContext cxt, AiPhoto ***out)
 {
 	SettleCall	c;
 	List	   *kept;
 	ListCell   *lc;
+	int			n = 0;
 
+	*out = NULL;
 	if (f->finished == NIL)
-		return;
+		return 0;
 	memset(&c, 0, sizeof(c));
 	c.f = f;
 	c.claim_token = claim_token;
 	kept = settle_list(f, &c);
 	list_free(f->finished);
 	f->finished = kept;
-	if (kept == NIL || !moverz_run_in_transaction(settle_txn, &c, "checksumming downloaded photos", NULL))
-		return;
+	if (kept == NIL)
+		return 0;
+	if (!moverz_run_in_transaction(settle_txn, &c, "checksumming downloaded photos", NULL))
+	{
+		list_free_deep(c.send);
+		return 0;
+	}
+	*out = MemoryContextAlloc(cxt, list_length(kept) * sizeof(AiPhoto *));
 	foreach(lc, kept)
 	{
 		Download   *d = (Download *) lfirst(lc);
@@ -399,21 +468,42 @@ object_fetch_settle(ObjectFetcher *f, int64 claim_token)
 		{
 			if (strcmp((char *) lfirst(s), d->photo->id) == 0)
 			{
-				AiPhoto    *p = with_image(d);
-
-				ai_client_start(f->client, p);
-				pfree(p);
+				(*out)[n++] = with_image(d, cxt);
 				break;
 			}
 		}
-		f->bytes -= d->body.len;
-		pfree(d->body.data);
-		pfree(d->photo);
-		pfree(d);
+		free_download(f, d);
 	}
 	list_free(f->finished);
 	f->finished = NIL;
 	list_free_deep(c.send);
+	return n;
+}
+
+/*
+ * object_fetch_abandon
+ *		At shutdown: the photos being downloaded or not yet settled, in *out
+ *		(their downloads freed), to be handed back unsent.  Returns how many.
+ */
+int
+object_fetch_abandon(ObjectFetcher *f, AiPhoto ***out)
+{
+	List	   *all = list_concat(list_copy(f->active), f->finished);
+	ListCell   *lc;
+	int			n = 0;
+
+	*out = palloc(Max(1, list_length(all)) * sizeof(AiPhoto *));
+	foreach(lc, all)
+	{
+		Download   *d = (Download *) lfirst(lc);
+
+		(*out)[n++] = d->photo;		/* claim_unclaim frees it */
+		f->bytes -= d->photo->image_bytes;
+		pfree(d->body.data);
+		pfree(d);
+	}
+	f->active = f->finished = NIL;
+	return n;
 }
 
 /*
@@ -456,7 +546,7 @@ claim_deletions_txn(void *arg)
 {
 	ObjectFetcher *f = (ObjectFetcher *) arg;
 	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(DELETIONS_PER_ROUND)};
+	Datum		values[1] = {Int32GetDatum(f->round_size)};
 	int			rc = SPI_execute_plan(moverz_saved_plan(&f->claim_plan,
 														"SELECT moverz_batch_internal.claim_object_deletions($1)",
 														1, types),
@@ -532,11 +622,11 @@ finish_deletions_txn(void *arg)
 /*
  * object_deletions_run
  *		Every few seconds, while an s3 store is configured: report the
- *		deletions that ended, then start the due ones (a lease of a minute
- *		covers them in the queue).
+ *		deletions that ended, then start the due ones, no more than the free
+ *		request slots (a lease of a minute covers them in the queue).
  */
 void
-object_deletions_run(ObjectFetcher *f)
+object_deletions_run(ObjectFetcher *f, int free_slots)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -545,13 +635,18 @@ object_deletions_run(ObjectFetcher *f)
 	if ((f->deleted != NIL || f->failed != NIL) &&
 		moverz_run_in_transaction(finish_deletions_txn, f, "deleting objects of the s3 store", NULL))
 	{
+		ListCell   *lc;
+
+		foreach(lc, f->failed)
+			pfree(((Deletion *) lfirst(lc))->key);
 		list_free_deep(f->deleted);
 		list_free_deep(f->failed);
 		f->deleted = f->failed = NIL;
 	}
 	if (now < f->next_round || moverz_s3_bucket == NULL || moverz_s3_bucket[0] == '\0' ||
-		f->deleted != NIL || f->failed != NIL)
+		f->deleted != NIL || f->failed != NIL || free_slots <= 0)
 		return;
 	f->next_round = TimestampTzPlusMilliseconds(now, DELETIONS_EVERY_MS);
+	f->round_size = Min(DELETIONS_PER_ROUND, free_slots);
 	moverz_run_in_transaction(claim_deletions_txn, f, "deleting objects of the s3 store", NULL);
 }

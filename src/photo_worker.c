@@ -158,6 +158,47 @@ held_bytes(PhotoLoop *loop)
 }
 
 /*
+ * ready_add
+ *		Queue n photos to send (and free the array photos): behind the
+ *		others, or before them (first: they were claimed earlier).
+ */
+static void
+ready_add(PhotoLoop *loop, AiPhoto **photos, int n, bool first)
+{
+	if (n > 0)
+	{
+		if (loop->nready + n > loop->maxready)
+		{
+			loop->maxready = Max(64, 2 * (loop->nready + n));
+			loop->ready = loop->ready == NULL ?
+				MemoryContextAlloc(loop->ready_cxt, loop->maxready * sizeof(AiPhoto *)) :
+				repalloc(loop->ready, loop->maxready * sizeof(AiPhoto *));
+		}
+		if (first)
+			memmove(loop->ready + n, loop->ready, loop->nready * sizeof(AiPhoto *));
+		memcpy(loop->ready + (first ? 0 : loop->nready), photos, n * sizeof(AiPhoto *));
+		loop->nready += n;
+	}
+	if (photos)
+		pfree(photos);
+}
+
+/*
+ * settle_downloads
+ *		The files downloaded from the s3 store that are still to analyse
+ *		join the front of the ready queue (send_ready sends them, under its
+ *		checks: pause, rate limit, outage, free slots).
+ */
+static void
+settle_downloads(PhotoLoop *loop)
+{
+	AiPhoto   **photos;
+	int			n = object_fetch_settle(loop->objects, loop->slot->claim_token, loop->ready_cxt, &photos);
+
+	ready_add(loop, photos, n, true);
+}
+
+/*
  * claim_into_queue
  *		Claim up to "want" photos (within the request rate) behind the ready
  *		ones, and send what the free slots take.  False when nothing more
@@ -180,20 +221,7 @@ claim_into_queue(PhotoLoop *loop, int want, TimestampTz now)
 	}
 	n = claim_fetch(loop->claims, granted, held_bytes(loop), loop->ready_cxt, &photos);
 	moverz_rate_give_back(granted - Max(n, 0));
-	if (n > 0)
-	{
-		if (loop->nready + n > loop->maxready)
-		{
-			loop->maxready = Max(64, 2 * (loop->nready + n));
-			loop->ready = loop->ready == NULL ?
-				MemoryContextAlloc(loop->ready_cxt, loop->maxready * sizeof(AiPhoto *)) :
-				repalloc(loop->ready, loop->maxready * sizeof(AiPhoto *));
-		}
-		memcpy(loop->ready + loop->nready, photos, n * sizeof(AiPhoto *));
-		loop->nready += n;
-	}
-	if (photos)
-		pfree(photos);
+	ready_add(loop, photos, n, false);
 	/* photos came: there may be more; none: wait for a wake-up or the poll */
 	loop->want_claim = (n > 0);
 	loop->rate_wait_until = 0;
@@ -466,12 +494,12 @@ static void
 run_turn(PhotoLoop *loop, bool socket_ready)
 {
 	ai_client_drive(loop->client, socket_ready);
-	object_fetch_settle(loop->objects, loop->slot->claim_token);
+	settle_downloads(loop);
 	send_ready(loop);
 	maintain_claims(loop);
 	ai_client_drive(loop->client, false);
-	object_fetch_settle(loop->objects, loop->slot->claim_token);
-	object_deletions_run(loop->objects);
+	settle_downloads(loop);
+	object_deletions_run(loop->objects, moverz_max_inflight - ai_client_inflight(loop->client));
 	write_back_results(loop);
 	report_activity(loop);
 }
@@ -535,7 +563,7 @@ moverz_photo_worker_main(Datum main_arg)
 
 	/*
 	 * Shutting down: the answers already read are written back, the photos
-	 * claimed ahead go back unsent.  The requests still in flight are left:
+	 * claimed ahead and those being downloaded go back unsent.  The requests still in flight are left:
 	 * their photos are taken back (the attempt counted) when the worker
 	 * starts again.
 	 */
@@ -546,6 +574,14 @@ moverz_photo_worker_main(Datum main_arg)
 			 loop.ndeferred);
 	if (loop.nready > 0)
 		recall_ready(&loop);
+	{
+		/* the files being downloaded: their photos go back unsent too */
+		AiPhoto   **photos;
+		int			n = object_fetch_abandon(loop.objects, &photos);
+
+		if (n > 0)
+			(void) claim_unclaim(loop.claims, photos, n);
+	}
 	elog(LOG, "moverz_batch: photo worker %d stopped", index);
 
 	/*

@@ -104,6 +104,8 @@ CREATE TABLE photos (
 CREATE INDEX photos_claim_idx ON photos (user_id, priority DESC, created_at, batch_id, position)
     WHERE status = 'PENDING' AND duplicate_of IS NULL;
 CREATE INDEX photos_duplicates_idx ON photos (duplicate_of) WHERE duplicate_of IS NOT NULL;
+-- An upload is one photo (since 0.7.0); photos given by URL pay nothing.
+CREATE UNIQUE INDEX photos_upload_idx ON photos (upload_id) WHERE upload_id IS NOT NULL;
 -- Crash recovery and per-user fairness: photos in flight.
 CREATE INDEX photos_inflight_idx ON photos (lease_until, user_id)
     WHERE status = 'PROCESSING';

@@ -112,7 +112,8 @@ BEGIN
           ORDER BY batch_id;
         PERFORM moverz_batch_internal.apply_inventory_delta(ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'DONE'), NULL);
         -- an uploaded photo's file goes with it (its bytes with the upload)
-        DELETE FROM moverz_batch.uploads u USING old_rows o WHERE o.upload_id IS NOT NULL AND u.id = o.upload_id;
+        DELETE FROM moverz_batch.uploads u USING old_rows o
+         WHERE o.upload_id IS NOT NULL AND u.id = o.upload_id AND u.photo_id = o.id;
     ELSE
         PERFORM moverz_batch_internal.apply_batch_delta(batch_id, ROW(sum(q)::int, sum(p)::int, sum(c)::int, sum(f)::int, sum(k)::int)::moverz_batch_internal.status_delta)
            FROM (SELECT o.batch_id, (moverz_batch_internal.status_delta_of(o.status, NULL)).* FROM old_rows o

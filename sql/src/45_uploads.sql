@@ -208,7 +208,7 @@ BEGIN
     FOR r IN SELECT a.i - 1 AS i, (a.e ->> 'uploadId')::uuid AS id, u.project_id, u.user_id,
                     CASE WHEN u.store = 's3' THEN coalesce(u.uploaded_at, u.created_at) ELSE u.uploaded_at END
                         AS uploaded_at,
-                    u.expires_at, u.photo_id, count(*) OVER (PARTITION BY a.e ->> 'uploadId') AS times
+                    u.expires_at, u.photo_id, count(*) OVER (PARTITION BY (a.e ->> 'uploadId')::uuid) AS times
                FROM jsonb_array_elements(assets) WITH ORDINALITY AS a(e, i)
                LEFT JOIN moverz_batch.uploads u ON u.id = (a.e ->> 'uploadId')::uuid
               WHERE a.e ? 'uploadId' ORDER BY a.i LOOP
@@ -237,10 +237,14 @@ $$;
 --          takes that analysis (no AI call, the attempt not counted);
 --   'wait' when one with the same bytes is waiting or in flight: it becomes
 --          its duplicate (PENDING, takes its outcome: settle_duplicates);
---   'send' otherwise; 'gone' when it is no longer this worker's (cancelled).
--- Lock order: the photo, then the original it matches (FOR SHARE, its
--- write-back waits; re-checked under the lock).
-CREATE FUNCTION moverz_batch_internal.settle_downloads(p_token bigint, p_rows jsonb)
+--   'send' otherwise, its lease renewed (p_lease_ms) for the AI call;
+--   'gone' when it is no longer this worker's (cancelled, lease expired).
+-- Two workers settling the same bytes of a project at once: the second
+-- waits for the first (an advisory lock per project and checksum, taken in
+-- sorted order) and then sees it.  Lock order: those advisory locks, then
+-- every photo concerned (these and the originals they may match) in id
+-- order, as cancel_batch; then, through the counters, their batches.
+CREATE FUNCTION moverz_batch_internal.settle_downloads(p_token bigint, p_lease_ms int, p_rows jsonb)
 RETURNS TABLE (id uuid, action text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
@@ -248,11 +252,23 @@ DECLARE
     p moverz_batch.photos;
     o moverz_batch.photos;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(k, 0))
+       FROM (SELECT DISTINCT x.project_id || ':' || (e ->> 'sha256') AS k
+               FROM jsonb_array_elements(p_rows) e
+               JOIN moverz_batch.photos x ON x.id = (e ->> 'id')::uuid
+              ORDER BY 1) AS keys;
+    PERFORM 1 FROM moverz_batch.photos x
+     WHERE x.id IN (SELECT (e ->> 'id')::uuid FROM jsonb_array_elements(p_rows) e)
+        OR ((x.project_id, x.checksum) IN (SELECT y.project_id, e ->> 'sha256'
+                                              FROM jsonb_array_elements(p_rows) e
+                                              JOIN moverz_batch.photos y ON y.id = (e ->> 'id')::uuid)
+            AND x.duplicate_of IS NULL AND x.status IN ('DONE', 'PENDING', 'PROCESSING'))
+     ORDER BY x.id FOR UPDATE;
     FOR r IN SELECT (e ->> 'id')::uuid AS pid, e ->> 'sha256' AS sum, (e ->> 'size')::int AS size
                FROM jsonb_array_elements(p_rows) e ORDER BY 1 LOOP
         id := r.pid;
         SELECT * INTO p FROM moverz_batch.photos x
-         WHERE x.id = r.pid AND x.claim_token = p_token AND x.status = 'PROCESSING' FOR UPDATE;
+         WHERE x.id = r.pid AND x.claim_token = p_token AND x.status = 'PROCESSING';
         IF p.id IS NULL THEN
             action := 'gone';
             RETURN NEXT;
@@ -264,7 +280,7 @@ BEGIN
          WHERE x.project_id = p.project_id AND x.checksum = r.sum AND x.duplicate_of IS NULL AND x.id <> p.id
            AND x.status IN ('DONE', 'PENDING', 'PROCESSING')
          ORDER BY x.status = 'DONE' DESC, x.finished_at, x.id
-         LIMIT 1 FOR SHARE;
+         LIMIT 1;
         IF o.id IS NOT NULL AND o.status = 'DONE' THEN
             UPDATE moverz_batch.photos x
                SET checksum = r.sum, status = 'DONE', duplicate_of = o.id, analysis = o.analysis,
@@ -280,7 +296,9 @@ BEGIN
              WHERE x.id = p.id;
             action := 'wait';
         ELSE
-            UPDATE moverz_batch.photos x SET checksum = r.sum, updated_at = now() WHERE x.id = p.id;
+            UPDATE moverz_batch.photos x
+               SET checksum = r.sum, lease_until = now() + p_lease_ms * interval '1 millisecond', updated_at = now()
+             WHERE x.id = p.id;
             action := 'send';
         END IF;
         RETURN NEXT;

@@ -29,7 +29,8 @@
 -- the user's oldest open batch on.
 -- An uploaded photo comes with its bytes (upload_bytes; NULL when they are
 -- gone) and their type: the worker sends them inline; one of the s3 store
--- with its object's key instead: the worker downloads it first.  p_byte_budget caps
+-- with its object's key and announced size instead: the worker downloads
+-- it first, no more than that size.  p_byte_budget caps
 -- the bytes of the uploaded photos of one claim (NULL: no cap): photos are
 -- taken in order while their running total stays within it, and the first
 -- one whatever its size when p_first_anyway (the worker has none in flight).
@@ -38,7 +39,7 @@ CREATE FUNCTION moverz_batch_internal.claim_photos(p_worker int, p_token bigint,
                              p_first_anyway boolean DEFAULT true)
 RETURNS TABLE (id uuid, batch_id uuid, project_id uuid, user_id text, url text,
                filename text, room_type text, attempt int, upload_id uuid, media_type text, image bytea,
-               object_key text)
+               object_key text, upload_size int)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF (SELECT c.paused FROM moverz_batch.control c) THEN
@@ -91,7 +92,7 @@ BEGIN
          ORDER BY c.priority DESC, c.turn, c.created_at LIMIT p_limit
     ), chosen AS (
         -- within the byte budget
-        SELECT r.id, r.priority, r.turn, r.created_at FROM (
+        SELECT r.id, r.priority, r.turn, r.created_at, r.bytes FROM (
             SELECT r.*, sum(r.bytes) OVER w AS total, row_number() OVER w AS n FROM ranked r
             WINDOW w AS (ORDER BY r.priority DESC, r.turn, r.created_at ROWS UNBOUNDED PRECEDING)) r
          WHERE p_byte_budget IS NULL OR r.total <= p_byte_budget OR (r.n = 1 AND p_first_anyway)
@@ -118,7 +119,8 @@ BEGIN
                 THEN (SELECT x.bytes FROM moverz_batch_internal.upload_bytes x WHERE x.upload_id = cl.upload_id) END,
            CASE WHEN cl.upload_id IS NOT NULL
                 THEN (SELECT moverz_batch_internal.upload_object_key(u.project_id, u.id)
-                        FROM moverz_batch.uploads u WHERE u.id = cl.upload_id AND u.store = 's3') END
+                        FROM moverz_batch.uploads u WHERE u.id = cl.upload_id AND u.store = 's3') END,
+           ch.bytes
       FROM claimed cl JOIN chosen ch ON ch.id = cl.id
      ORDER BY ch.priority DESC, ch.turn, ch.created_at, cl.batch_id, cl.position;
 END

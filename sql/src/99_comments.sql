@@ -178,7 +178,7 @@ COMMENT ON FUNCTION moverz_batch_internal.s3_presign(text, text, integer, timest
     'Internal: a presigned URL (AWS SigV4) of the s3 store for a method on an object key, valid expires_s seconds from at; SQL-callable C, called by request_uploads.';
 COMMENT ON FUNCTION moverz_batch_internal.upload_object_key(uuid, uuid) IS
     'Internal: the key of an upload''s object in the s3 store, uploads/<project>/<upload>; called by request_uploads, claim_photos and uploads_objects_trigger.';
-COMMENT ON FUNCTION moverz_batch_internal.settle_downloads(bigint, jsonb) IS
+COMMENT ON FUNCTION moverz_batch_internal.settle_downloads(bigint, integer, jsonb) IS
     'Internal: photos of s3 uploads whose files a worker downloaded take their SHA-256 and, before any AI call, the analysis of a DONE photo with the same bytes (done), or wait for one in flight (wait), or are sent (send); called by the photo workers.';
 COMMENT ON FUNCTION moverz_batch_internal.uploads_objects_trigger() IS
     'Internal: trigger function of uploads (after DELETE): the objects of the s3 uploads deleted are queued in object_deletions.';

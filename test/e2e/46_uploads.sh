@@ -112,6 +112,9 @@ is "$HTTP_STATUS:$(jq -r .message <<<"$HTTP_BODY")" \
 put "$(burl 4)" big.png
 is "$HTTP_STATUS:$HTTP_CODE" 413:HTTP413 "a body over max_upload_bytes: 413 from nginx"
 ok $(grep -c "$(bid 4)" "$MB_HTTP_DIR/postgrest.log" | grep -qx 0; echo $?) "PostgREST never saw it"
+tokens=$(jq -r '.uploads[].url | sub(".*token="; "")' <<<"$ups$bad" | paste -sd'|')
+is "$(cat "$MB_HTTP_DIR/error.log" "$MB_HTTP_DIR/access.log" | grep -cE "$tokens")" 0 \
+   "no upload token in nginx's logs (access and error), 413s and large bodies included"
 is "$(q "SELECT count(*) FROM moverz_batch.uploads WHERE id IN ('$(bid 0)', '$(bid 1)', '$(bid 2)', '$(bid 3)', '$(bid 4)')
           AND uploaded_at IS NULL")" 5 "none of them was stored"
 mb_http_json POST "$api/api/uploads" "$token" "{\"projectId\": \"$project\", \"files\": [

@@ -5,7 +5,7 @@
 -- nothing written on error), the claim handing out the bytes within a byte
 -- budget, and the bytes going with their photo.
 BEGIN;
-SELECT plan(29);
+SELECT plan(31);
 SET LOCAL client_min_messages = warning;
 SELECT ok(moverz_batch.pause_processing(), 'paused (in this transaction only)');
 
@@ -92,6 +92,11 @@ SELECT is(pg_temp.err(format($$SELECT moverz_batch.create_batch(%L, 'tap-up', %L
           '22023: assets[0].uploadId ' || (SELECT id FROM u WHERE i = 0) || ': the upload was already used (an upload is one photo)',
           'the same upload twice in one batch');
 SELECT is(pg_temp.err(format($$SELECT moverz_batch.create_batch(%L, 'tap-up', %L)$$, (SELECT project FROM t),
+              jsonb_build_array(jsonb_build_object('uploadId', (SELECT id FROM u WHERE i = 0)),
+                                jsonb_build_object('uploadId', upper((SELECT id FROM u WHERE i = 0)::text))))),
+          '22023: assets[0].uploadId ' || (SELECT id FROM u WHERE i = 0) || ': the upload was already used (an upload is one photo)',
+          'the same upload twice, in another case');
+SELECT is(pg_temp.err(format($$SELECT moverz_batch.create_batch(%L, 'tap-up', %L)$$, (SELECT project FROM t),
               jsonb_build_array(jsonb_build_object('uploadId', (SELECT id FROM u WHERE i = 0), 'url', 'https://x.example/a.png')))),
           '22023: assets[0] must have a url or an uploadId, not both', 'a url or an uploadId');
 SELECT is((SELECT count(*) FROM moverz_batch.photos WHERE user_id = 'tap-up'), 0::bigint, 'nothing written by the refusals');
@@ -125,6 +130,14 @@ SELECT is((SELECT string_agg(format('%s:%s', c.filename, length(c.image)), ',')
 SELECT is((SELECT string_agg(format('%s:%s', c.filename, coalesce(c.image::text, 'no bytes')), ',')
              FROM moverz_batch_internal.claim_photos(0, 1, 10, 60000, 0, 0, false) c),
           'd.jpg:no bytes', 'a URL photo costs no bytes (the duplicate is never claimed)');
+
+-- a photo that merely names an upload (not the one it became) does not take
+-- it along when deleted
+UPDATE moverz_batch.photos SET url = NULL, upload_id = (SELECT id FROM u WHERE i = 3)
+ WHERE batch_id = (SELECT batch FROM t) AND filename = 'd.jpg';
+DELETE FROM moverz_batch.photos WHERE batch_id = (SELECT batch FROM t) AND filename = 'd.jpg';
+SELECT is((SELECT count(*) FROM moverz_batch.uploads WHERE id = (SELECT id FROM u WHERE i = 3)), 1::bigint,
+          'deleting a photo that names another upload leaves that upload');
 
 -- the bytes go with their photo
 DELETE FROM moverz_batch.batches WHERE id = (SELECT batch FROM t);
