@@ -101,6 +101,7 @@ CREATE TABLE uploads (
 );
 CREATE INDEX uploads_expiry_idx ON uploads (expires_at) WHERE photo_id IS NULL;
 CREATE INDEX uploads_project_idx ON uploads (project_id);
+CREATE INDEX uploads_waiting_idx ON uploads (user_id) WHERE photo_id IS NULL;
 
 -- The bytes of the database store, apart from their upload's row (which
 -- the API reads and updates without them).  Images are compressed
@@ -762,6 +763,7 @@ DECLARE
     v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
     v_store text := moverz_batch_internal.upload_setting('object_store', 'database');
     v_n int;
+    v_waiting bigint;
     v_out jsonb;
 BEGIN
     PERFORM moverz_batch_internal.check_user_id(user_id);
@@ -782,6 +784,18 @@ BEGIN
     END IF;
     PERFORM moverz_batch_internal.check_upload_file(f.v, (f.i - 1)::int, v_max)
        FROM jsonb_array_elements(files) WITH ORDINALITY AS f(v, i);
+    -- uploads waiting for a batch hold storage: no more than one batch's worth
+    v_waiting := (SELECT count(*) FROM moverz_batch.uploads w
+                   WHERE w.user_id = request_uploads.user_id AND w.photo_id IS NULL AND w.expires_at > now());
+    IF v_waiting + v_n > moverz_batch_internal.upload_setting('max_batch_size', '10000')::int THEN
+        RAISE EXCEPTION USING ERRCODE = '53400',
+            MESSAGE = format('user_id %s: %s uploads wait for a batch, %s more would exceed moverz_batch.max_batch_size (%s)',
+                             moverz_batch_internal.echo_value(user_id), v_waiting, v_n,
+                             moverz_batch_internal.upload_setting('max_batch_size', '10000')),
+            DETAIL = format('retry_after_s=%s',
+                            greatest(1, ceil(extract(epoch FROM v_ttl)))::bigint),
+            HINT = 'Attach the uploads to a batch first (create_batch), or let them expire.';
+    END IF;
     WITH t AS (
         SELECT f.i, f.v, gen_random_uuid() AS id,
                replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS token
@@ -1765,6 +1779,16 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION moverz_batch_internal.api_too_many(p_message text, p_hint text, p_detail text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE SQLSTATE 'PGRST' USING
+        MESSAGE = jsonb_build_object('code', '53400', 'message', p_message, 'hint', p_hint, 'details', NULL)::text,
+        DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
+                                    'headers', jsonb_build_object('Retry-After', substr(p_detail, 15)))::text;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION moverz_batch_internal.api_assets(p_body jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1872,10 +1896,7 @@ BEGIN
     WHEN configuration_limit_exceeded THEN
         -- the daily photo quota: 429 Too Many Requests with Retry-After
         GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
-        RAISE SQLSTATE 'PGRST' USING
-            MESSAGE = jsonb_build_object('code', '53400', 'message', v_msg, 'hint', v_hint, 'details', NULL)::text,
-            DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
-                                        'headers', jsonb_build_object('Retry-After', substr(v_state, 15)))::text;
+        PERFORM moverz_batch_internal.api_too_many(v_msg, v_hint, v_state);
     END;
     SELECT x.id, x.created_at <> now() AS replayed,
            x.count_queued + x.count_processing + x.count_completed + x.count_failed AS n
@@ -1906,6 +1927,9 @@ BEGIN
     EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
         PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
+    WHEN configuration_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
+        PERFORM moverz_batch_internal.api_too_many(v_msg, v_hint, v_state);
     END;
     PERFORM set_config('response.status', '201', true);
     RETURN jsonb_build_object('success', true, 'uploads', v_out);
@@ -2500,6 +2524,8 @@ COMMENT ON FUNCTION moverz_api.request_uploads(jsonb) IS
     'POST /api/uploads {"projectId", "files": [{filename, contentType, size}]}: one signed single-use upload URL per file; 201 {success, uploads: [{uploadId, filename, method, url, headers, expiresAt}]}.';
 COMMENT ON FUNCTION moverz_api.upload_put(bytea) IS
     'PUT /api/uploads/:id?token= (the raw bytes): stores an upload''s file, authorised by its URL''s token; 200 {success, uploadId, size, sha256}, 403 wrong token, 409 already uploaded, 410 expired, 413 too large, 415 not an image of its type.';
+COMMENT ON FUNCTION moverz_batch_internal.api_too_many(text, text, text) IS
+    'Internal: a quota error of the SQL API (53400) as HTTP 429 with Retry-After; called by moverz_api.create_batch and moverz_api.request_uploads.';
 COMMENT ON FUNCTION moverz_batch_internal.api_assets(jsonb) IS
     'Internal: create_batch''s assets from a request body, its imageUrls then its uploads; called by moverz_api.create_batch.';
 COMMENT ON FUNCTION moverz_api.get_batch(uuid, integer, integer) IS

@@ -234,6 +234,7 @@ CREATE TABLE uploads (
 );
 CREATE INDEX uploads_expiry_idx ON uploads (expires_at) WHERE photo_id IS NULL;
 CREATE INDEX uploads_project_idx ON uploads (project_id);
+CREATE INDEX uploads_waiting_idx ON uploads (user_id) WHERE photo_id IS NULL;
 
 -- The bytes of the database store, apart from their upload's row (which
 -- the API reads and updates without them).  Images are compressed

@@ -85,7 +85,9 @@ $$;
 -- ([{"filename", "contentType", "size"}]), for a project of the user:
 -- [{"uploadId", "filename", "method": "PUT", "url", "headers", "expiresAt"}],
 -- in the order of files.  Only the SHA-256 of each URL's token is kept.
--- With the s3 store, each URL is a presigned PUT to the store.
+-- With the s3 store, each URL is a presigned PUT to the store.  A user has
+-- at most moverz_batch.max_batch_size uploads waiting for a batch (53400,
+-- HTTP 429).
 CREATE FUNCTION request_uploads(project_id uuid, user_id text, files jsonb) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -94,6 +96,7 @@ DECLARE
     v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
     v_store text := moverz_batch_internal.upload_setting('object_store', 'database');
     v_n int;
+    v_waiting bigint;
     v_out jsonb;
 BEGIN
     PERFORM moverz_batch_internal.check_user_id(user_id);
@@ -114,6 +117,18 @@ BEGIN
     END IF;
     PERFORM moverz_batch_internal.check_upload_file(f.v, (f.i - 1)::int, v_max)
        FROM jsonb_array_elements(files) WITH ORDINALITY AS f(v, i);
+    -- uploads waiting for a batch hold storage: no more than one batch's worth
+    v_waiting := (SELECT count(*) FROM moverz_batch.uploads w
+                   WHERE w.user_id = request_uploads.user_id AND w.photo_id IS NULL AND w.expires_at > now());
+    IF v_waiting + v_n > moverz_batch_internal.upload_setting('max_batch_size', '10000')::int THEN
+        RAISE EXCEPTION USING ERRCODE = '53400',
+            MESSAGE = format('user_id %s: %s uploads wait for a batch, %s more would exceed moverz_batch.max_batch_size (%s)',
+                             moverz_batch_internal.echo_value(user_id), v_waiting, v_n,
+                             moverz_batch_internal.upload_setting('max_batch_size', '10000')),
+            DETAIL = format('retry_after_s=%s',
+                            greatest(1, ceil(extract(epoch FROM v_ttl)))::bigint),
+            HINT = 'Attach the uploads to a batch first (create_batch), or let them expire.';
+    END IF;
     WITH t AS (
         SELECT f.i, f.v, gen_random_uuid() AS id,
                replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') AS token

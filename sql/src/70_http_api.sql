@@ -187,6 +187,18 @@ BEGIN
 END
 $$;
 
+-- api_too_many: a 53400 of the SQL API (a quota) as HTTP 429 Too Many
+-- Requests, with Retry-After from its DETAIL retry_after_s=N.
+CREATE FUNCTION moverz_batch_internal.api_too_many(p_message text, p_hint text, p_detail text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE SQLSTATE 'PGRST' USING
+        MESSAGE = jsonb_build_object('code', '53400', 'message', p_message, 'hint', p_hint, 'details', NULL)::text,
+        DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
+                                    'headers', jsonb_build_object('Retry-After', substr(p_detail, 15)))::text;
+END
+$$;
+
 -- api_assets: create_batch's assets from a request body: its imageUrls
 -- ([{"filename", "url", "roomType"?}]) then its uploads ([{"uploadId",
 -- "roomType"?}], since 0.7.0); NULL when it has neither (create_batch
@@ -313,10 +325,7 @@ BEGIN
     WHEN configuration_limit_exceeded THEN
         -- the daily photo quota: 429 Too Many Requests with Retry-After
         GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
-        RAISE SQLSTATE 'PGRST' USING
-            MESSAGE = jsonb_build_object('code', '53400', 'message', v_msg, 'hint', v_hint, 'details', NULL)::text,
-            DETAIL = jsonb_build_object('status', 429, 'status_text', 'Too Many Requests',
-                                        'headers', jsonb_build_object('Retry-After', substr(v_state, 15)))::text;
+        PERFORM moverz_batch_internal.api_too_many(v_msg, v_hint, v_state);
     END;
     SELECT x.id, x.created_at <> now() AS replayed,
            x.count_queued + x.count_processing + x.count_completed + x.count_failed AS n
@@ -351,6 +360,9 @@ BEGIN
     EXCEPTION WHEN data_exception OR no_data_found OR program_limit_exceeded THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
         PERFORM moverz_batch_internal.api_raise(v_state, v_msg, v_hint);
+    WHEN configuration_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT, v_state = PG_EXCEPTION_DETAIL;
+        PERFORM moverz_batch_internal.api_too_many(v_msg, v_hint, v_state);
     END;
     PERFORM set_config('response.status', '201', true);
     RETURN jsonb_build_object('success', true, 'uploads', v_out);

@@ -322,6 +322,8 @@ COMMENT ON FUNCTION moverz_api.request_uploads(jsonb) IS
     'POST /api/uploads {"projectId", "files": [{filename, contentType, size}]}: one signed single-use upload URL per file; 201 {success, uploads: [{uploadId, filename, method, url, headers, expiresAt}]}.';
 COMMENT ON FUNCTION moverz_api.upload_put(bytea) IS
     'PUT /api/uploads/:id?token= (the raw bytes): stores an upload''s file, authorised by its URL''s token; 200 {success, uploadId, size, sha256}, 403 wrong token, 409 already uploaded, 410 expired, 413 too large, 415 not an image of its type.';
+COMMENT ON FUNCTION moverz_batch_internal.api_too_many(text, text, text) IS
+    'Internal: a quota error of the SQL API (53400) as HTTP 429 with Retry-After; called by moverz_api.create_batch and moverz_api.request_uploads.';
 COMMENT ON FUNCTION moverz_batch_internal.api_assets(jsonb) IS
     'Internal: create_batch''s assets from a request body, its imageUrls then its uploads; called by moverz_api.create_batch.';
 COMMENT ON FUNCTION moverz_api.get_batch(uuid, integer, integer) IS

@@ -5,7 +5,7 @@
 -- nothing written on error), the claim handing out the bytes within a byte
 -- budget, and the bytes going with their photo.
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 SET LOCAL client_min_messages = warning;
 SELECT ok(moverz_batch.pause_processing(), 'paused (in this transaction only)');
 
@@ -59,6 +59,12 @@ SELECT (e ->> 'uploadId')::uuid AS id, substring(e ->> 'url' FROM 'token=(.*)$')
              {"filename": "b.png", "contentType": "image/png", "size": 200},
              {"filename": "a-again.png", "contentType": "image/png", "size": 100},
              {"filename": "c.jpg", "contentType": "image/jpeg", "size": 300}]')) WITH ORDINALITY AS x(e, i);
+SET LOCAL moverz_batch.max_batch_size = 5;
+SELECT matches(pg_temp.err($$SELECT moverz_batch.request_uploads((SELECT project FROM t), 'tap-up',
+              '[{"filename": "e.png", "contentType": "image/png", "size": 10}, {"filename": "f.png", "contentType": "image/png", "size": 10}]')$$),
+          '^53400: user_id ''tap-up'': 4 uploads wait for a batch, 2 more would exceed moverz_batch.max_batch_size \(5\)$',
+          'at most max_batch_size uploads waiting for a batch per user');
+RESET moverz_batch.max_batch_size;
 SELECT is(pg_temp.err(format($$SELECT moverz_batch.store_upload(%L, %L, pg_temp.png(100, 1))$$,
                              (SELECT id FROM u WHERE i = 0), repeat('0', 64))),
           '42501: upload ' || (SELECT id FROM u WHERE i = 0) || ': no such upload, or a wrong token', 'a wrong token');
