@@ -3,7 +3,8 @@
  * dashboard (/admin/), loaded as a classic script before the page's own one.
  * Everything is exposed on one global, window.MB:
  *   - api(method, path, body): a JSON call with the bearer token; throws an
- *     Error carrying the API's status, code, message, hint and details;
+ *     Error carrying the API's status, code, message, hint and details
+ *     (responseError, also for the pages' own fetch calls);
  *   - token storage (sessionStorage "mbToken", first read from #token=<jwt>);
  *   - setupSignIn(): the sign-in block both pages share;
  *   - safe DOM building (el, escapeHtml) and error display;
@@ -88,13 +89,23 @@
       throw err;
     }
 
-    const text = await res.text();
-    let data = null;
-    if (text) {
-      try { data = JSON.parse(text); } catch (e) { data = null; }
-    }
+    const data = await readJson(res);
     if (res.ok) return data;
+    throw responseError(res, data);
+  }
 
+  /* readJson: the parsed JSON body of a response (null when empty or not
+     JSON). */
+  async function readJson(res) {
+    const text = await res.text();
+    if (!text) return null;
+    try { return JSON.parse(text); } catch (e) { return null; }
+  }
+
+  /* responseError: the Error of an HTTP error response whose body (data) was
+     read: its message is the API's own "message", with status, code, hint,
+     details and retryAfter (the Retry-After header, if any). */
+  function responseError(res, data) {
     const payload = data && typeof data === 'object' ? data : {};
     const message = typeof payload.message === 'string' && payload.message
       ? payload.message
@@ -105,7 +116,7 @@
     err.hint = payload.hint ?? null;
     err.details = payload.details ?? null;
     err.retryAfter = res.headers.get('Retry-After');
-    throw err;
+    return err;
   }
 
   /* errorText: how an error is shown: its message, and its hint (when
@@ -170,6 +181,14 @@
     if (value === null || value === undefined || value === '') return '';
     const n = Number(value);
     return Number.isFinite(n) ? n.toFixed(4) : String(value);
+  }
+
+  /* fmtBytes: a size in bytes as "812 bytes", "12.4 kB" or "5 MB" (powers
+     of 1024, as PostgreSQL's pg_size_bytes reads "5MB"). */
+  function fmtBytes(n) {
+    if (!(n >= 1024)) return n + ' bytes';
+    if (n < 1024 * 1024) return fmtNumber(n / 1024, 1) + ' kB';
+    return fmtNumber(n / (1024 * 1024), 1) + ' MB';
   }
 
   /* pad2: two-digit zero padding. */
@@ -266,10 +285,10 @@
   }
 
   window.MB = {
-    api, errorText, showError, clearError,
+    api, readJson, responseError, errorText, showError, clearError,
     getToken, setToken, clearToken, takeTokenFromFragment, decodeJwt, setupSignIn,
     storageGet, storageSet,
     el, escapeHtml,
-    fmtNumber, fmtUsd, fmtDate, fmtTime, fmtDuration, shortId,
+    fmtNumber, fmtBytes, fmtUsd, fmtDate, fmtTime, fmtDuration, shortId,
   };
 })();

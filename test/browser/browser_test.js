@@ -3,13 +3,16 @@
  * browser_test.js: the customer page (/app/) and the operator dashboard
  * (/admin/) driven in a real headless Chromium through puppeteer-core,
  * against a running nginx + Nchan + PostgREST + moverz_batch stack whose
- * photos are analysed by the fake AI service (test/fake_ai).
+ * photos are analysed by the fake AI service (test/fake_ai).  The photo
+ * files of the customer page are tested by upload_test.js, in between;
+ * shared helpers: lib.js.
  *
  * Run by test/e2e/45_browser.sh; by hand:
  *   MB_API_URL=http://127.0.0.1:PORT MB_TOKEN_CUSTOMER=<jwt> MB_TOKEN_OPERATOR=<jwt> \
  *   MB_SHOTS_DIR=/tmp/shots node test/browser/browser_test.js
  * Optional: MB_PROJECT_NAME (the project the customer creates), MB_CHROMIUM
- * (default /usr/bin/chromium).
+ * (default /usr/bin/chromium), FAKE_AI_URL (the fake's counters are then
+ * checked too).
  *
  * Prints TAP ("ok N - ...", "not ok N - ...", then "1..N"); exit status 1 on
  * any failure. Every wait has a timeout, the browser is always closed and
@@ -20,114 +23,16 @@
 const fs = require('fs');
 const path = require('path');
 const puppeteer = require('puppeteer-core');
+const {
+  API, TOKEN_CUSTOMER, TOKEN_OPERATOR, CHROMIUM, WAIT_MS, LONG_WAIT_MS,
+  diag, ok, is, plan, failures,
+  sleep, claims, api, apiOk, pollUntil, waitPage, pause, resume, getBatch,
+  photoRows, finishedOnPage, pageErrors, watchPage, shot, openCustomer,
+} = require('./lib.js');
+const { uploadTests } = require('./upload_test.js');
 
-const API = (process.env.MB_API_URL || '').replace(/\/+$/, '');
-const TOKEN_CUSTOMER = process.env.MB_TOKEN_CUSTOMER || '';
-const TOKEN_OPERATOR = process.env.MB_TOKEN_OPERATOR || '';
-const SHOTS_DIR = process.env.MB_SHOTS_DIR || path.join(require('os').tmpdir(), 'moverz_browser_shots');
-const CHROMIUM = process.env.MB_CHROMIUM || '/usr/bin/chromium';
 const DEMO_FILE = path.join(__dirname, '..', '..', 'web', 'customer', 'demo-photos.json');
-const WAIT_MS = 30000;         // default wait
-const LONG_WAIT_MS = 60000;    // a whole batch
 const OVERALL_MS = 6 * 60000;  // the watchdog of the whole run
-
-/* ------------------------------------------------------------------ TAP */
-
-let testNo = 0;
-let failures = 0;
-let planPrinted = false;
-
-function diag(text) {
-  for (const line of String(text).split('\n')) console.log('#   ' + line);
-}
-
-/* ok: one TAP test; extra (any value) is printed as a diagnostic on failure. */
-function ok(cond, desc, extra) {
-  testNo += 1;
-  if (cond) {
-    console.log('ok ' + testNo + ' - ' + desc);
-  } else {
-    failures += 1;
-    console.log('not ok ' + testNo + ' - ' + desc);
-    if (extra !== undefined) diag(typeof extra === 'string' ? extra : JSON.stringify(extra));
-  }
-  return Boolean(cond);
-}
-
-/* is: ok with got/want (compared as JSON). */
-function is(got, want, desc) {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  return ok(g === w, desc, 'got:  ' + g + '\nwant: ' + w);
-}
-
-function plan() {
-  if (planPrinted) return;
-  planPrinted = true;
-  console.log('1..' + testNo);
-}
-
-/* ---------------------------------------------------------------- helpers */
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/* claims: the payload of a JWT (not verified). */
-function claims(token) {
-  const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-  return JSON.parse(Buffer.from(b64, 'base64').toString('utf8'));
-}
-
-/* api: one JSON request to the HTTP API; resolves to {status, body}. */
-async function api(method, urlPath, token, body) {
-  const headers = { Accept: 'application/json' };
-  if (token) headers.Authorization = 'Bearer ' + token;
-  const init = { method, headers, signal: AbortSignal.timeout(20000) };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const res = await fetch(API + urlPath, init);
-  const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
-  return { status: res.status, body: data };
-}
-
-/* apiOk: api, throwing unless the status is 2xx. */
-async function apiOk(method, urlPath, token, body) {
-  const r = await api(method, urlPath, token, body);
-  if (r.status < 200 || r.status > 299) {
-    throw new Error(method + ' ' + urlPath + ': HTTP ' + r.status + ' ' + JSON.stringify(r.body));
-  }
-  return r.body;
-}
-
-/* pollUntil: calls fn until it returns a truthy value or timeoutMs passes;
-   resolves to the last value (falsy on timeout). */
-async function pollUntil(fn, timeoutMs, intervalMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let value;
-  for (;;) {
-    value = await fn();
-    if (value || Date.now() >= deadline) return value;
-    await sleep(intervalMs);
-  }
-}
-
-/* waitPage: page.waitForFunction with a timeout; true, or false on timeout. */
-async function waitPage(page, fn, timeoutMs, ...args) {
-  try {
-    await page.waitForFunction(fn, { timeout: timeoutMs || WAIT_MS, polling: 100 }, ...args);
-    return true;
-  } catch (e) {
-    if (e && e.name === 'TimeoutError') return false;
-    throw e;
-  }
-}
-
-const pause = () => apiOk('POST', '/rpc/admin_pause', TOKEN_OPERATOR, {});
-const resume = () => apiOk('POST', '/rpc/admin_resume', TOKEN_OPERATOR, {});
-const getBatch = async (id) => (await apiOk('GET', '/api/batches/' + id, TOKEN_CUSTOMER)).batch;
 
 /* fmtNumber: as web/common.js shows a volume (at most 2 decimals). */
 function fmtNumber(value, maxDecimals = 2) {
@@ -218,15 +123,6 @@ function summaryRows(summary) {
 
 /* -------------------------------------------------------------- page reads */
 
-/* photoRows: the customer page's photo table: [{name, status, error}]. */
-function photoRows(page) {
-  return page.$$eval('#photos tbody tr', (rows) => rows.map((r) => ({
-    name: r.cells[0].textContent,
-    status: r.dataset.status,
-    error: (r.querySelector('td.error-code') || {}).textContent || '',
-  })));
-}
-
 /* inventoryShown: what the customer page shows of the inventory. */
 function inventoryShown(page) {
   return page.evaluate(() => ({
@@ -238,44 +134,14 @@ function inventoryShown(page) {
   }));
 }
 
-/* finishedOnPage: the page shows a finished batch with its inventory. */
-function finishedOnPage(status, minEvents) {
-  const s = window.mbState;
-  const rows = [...document.querySelectorAll('#photos tbody tr')];
-  return s && s.lastEvent && s.lastEvent.inventoryReady === true && s.events.length >= minEvents &&
-    document.getElementById('batch-status').textContent === status &&
-    document.getElementById('progress-bar').getAttribute('aria-valuenow') === '100' &&
-    !document.getElementById('inventory').hidden &&
-    rows.length > 0 && rows.every((r) => r.dataset.status === 'DONE' || r.dataset.status === 'ERROR');
-}
-
 /* ------------------------------------------------------------------- main */
-
-const pageErrors = [];
-
-function watchPage(page, name) {
-  page.on('pageerror', (err) => pageErrors.push(name + ': ' + (err && err.message ? err.message : err)));
-  page.setDefaultTimeout(WAIT_MS);
-}
-
-async function shot(page, file) {
-  fs.mkdirSync(SHOTS_DIR, { recursive: true });
-  const target = path.join(SHOTS_DIR, file);
-  await page.screenshot({ path: target, fullPage: true });
-  return target;
-}
 
 /* customerTests: the customer page. Returns what the operator tests need. */
 async function customerTests(browser, ctx) {
   const sub = String(claims(TOKEN_CUSTOMER).sub);
   const projectName = process.env.MB_PROJECT_NAME || 'browser e2e ' + sub;
-  const page = await browser.newPage();
-  watchPage(page, '/app/');
-  await page.setViewport({ width: 1280, height: 900 });
-
   // Sign-in from the fragment.
-  await page.goto(API + '/app/#token=' + encodeURIComponent(TOKEN_CUSTOMER), { waitUntil: 'load', timeout: WAIT_MS });
-  await waitPage(page, () => !document.getElementById('workspace').hidden, WAIT_MS);
+  const page = await openCustomer(browser, '/app/');
   is(await page.$eval('#signed-in-user', (e) => e.textContent), sub, '/app/ signs in from #token=: #signed-in-user shows the sub');
   is(await page.evaluate(() => window.location.hash), '', 'the token is removed from the address bar');
 
@@ -620,6 +486,20 @@ async function operatorTests(browser, ctx) {
   await cctx.close();
 }
 
+/* runPart: one part of the tests (fn), unless missing names what it needs
+   from an earlier part; its exception fails it, not the parts after it. */
+async function runPart(title, missing, fn) {
+  if (missing) {
+    ok(false, 'the ' + title + ' tests need ' + missing + ' (none)');
+    return;
+  }
+  try {
+    await fn();
+  } catch (e) {
+    ok(false, 'the ' + title + ' tests ran to their end', e && e.stack ? e.stack : String(e));
+  }
+}
+
 async function main() {
   for (const [name, value] of [['MB_API_URL', API], ['MB_TOKEN_CUSTOMER', TOKEN_CUSTOMER], ['MB_TOKEN_OPERATOR', TOKEN_OPERATOR]]) {
     if (!value) {
@@ -644,20 +524,9 @@ async function main() {
       protocolTimeout: LONG_WAIT_MS,
     });
     diag('browser: ' + (await browser.version()));
-    try {
-      await customerTests(browser, ctx);
-    } catch (e) {
-      ok(false, 'the customer page tests ran to their end', e && e.stack ? e.stack : String(e));
-    }
-    if (ctx.batchId) {
-      try {
-        await operatorTests(browser, ctx);
-      } catch (e) {
-        ok(false, 'the operator dashboard tests ran to their end', e && e.stack ? e.stack : String(e));
-      }
-    } else {
-      ok(false, 'the operator dashboard tests need the customer\'s batch (none)');
-    }
+    await runPart('customer page', null, () => customerTests(browser, ctx));
+    await runPart('photo file', ctx.projectId ? null : 'the customer\'s project', () => uploadTests(browser, ctx));
+    await runPart('operator dashboard', ctx.batchId ? null : 'the customer\'s batch', () => operatorTests(browser, ctx));
     ok(pageErrors.length === 0, 'no JavaScript error on the pages', pageErrors.join('\n'));
   } catch (e) {
     ok(false, 'the browser runs', e && e.stack ? e.stack : String(e));
@@ -674,7 +543,7 @@ async function main() {
     clearTimeout(watchdog);
     plan();
   }
-  process.exit(failures === 0 ? 0 : 1);
+  process.exit(failures() === 0 ? 0 : 1);
 }
 
 main();

@@ -6,7 +6,12 @@
 # the demo photos analysed with progress coming only through the stream (no
 # polling), the photo table and the inventory equal to what the fake AI
 # service answers, an API error in the API's words, a retry, the stream as a
-# WebSocket.  Operator: queue, throughput chart, workers, costs, batches and
+# WebSocket; photo files (direct upload, test/browser/upload_test.js): a
+# wrong type and an oversize file refused on the page with no request made,
+# files picked with the file chooser (from the keyboard) and dropped, a PUT
+# refused by the API shown on its file and sent again, the batch COMPLETED
+# with a duplicate file counted once and each distinct file's bytes received
+# by the fake AI service once.  Operator: queue, throughput chart, workers, costs, batches and
 # their PARTIAL filter, retry of a failed photo, pause/resume, cancel; a
 # customer token is refused.  Screenshots go to
 # ${MB_ARTIFACTS:-/tmp/moverz_artifacts}/45_browser/.
@@ -74,7 +79,20 @@ TAP_FAILED=$(grep -Ec '^not ok [0-9]+' "$work/tap")
 is "$(grep -c '^1\.\.[0-9]*$' "$work/tap"):$rc" \
    "1:$([ "$TAP_FAILED" = 0 ] && echo 0 || echo 1)" \
    "the browser test ran to its end (its plan printed, exit status $rc, $TAP_FAILED failure(s))"
-for f in customer.png dashboard.png; do
+# The photo files' batch, as the database has it: the uploads of the files
+# refused on the page were never asked for.
+ub=$(q "SELECT DISTINCT p.batch_id FROM moverz_batch.photos p JOIN moverz_batch.uploads u ON u.photo_id = p.id
+         WHERE u.user_id = '$user'")
+is "$(q "SELECT count(*) FILTER (WHERE photo_id IS NOT NULL) || ' attached, ' || count(*) FILTER (WHERE uploaded_at IS NULL)
+          || ' never completed' FROM moverz_batch.uploads WHERE user_id = '$user'")" "4 attached, 1 never completed" \
+   "uploads: the 4 files of the batch, and the URL of the PUT the API refused (none for the files refused on the page)"
+is "$(q "SELECT count(*) || ' photos, ' || count(duplicate_of) || ' duplicate' FROM moverz_batch.photos WHERE batch_id = '$ub'")" \
+   "5 photos, 1 duplicate" "the photo files' batch: the URL and the 4 files, one a duplicate"
+is "$(q "SELECT (SELECT count(*) FROM moverz_batch.inventory_items WHERE batch_id = '$ub')
+              = (SELECT sum(jsonb_array_length(analysis -> 'items')) FROM moverz_batch.photos
+                  WHERE batch_id = '$ub' AND duplicate_of IS NULL)")" t \
+   "its inventory counts the duplicate file's items once"
+for f in customer.png uploads.png dashboard.png; do
     ok "$([ -s "$shots/$f" ] && echo 0 || echo 1)" "screenshot $f saved"
     [ -s "$shots/$f" ] && echo "# screenshot: $shots/$f"
 done

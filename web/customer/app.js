@@ -1,6 +1,7 @@
 /*
  * app.js: the customer page (/app/). Sign in, pick or create a project,
- * submit photo URLs as a batch, follow its analysis and read the inventory.
+ * submit photo files (uploads.js: window.MB.files) and photo URLs as a
+ * batch, follow its analysis and read the inventory.
  *
  * Progress: one EventSource per batch (/api/batches/<id>/stream). Each event
  * updates the status and progress at once and asks for one
@@ -11,7 +12,7 @@
 (function () {
   'use strict';
 
-  const { api, el, showError, clearError, fmtNumber, fmtDate, getToken, storageGet, storageSet } = window.MB;
+  const { api, el, showError, clearError, fmtNumber, fmtDate, getToken, storageGet, storageSet, files } = window.MB;
 
   const TERMINAL = new Set(['COMPLETED', 'PARTIAL', 'FAILED', 'CANCELLED']);
   const RETRYABLE = new Set(['PARTIAL', 'FAILED']);
@@ -342,21 +343,41 @@
     }
   }
 
-  /* submitBatch: POST /api/batches, then follow the new batch. */
+  /* batchBody: the body of POST /api/batches: the photo URLs and the
+     uploads (only the members that have photos). */
+  function batchBody(projectId, imageUrls, uploads) {
+    const body = { projectId };
+    if (imageUrls.length > 0 || uploads.length === 0) body.imageUrls = imageUrls;
+    if (uploads.length > 0) body.uploads = uploads;
+    return body;
+  }
+
+  /* submitBatch: uploads the photo files (POST /api/uploads, a PUT per
+     file), then POST /api/batches with them and the photo URLs, then
+     follows the new batch. Nothing is created while a file is refused. */
   async function submitBatch() {
     clearError(errorBox);
     const text = $('urls').value;
     const imageUrls = demo && text === demo.text ? demo.photos : parsePhotoLines(text);
+    if (imageUrls.length === 0 && files.count() === 0) {
+      showError(errorBox, new Error('Add photo files or photo URLs first.'));
+      return;
+    }
+    const projectId = $('project').value || null;
     const button = $('submit');
     button.disabled = true;
+    files.setBusy(true);
     try {
-      const data = await api('POST', '/api/batches', { projectId: $('project').value || null, imageUrls });
+      const uploads = files.count() > 0 ? await files.send(projectId) : [];
+      const data = await api('POST', '/api/batches', batchBody(projectId, imageUrls, uploads));
+      files.clear();
       attachBatch(data.batchId);
       $('batch-note').textContent = data.photosCount + ' photo(s) submitted, ' +
         data.jobsEnqueued + ' analysis job(s) queued.';
     } catch (err) {
-      showError(errorBox, err);
+      showError(errorBox, files.explain(err));
     } finally {
+      files.setBusy(false);
       button.disabled = false;
     }
   }
@@ -420,7 +441,10 @@
      last batch of this user (remembered for the browser tab). */
   function onSignIn(token, claims) {
     const sub = claims.sub === undefined || claims.sub === null ? '' : String(claims.sub);
-    if (user !== null && sub !== user) detachBatch();
+    if (user !== null && sub !== user) {
+      detachBatch();
+      files.clear();   // another user's uploads would be refused
+    }
     user = sub;
     $('workspace').hidden = false;
     $('signed-out-note').hidden = true;
@@ -438,6 +462,7 @@
   /* onSignOut: hides everything that belongs to the signed-in user. */
   function onSignOut() {
     detachBatch();
+    files.clear();
     user = null;
     storageSet(LAST_BATCH_KEY, null);
     $('project').replaceChildren();
@@ -447,6 +472,7 @@
 
   /* init: wires the page, then signs in (fragment or stored token). */
   function init() {
+    files.setup();
     $('use-demo').addEventListener('click', useDemo);
     $('submit').addEventListener('click', submitBatch);
     $('create-project-form').addEventListener('submit', createProject);
