@@ -26,6 +26,7 @@
 #include <sys/resource.h>
 #include <curl/curl.h>
 
+#include "common/base64.h"
 #include "common/jsonapi.h"
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
@@ -34,6 +35,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+/* Room in a body for all but an inline image: prompt, schema, names. */
+#define AI_BODY_SLACK		(64 * 1024)
 /* Socket events handled per drive call. */
 #define AI_MAX_EVENTS		256
 
@@ -565,7 +568,15 @@ ai_client_start(AiClient *client, const AiPhoto *photo)
 	}
 	req->image_bytes = photo->image_bytes;
 	client->image_bytes += req->image_bytes;
-	initStringInfo(&req->payload);
+	if (photo->image_b64 != NULL)
+	{
+		/* the bytes inline: the body sized once, not doubled up to it */
+		req->payload.maxlen = (int) (pg_b64_enc_len((int) photo->image_bytes) + AI_BODY_SLACK);
+		req->payload.data = palloc(req->payload.maxlen);
+		resetStringInfo(&req->payload);
+	}
+	else
+		initStringInfo(&req->payload);
 	if (!ai_shape_needs_frame(&client->shape))
 		ai_shape_body(&client->shape, &req->payload, photo);
 	if (client->shape.provider != AI_PROVIDER_MOVERZ && client->shape.prompt_version != NULL)
