@@ -231,12 +231,32 @@
 
   /* ---------------------------------------------------------------- sign-in */
 
-  /* setupSignIn: wires the shared sign-in block (form containing input#token,
+  /* buildSignIn: the sign-in block both pages share, in form#signin-form:
+     its label and placeholder come from the form's data-label and
+     data-placeholder. */
+  function buildSignIn(form) {
+    const el = (tag, props, children = []) => {
+      const e = Object.assign(document.createElement(tag), props);
+      children.forEach((c) => e.append(c));
+      return e;
+    };
+    const input = el('input', { id: 'token', name: 'token', type: 'text', spellcheck: false,
+      autocomplete: 'off', placeholder: form.dataset.placeholder || '' });
+    const signedIn = el('span', { id: 'signed-in', className: 'signed-in', hidden: true }, [
+      'Signed in as ', el('span', { id: 'signed-in-user' }), ' ',
+      el('button', { id: 'signout', type: 'button', textContent: 'Sign out' })]);
+    form.replaceChildren(el('label', { htmlFor: 'token', textContent: form.dataset.label || 'Access token' }),
+      input, el('button', { id: 'signin', type: 'submit', className: 'primary', textContent: 'Sign in' }),
+      signedIn);
+  }
+
+  /* setupSignIn: builds and wires the shared sign-in block (form containing input#token,
      button#signin; span#signed-in holding span#signed-in-user and
      button#signout). Signs in at once with the token of the URL fragment, or
      the one stored for this tab. Call it last, once the page is ready:
      onSignIn(token, claims) may run immediately. */
   function setupSignIn({ errorBox, onSignIn, onSignOut }) {
+    buildSignIn(document.getElementById('signin-form'));
     const input = document.getElementById('token');
     const userSpan = document.getElementById('signed-in-user');
     const signedBox = document.getElementById('signed-in');
