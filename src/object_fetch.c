@@ -124,6 +124,16 @@ download_write(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /*
+ * discard_write
+ *		curl's write callback of a deletion: its answer's body is not kept.
+ */
+static size_t
+discard_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	return size * nmemb;
+}
+
+/*
  * download_done
  *		A download ended: kept for object_fetch_settle().
  */
@@ -180,7 +190,7 @@ start_transfer(ObjectFetcher *f, const char *url, bool get, void *arg, char *err
 	else
 	{
 		OBJ_SETOPT(CURLOPT_CUSTOMREQUEST, "DELETE");
-		OBJ_SETOPT(CURLOPT_NOBODY, 1L);
+		OBJ_SETOPT(CURLOPT_WRITEFUNCTION, discard_write);
 	}
 #undef OBJ_SETOPT
 	if (rc != CURLE_OK || !ai_client_add_transfer(f->client, easy, done, arg))
@@ -220,7 +230,10 @@ object_fetch_start(ObjectFetcher *f, AiPhoto *photo)
 
 	d->fetcher = f;
 	d->photo = photo;
-	initStringInfo(&d->body);
+	/* room for the size announced, once (a StringInfo would double up to it) */
+	d->body.maxlen = (int) photo->image_bytes + 1;
+	d->body.data = palloc(d->body.maxlen);
+	resetStringInfo(&d->body);
 	f->active = lappend(f->active, d);
 	f->bytes += photo->image_bytes;
 	MemoryContextSwitchTo(oldcxt);
@@ -484,6 +497,8 @@ object_fetch_settle(ObjectFetcher *f, int64 claim_token, MemoryContext cxt, AiPh
  * object_fetch_abandon
  *		At shutdown: the photos being downloaded or not yet settled, in *out
  *		(their downloads freed), to be handed back unsent.  Returns how many.
+ *		The transfers still in curl point at freed downloads: the AI client
+ *		must not be driven again (the worker exits).
  */
 int
 object_fetch_abandon(ObjectFetcher *f, AiPhoto ***out)
