@@ -68,8 +68,8 @@ MB_CLIENT_CFLAGS = -O2 -g -Wall -Wextra -Werror -DMB_VERSION='"$(EXTVERSION)"'
 
 all: $(MB_CLIENT)
 
-$(MB_CLIENT): $(MB_CLIENT_SRCS) tools/moverz-batch.h Makefile
-	$(CC) $(MB_CLIENT_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -o $@ $(MB_CLIENT_SRCS) \
+$(MB_CLIENT): $(MB_CLIENT_SRCS) tools/moverz-batch.h src/image_type.h Makefile
+	$(CC) $(MB_CLIENT_CFLAGS) -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir) -o $@ $(MB_CLIENT_SRCS) \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -lcurl
 
 install: install-client

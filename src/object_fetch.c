@@ -22,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "executor/spi.h"
+#include "image_type.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "s3_sign.h"
@@ -46,6 +47,7 @@ typedef struct Download
 	StringInfoData body;		/* the bytes received */
 	bool		too_large;
 	long		status;			/* HTTP status, 0 when the transfer failed */
+	char		sum[65];		/* SHA-256 of the body, hex, once checked */
 	char		error[CURL_ERROR_SIZE];
 } Download;
 
@@ -252,27 +254,6 @@ object_fetch_start(ObjectFetcher *f, AiPhoto *photo)
 }
 
 /*
- * image_matches
- *		Do the bytes start as an image of media_type (magic numbers, as
- *		image_type() in SQL)?
- */
-static bool
-image_matches(const StringInfo b, const char *media_type)
-{
-	const unsigned char *p = (const unsigned char *) b->data;
-
-	if (strcmp(media_type, "image/jpeg") == 0)
-		return b->len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff;
-	if (strcmp(media_type, "image/png") == 0)
-		return b->len >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0;
-	if (strcmp(media_type, "image/gif") == 0)
-		return b->len >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0);
-	if (strcmp(media_type, "image/webp") == 0)
-		return b->len >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0;
-	return false;
-}
-
-/*
  * download_failure
  *		Why a finished download cannot be sent, with its error code (AI_ERROR
  *		final, NETWORK_ERROR retried), or NULL when it can.
@@ -280,6 +261,8 @@ image_matches(const StringInfo b, const char *media_type)
 static char *
 download_failure(Download *d, const char **code)
 {
+	const char *type;
+
 	*code = "AI_ERROR";
 	if (d->too_large)
 		return psprintf("the uploaded file is larger than the %lld bytes announced",
@@ -297,7 +280,8 @@ download_failure(Download *d, const char **code)
 						d->status == 0 ? "unreachable" : psprintf("HTTP %ld", d->status));
 	}
 	*code = "AI_ERROR";
-	if (d->body.len == 0 || !image_matches(&d->body, d->photo->media_type))
+	type = moverz_image_type((const unsigned char *) d->body.data, d->body.len);
+	if (type == NULL || strcmp(type, d->photo->media_type) != 0)
 		return psprintf("the uploaded file is not an %s image", d->photo->media_type);
 	return NULL;
 }
@@ -310,44 +294,37 @@ download_failure(Download *d, const char **code)
 static AiPhoto *
 with_image(Download *d, MemoryContext cxt)
 {
-	const AiPhoto *src = d->photo;
-	const char *strs[] = {src->id, src->batch_id, src->project_id, src->user_id, src->filename,
-	src->room_type, src->media_type};
-	Size		lens[lengthof(strs)];
+	AiPhoto    *src = d->photo;
+	const char **from[AI_PHOTO_NFIELDS];
+	const char **to[AI_PHOTO_NFIELDS];
+	Size		lens[AI_PHOTO_NFIELDS];
+	Size		type_len = strlen(src->media_type) + 1;
 	Size		b64 = pg_b64_enc_len(d->body.len) + 1;
-	Size		total = sizeof(AiPhoto) + b64;
+	Size		total = sizeof(AiPhoto) + type_len + b64;
 	AiPhoto    *p;
 	char	   *dst;
 	int			enc;
 
-	for (int i = 0; i < (int) lengthof(strs); i++)
-		total += (lens[i] = strs[i] ? strlen(strs[i]) + 1 : 0);
+	ai_photo_fields(src, from);
+	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
+		total += (lens[i] = *from[i] ? strlen(*from[i]) + 1 : 0);
 	p = MemoryContextAllocHuge(cxt, total);
 	*p = *src;
+	ai_photo_fields(p, to);
 	dst = (char *) (p + 1);
-	for (int i = 0; i < (int) lengthof(strs); i++)
+	for (int i = 0; i < AI_PHOTO_NFIELDS; i++)
 	{
-		const char *copy = strs[i] ? memcpy(dst, strs[i], lens[i]) : NULL;
-
-		switch (i)
-		{
-			case 0: p->id = copy; break;
-			case 1: p->batch_id = copy; break;
-			case 2: p->project_id = copy; break;
-			case 3: p->user_id = copy; break;
-			case 4: p->filename = copy; break;
-			case 5: p->room_type = copy; break;
-			default: p->media_type = copy; break;
-		}
+		*to[i] = *from[i] ? memcpy(dst, *from[i], lens[i]) : NULL;
 		dst += lens[i];
 	}
+	p->media_type = memcpy(dst, src->media_type, type_len);
+	dst += type_len;
 	enc = pg_b64_encode(d->body.data, d->body.len, dst, b64 - 1);
 	if (enc < 0)
 		elog(ERROR, "moverz_batch: could not encode a downloaded photo in base64");
 	dst[enc] = '\0';
 	p->image_b64 = dst;
 	p->image_bytes = d->body.len;
-	p->url = NULL;
 	p->object_key = NULL;
 	return p;
 }
@@ -417,11 +394,15 @@ settle_list(ObjectFetcher *f, SettleCall *c)
 	{
 		Download   *d = (Download *) lfirst(lc);
 		const char *code;
-		char	   *why = download_failure(d, &code);
-		char		sum[65];
+		char	   *why = NULL;
 
-		if (why == NULL && !moverz_sha256_hex(d->body.data, d->body.len, sum))
-			why = pstrdup("could not compute the SHA-256 of the uploaded file");
+		/* checked and hashed once (kept when the transaction failed) */
+		if (d->sum[0] == '\0')
+		{
+			why = download_failure(d, &code);
+			if (why == NULL && !moverz_sha256_hex(d->body.data, d->body.len, d->sum))
+				why = pstrdup("could not compute the SHA-256 of the uploaded file");
+		}
 		if (why != NULL)
 		{
 			ai_client_fail_photo(f->client, d->photo, code, why);
@@ -429,7 +410,7 @@ settle_list(ObjectFetcher *f, SettleCall *c)
 			continue;
 		}
 		appendStringInfo(&c->rows, "%s{\"id\":\"%s\",\"sha256\":\"%s\",\"size\":%d}",
-						 kept == NIL ? "" : ",", d->photo->id, sum, d->body.len);
+						 kept == NIL ? "" : ",", d->photo->id, d->sum, d->body.len);
 		oldcxt = MemoryContextSwitchTo(f->cxt);	/* kept across turns */
 		kept = lappend(kept, d);
 		MemoryContextSwitchTo(oldcxt);

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "moverz-batch.h"
+#include "image_type.h"
 
 /* Most bytes of a filename (check_assets, check_upload_file). */
 #define MAX_FILENAME_BYTES 255
@@ -264,7 +265,7 @@ read_argument(const char *arg, AssetList *list)
 	}
 	if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
 	{
-		type = mb_image_type(head, fread(head, 1, sizeof(head), in));
+		type = moverz_image_type(head, fread(head, 1, sizeof(head), in));
 		rewind(in);
 	}
 	if (type != NULL)

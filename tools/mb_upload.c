@@ -73,24 +73,6 @@ static const char *const request_sql[2] = {
 };
 
 /*
- * mb_image_type: the image type of a file from its first n bytes (12 are
- * enough), as the server's image_type tells it, or NULL.
- */
-const char *
-mb_image_type(const unsigned char *head, size_t n)
-{
-	if (n >= 3 && memcmp(head, "\xff\xd8\xff", 3) == 0)
-		return "image/jpeg";
-	if (n >= 8 && memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0)
-		return "image/png";
-	if (n >= 6 && (memcmp(head, "GIF87a", 6) == 0 || memcmp(head, "GIF89a", 6) == 0))
-		return "image/gif";
-	if (n >= 12 && memcmp(head, "RIFF", 4) == 0 && memcmp(head + 8, "WEBP", 4) == 0)
-		return "image/webp";
-	return NULL;
-}
-
-/*
  * files_json: the "files" of request_uploads, one {"filename",
  * "contentType", "size"} per image file of list.  Malloc'd.
  */

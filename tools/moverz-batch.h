@@ -131,7 +131,6 @@ extern void mb_sb_append_json_string(StrBuf *sb, const char *s);
 extern void mb_explain_error(const PGresult *res, const AssetList *list);
 
 /* tools/mb_upload.c: local image files, told by their magic numbers */
-extern const char *mb_image_type(const unsigned char *head, size_t n);
 extern int	mb_upload_files(PGconn *conn, const MbOptions *opts, AssetList *list,
 							char **project_id);
 
