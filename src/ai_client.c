@@ -552,20 +552,19 @@ ai_client_add_transfer(AiClient *client, void *easy, AiTransferDone done, void *
 void
 ai_client_start(AiClient *client, const AiPhoto *photo)
 {
-	AiRequest  *req = ai_new_request(client, photo);
-	MemoryContext oldcxt = MemoryContextSwitchTo(client->cxt);
+	AiRequest  *req;
+	MemoryContext oldcxt;
 	CURLMcode	mrc;
 
 	if (photo->uploaded && photo->image_b64 == NULL)
 	{
-		MemoryContextSwitchTo(oldcxt);
-		pfree(req->user_id);
-		pfree(req);
 		/* nothing to send, ever: final */
 		ai_client_fail_photo(client, photo, "AI_ERROR",
 							 "the uploaded file of this photo is gone (its bytes are no longer stored)");
 		return;
 	}
+	req = ai_new_request(client, photo);
+	oldcxt = MemoryContextSwitchTo(client->cxt);
 	req->image_bytes = photo->image_bytes;
 	client->image_bytes += req->image_bytes;
 	if (photo->image_b64 != NULL)

@@ -107,15 +107,13 @@ result_int(int col)
 	return isnull ? 0 : DatumGetInt32(d);
 }
 
-/* The text fields of an AiPhoto, in claim_photos()'s column order. */
-#define AI_PHOTO_NFIELDS	7
-
 /*
  * ai_photo_fields
  *		Where each text field of photo is, in claim_photos()'s column order:
  *		id, batch_id, project_id, user_id, url, filename, room_type.
+ *		Also what object_fetch.c copies of a downloaded photo.
  */
-static void
+void
 ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS])
 {
 	fields[0] = &photo->id;

@@ -275,6 +275,8 @@ extern int	object_fetch_abandon(ObjectFetcher *f, AiPhoto ***out);
 extern void object_deletions_run(ObjectFetcher *f, int free_slots);
 
 /* claim.c: the photo worker's transactions (SPI). */
+#define AI_PHOTO_NFIELDS	7	/* the text fields of an AiPhoto (ai_photo_fields) */
+extern void ai_photo_fields(AiPhoto *photo, const char **fields[AI_PHOTO_NFIELDS]);
 typedef struct ClaimState ClaimState;
 extern ClaimState *claim_state_create(MoverzWorkerSlot *slot, int worker_index,
 									  int64 claim_token);
