@@ -762,6 +762,7 @@ DECLARE
     v_ttl interval := moverz_batch_internal.upload_setting('upload_url_ttl', '15min')::interval;
     v_base text := rtrim(moverz_batch_internal.upload_setting('upload_base_url', ''), '/');
     v_store text := moverz_batch_internal.upload_setting('object_store', 'database');
+    v_max_batch int := moverz_batch_internal.upload_setting('max_batch_size', '10000')::int;
     v_n int;
     v_waiting bigint;
     v_out jsonb;
@@ -776,10 +777,10 @@ BEGIN
             MESSAGE = 'files must be a non-empty JSON array of {"filename", "contentType", "size"} objects';
     END IF;
     v_n := jsonb_array_length(files);
-    IF v_n > moverz_batch_internal.upload_setting('max_batch_size', '10000')::int THEN
+    IF v_n > v_max_batch THEN
         RAISE EXCEPTION USING ERRCODE = '54000',
             MESSAGE = format('files has %s files, more than the maximum batch size of %s', v_n,
-                             moverz_batch_internal.upload_setting('max_batch_size', '10000')),
+                             v_max_batch),
             HINT = 'Split the photos into several batches, or raise moverz_batch.max_batch_size.';
     END IF;
     PERFORM moverz_batch_internal.check_upload_file(f.v, (f.i - 1)::int, v_max)
@@ -787,11 +788,11 @@ BEGIN
     -- uploads waiting for a batch hold storage: no more than one batch's worth
     v_waiting := (SELECT count(*) FROM moverz_batch.uploads w
                    WHERE w.user_id = request_uploads.user_id AND w.photo_id IS NULL AND w.expires_at > now());
-    IF v_waiting + v_n > moverz_batch_internal.upload_setting('max_batch_size', '10000')::int THEN
+    IF v_waiting + v_n > v_max_batch THEN
         RAISE EXCEPTION USING ERRCODE = '53400',
             MESSAGE = format('user_id %s: %s uploads wait for a batch, %s more would exceed moverz_batch.max_batch_size (%s)',
                              moverz_batch_internal.echo_value(user_id), v_waiting, v_n,
-                             moverz_batch_internal.upload_setting('max_batch_size', '10000')),
+                             v_max_batch),
             DETAIL = format('retry_after_s=%s',
                             greatest(1, ceil(extract(epoch FROM v_ttl)))::bigint),
             HINT = 'Attach the uploads to a batch first (create_batch), or let them expire.';
